@@ -1,0 +1,217 @@
+"""The small typed objects that pass between components.
+
+The core never looks inside a component; it only relies on these shapes:
+
+* a **dataset** factory returns :class:`DataSplits`: class names, the positive class and
+  train / val / test datasets whose items are ``(image, label, sample_id)`` with ``image`` a
+  ``uint8`` tensor of shape ``(3, H, W)`` (RGB), ``label`` an ``int`` index into ``class_names``;
+* a **backbone** factory returns a :class:`Backbone`: an ``nn.Module`` mapping a batch of RGB
+  images (``uint8`` or float in ``0..255``, ``NCHW``) to feature maps ``(N, out_features, h, w)``;
+  it normalises its own input and lists its layers in order (:class:`Layer`);
+* a **head** factory returns a :class:`Head`: an ``nn.Module`` mapping feature maps to logits;
+* a **trainer** factory returns a :class:`Trainer`, which fits a :class:`~ctframe.model.Classifier`
+  and returns one :class:`TrainedModel` per model it wants evaluated;
+* a **metric** factory returns a :class:`Metric`, a callable from :class:`MetricInput` to named
+  numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # keep `import ctframe` free of torch
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from ctframe.model import Classifier
+    from ctframe.options import Options
+    from ctframe.rundir import RunDirectory
+
+
+class Kind(StrEnum):
+    """The five kinds of component a plugin can register."""
+
+    DATASET = "dataset"
+    BACKBONE = "backbone"
+    HEAD = "head"
+    TRAINER = "trainer"
+    METRIC = "metric"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component: what a recipe names in ``component = "..."``."""
+
+    kind: Kind
+    name: str
+    factory: Callable[..., Any]
+    options: type[Options]
+    description: str
+    plugin: str
+    """Name of the plugin that registered it."""
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What every factory receives besides its options."""
+
+    seed: int
+    device: str
+    """Resolved device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``."""
+    recipe_dir: Path
+    run_dir: RunDirectory | None = None
+    """The run directory, or ``None`` when only validating or auditing."""
+    resume: bool = False
+    """True when continuing an interrupted run in ``run_dir``."""
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("ctframe"))
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """What a dataset component returns.
+
+    Items of ``train``, ``val`` and ``test`` are ``(image uint8 (3, H, W), label int, sample_id str)``
+    and never augmented; ``augment`` (when set) is applied by the trainer to training images only.
+    ``val`` is what early stopping, checkpoint choice and threshold choice may look at; ``test`` only
+    ever measures.
+    """
+
+    class_names: tuple[str, ...]
+    positive_class: str
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Training-time augmentation of one uint8 ``(3, H, W)`` image; ``None`` for none."""
+    num_workers: int = 0
+    """Loader worker processes the dataset recommends."""
+    files: Mapping[str, str] = field(default_factory=dict)
+    """Sample id -> the file it came from, for predictions and reports."""
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    """JSON-able facts about the split (counts per class and split, groups, duplicates)."""
+
+    @property
+    def positive_index(self) -> int:
+        return self.class_names.index(self.positive_class)
+
+    def __post_init__(self) -> None:
+        if self.positive_class not in self.class_names:
+            raise ValueError(
+                f"positive class {self.positive_class!r} is not one of {list(self.class_names)}"
+            )
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One entry of a backbone's ordered layer list.
+
+    ``module`` is ``None`` for layers without parameters or state that the list still names so
+    that counting from the end matches a reference model (input, padding, activation, add).
+    """
+
+    name: str
+    module: nn.Module | None = None
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """Feature extractor contract (implemented by an ``nn.Module``)."""
+
+    out_features: int
+    """Channels of the feature map ``forward`` returns."""
+
+    @property
+    def layers(self) -> Sequence[Layer]:
+        """Every layer, input to output, so "the last N layers" has one meaning."""
+        ...
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Head(Protocol):
+    """Classifier head contract (implemented by an ``nn.Module``)."""
+
+    num_outputs: int
+    """1 for a two-class sigmoid output (probability of class index 1), else one per class."""
+
+    def penalty(self) -> torch.Tensor:
+        """Regularisation term added to the training loss (a zero tensor when there is none)."""
+        ...
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Scores of one model on one split."""
+
+    sample_ids: tuple[str, ...]
+    labels: np.ndarray
+    """True class index per sample, shape ``(N,)``."""
+    probabilities: np.ndarray
+    """Probability per class, shape ``(N, num_classes)``, rows summing to 1."""
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """One model a trainer hands back for evaluation (the study has two: initial and fine-tuned)."""
+
+    key: str
+    """Short identifier used in file names, e.g. ``"initial"``."""
+    title: str
+    """Row title in reports, e.g. ``"Initial Model"``."""
+    val: Predictions
+    test: Predictions
+    checkpoint: Path | None = None
+    history: Sequence[Mapping[str, float]] = ()
+    """Per-epoch records (epoch, losses, metrics, images/s)."""
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    def fit(self, model: Classifier, data: DataSplits, context: BuildContext) -> list[TrainedModel]:
+        """Train ``model`` on ``data`` inside ``context.run_dir``; return the models to evaluate."""
+        ...
+
+
+@dataclass(frozen=True)
+class MetricInput:
+    """What a metric sees: true labels, class probabilities, the positive class and threshold."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    class_names: tuple[str, ...]
+    positive_index: int
+    threshold: float = 0.5
+    """Decision threshold on the positive class's probability (two-class problems)."""
+
+
+@runtime_checkable
+class Metric(Protocol):
+    def __call__(self, inputs: MetricInput) -> Mapping[str, Any]:
+        """Named values; plain floats are bootstrapped and tabulated, other values are stored."""
+        ...
+
+
+@dataclass(frozen=True)
+class AuditSection:
+    title: str
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What a dataset plugin's ``ctframe_audit`` hook returns for ``ctframe audit``."""
+
+    title: str
+    sections: Sequence[AuditSection] = ()
+    warnings: Sequence[str] = ()

@@ -1,0 +1,35 @@
+"""Base class and field types for component option schemas.
+
+Every component declares its options as a subclass of :class:`Options`: a pydantic model whose
+fields carry a type, a default and a one-line ``description``. The recipe section for the component
+is validated against it before any work starts, and ``ctframe schema`` turns it into JSON Schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+
+
+class Options(BaseModel):
+    """Base for option schemas: unknown keys are errors and values are immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _resolve_against_recipe(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    value = value.expanduser()
+    if base is not None and not value.is_absolute():
+        value = Path(base) / value
+    return Path(value).absolute()
+
+
+RecipePath = Annotated[Path, AfterValidator(_resolve_against_recipe)]
+"""A filesystem path option; a relative value is resolved against the recipe's folder."""
+
+
+class NoOptions(Options):
+    """For components that take no options."""

@@ -1,0 +1,1 @@
+"""ctframe built-in plugin classification_metrics (work in progress)."""

@@ -1,0 +1,1 @@
+"""ctframe built-in plugin dense_head (work in progress)."""

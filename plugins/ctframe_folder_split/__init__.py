@@ -1,0 +1,1 @@
+"""ctframe built-in plugin folder_split (work in progress)."""

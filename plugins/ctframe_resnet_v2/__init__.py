@@ -1,0 +1,1 @@
+"""ctframe built-in plugin resnet_v2 (work in progress)."""

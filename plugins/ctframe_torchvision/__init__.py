@@ -1,0 +1,1 @@
+"""ctframe built-in plugin torchvision (work in progress)."""

@@ -1,0 +1,1 @@
+"""ctframe built-in plugin two_phase (work in progress)."""
