@@ -1,0 +1,228 @@
+"""The ``ctframe`` command line: thin wrappers over importable functions.
+
+Errors are turned into one line and an exit code in :func:`main` only: 0 success, 2 user error
+(bad recipe, data or arguments), 1 internal failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.exceptions import TyperException
+from rich.console import Console
+from rich.table import Table
+
+from ctframe import __version__
+from ctframe.contracts import Kind
+from ctframe.errors import CtframeError
+
+DEBUG_ENV = "CTFRAME_DEBUG"
+
+app = typer.Typer(
+    name="ctframe",
+    help="Plugin-based image classification: validated TOML recipes, reproducible run directories.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+SetOption = Annotated[
+    Optional[list[str]],  # noqa: UP045 - typer needs Optional here
+    typer.Option("--set", "-s", help="override a recipe value: section.key=value (repeatable)"),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"ctframe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """ctframe command line."""
+
+
+@app.command()
+def run(
+    recipe: Annotated[Optional[Path], typer.Argument(help="recipe TOML file")] = None,  # noqa: UP045
+    overrides: SetOption = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="folder for the run directory")  # noqa: UP045
+    ] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option("--resume", help="continue the interrupted run in this folder")  # noqa: UP045
+    ] = None,
+) -> None:
+    """Validate RECIPE, then train and evaluate it inside a new run directory."""
+    from ctframe.engine import resume_run, start_run
+    from ctframe.recipe import load_recipe
+
+    if resume is not None:
+        if recipe is not None or overrides or output is not None:
+            raise CtframeError("--resume takes only the run directory; it reuses that run's recipe")
+        result = resume_run(resume, console=err)
+    elif recipe is None:
+        raise CtframeError("name a recipe file (ctframe run RECIPE) or use --resume RUN_DIR")
+    else:
+        result = start_run(load_recipe(recipe, overrides or ()), output=output, console=err)
+    out.print(f"run directory: {result.run_dir.path}")
+
+
+@app.command()
+def validate(recipe: Annotated[Path, typer.Argument(help="recipe TOML file")], overrides: SetOption = None) -> None:
+    """Check RECIPE without training: schema, components, device, data, model."""
+    from ctframe.engine import check_recipe
+    from ctframe.recipe import load_recipe
+
+    loaded = load_recipe(recipe, overrides or ())
+    for line in check_recipe(loaded):
+        out.print(f"  {line}")
+    out.print(f"{recipe}: OK")
+
+
+@app.command("list-plugins")
+def list_plugins(
+    kind: Annotated[Optional[Kind], typer.Option("--kind", help="only this kind")] = None,  # noqa: UP045
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show each component's options")] = False,
+) -> None:
+    """List installed components (and plugins that failed to load)."""
+    from ctframe.listing import describe_plugins
+    from ctframe.plugins import get_registry
+
+    listing = describe_plugins(get_registry(), kind, verbose)
+    if as_json:
+        print(json.dumps(listing, indent=2, default=str))
+        return
+    table = Table("component", "kind", "plugin", "version", "description")
+    for entry in listing["components"]:
+        table.add_row(entry["component"], entry["kind"], entry["package"] if entry["package"] == entry["plugin"]
+                      else f"{entry['plugin']} ({entry['package']})", entry["version"], entry["description"])
+        for option in entry.get("options", []):
+            default = "required" if option["required"] else f"= {option['default']!r}"
+            table.add_row("", "", "", "", f"  {option['name']} {default}: {option['description']}")
+    out.print(table)
+    for broken in listing["broken"]:
+        err.print(f"plugin {broken['plugin']!r} ({broken['package']} {broken['version']}) failed: {broken['error']}")
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="write to this file")  # noqa: UP045
+    ] = None,
+) -> None:
+    """Print the JSON Schema of recipes for the installed plugins."""
+    from ctframe.plugins import get_registry
+    from ctframe.rundir import write_text
+    from ctframe.schema import recipe_json_schema
+
+    text = json.dumps(recipe_json_schema(get_registry()), indent=2, default=str)
+    if output is None:
+        print(text)
+    else:
+        write_text(output, text + "\n")
+        out.print(f"wrote {output}")
+
+
+def _pairs(values: list[str] | None) -> dict[str, str]:
+    pairs = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CtframeError(f"--set expects key=value, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+@app.command()
+def audit(
+    root: Annotated[Path, typer.Argument(help="dataset folder")],
+    overrides: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", help="key=value passed to the auditor")  # noqa: UP045
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Audit a dataset folder: counts, formats, duplicates, shortcuts."""
+    from dataclasses import asdict
+
+    from ctframe.plugins import get_registry
+
+    if not root.exists():
+        raise CtframeError(f"{root}: folder not found; pass the dataset root folder")
+    report = get_registry().manager.hook.ctframe_audit(root=root, options=_pairs(overrides))
+    if report is None:
+        raise CtframeError(f"{root}: no installed dataset plugin recognises this folder layout")
+    if as_json:
+        print(json.dumps(asdict(report), indent=2, default=str))
+        return
+    out.print(f"[bold]{report.title}[/bold]")
+    for section in report.sections:
+        table = Table(*section.columns, title=section.title)
+        for row in section.rows:
+            table.add_row(*(str(cell) for cell in row))
+        out.print(table)
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """Regenerate report.html and the plots of RUN_DIR."""
+    from ctframe.report import build_report
+
+    out.print(f"wrote {build_report(run_dir)}")
+
+
+@app.command()
+def compare(run_dirs: Annotated[list[Path], typer.Argument(help="run directories")]) -> None:
+    """Show runs side by side."""
+    from ctframe.compare import compare_runs
+
+    out.print(compare_runs(run_dirs))
+
+
+def _add_plugin_commands() -> None:
+    from ctframe.plugins import get_registry
+
+    get_registry().manager.hook.ctframe_register_commands(cli=app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        _add_plugin_commands()
+        result = app(args=args, prog_name="ctframe", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except typer.Exit as stop:
+        return stop.exit_code
+    except TyperException as error:  # usage errors from argument parsing
+        show = getattr(error, "show", None)
+        show() if show else err.print(f"error: {error}")
+        return getattr(error, "exit_code", 2) or 2
+    except (KeyboardInterrupt, typer.Abort):
+        err.print("interrupted")
+        return 130
+    except CtframeError as error:
+        err.print(f"error: {error}", soft_wrap=True)
+        return error.exit_code
+    except Exception as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        err.print(f"internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for the traceback)",
+                  soft_wrap=True)
+        return 1

@@ -1,0 +1,198 @@
+"""The engine: wire dataset -> backbone + head -> trainer -> metrics inside a run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from rich.console import Console
+
+from ctframe.contracts import BuildContext, DataSplits, TrainedModel
+from ctframe.environment import describe_environment, seed_everything
+from ctframe.errors import CtframeError, RecipeError, RunError
+from ctframe.plugins import Registry, get_registry
+from ctframe.recipe import Recipe, load_recipe
+from ctframe.rundir import RunDirectory
+
+LOGGER_NAME = "ctframe"
+STATUS = "status.json"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: RunDirectory
+    trained: list[TrainedModel]
+    evaluation: Any
+
+
+def _resolved_device(recipe: Recipe) -> str:
+    from ctframe.model import resolve_device
+
+    try:
+        return resolve_device(recipe.run.device)
+    except ValueError as error:
+        raise RecipeError(f"{recipe.path}: [run] device: {error}") from None
+
+
+def make_context(recipe: Recipe, run_dir: RunDirectory | None, resume: bool = False) -> BuildContext:
+    return BuildContext(
+        seed=recipe.run.seed,
+        device=_resolved_device(recipe),
+        recipe_dir=recipe.path.parent,
+        run_dir=run_dir,
+        resume=resume,
+        logger=logging.getLogger(LOGGER_NAME),
+    )
+
+
+def build_data(recipe: Recipe, context: BuildContext) -> DataSplits:
+    data = recipe.dataset.component.factory(recipe.dataset.options, context)
+    if not isinstance(data, DataSplits):
+        raise TypeError(f"dataset {recipe.dataset.component.name!r} returned {type(data).__name__}, not DataSplits")
+    return data
+
+
+def build_model(recipe: Recipe, context: BuildContext, class_names: tuple[str, ...]):
+    from ctframe.model import Classifier
+
+    backbone = recipe.backbone.component.factory(recipe.backbone.options, context)
+    head = recipe.head.component.factory(recipe.head.options, context, backbone.out_features, len(class_names))
+    return Classifier(backbone, head, class_names)
+
+
+def build_metrics(recipe: Recipe, context: BuildContext) -> list[tuple[str, Any]]:
+    return [(m.component.name, m.component.factory(m.options, context)) for m in recipe.metrics]
+
+
+def check_recipe(recipe: Recipe) -> list[str]:
+    """Everything checkable without training: device, data (paths, files, split), model, trainer."""
+    context = make_context(recipe, run_dir=None)
+    data = build_data(recipe, context)
+    model = build_model(recipe, context, data.class_names)
+    recipe.trainer.component.factory(recipe.trainer.options, context)
+    build_metrics(recipe, context)
+    parameters = sum(p.numel() for p in model.parameters())
+    return [
+        f"device: {context.device}",
+        f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
+        f"classes {list(data.class_names)}, positive class {data.positive_class!r}",
+        f"model: {recipe.backbone.component.name} + {recipe.head.component.name}, {parameters:,} parameters",
+        f"trainer: {recipe.trainer.component.name}; metrics: {', '.join(m.component.name for m in recipe.metrics)}",
+    ]
+
+
+@contextlib.contextmanager
+def _logging_to(run_dir: RunDirectory, console: Console | None) -> Iterator[logging.Logger]:
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    file_handler = logging.FileHandler(run_dir / RunDirectory.LOG, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handlers: list[logging.Handler] = [file_handler]
+    if console is not None:
+        handlers.append(RichHandler(console=console, show_path=False, show_time=False, markup=False))
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        yield logger
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def _write_status(run_dir: RunDirectory, state: str, **extra: Any) -> None:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    run_dir.write_json(STATUS, {"state": state, "updated": now, **extra})
+
+
+def _split_summary(data: DataSplits) -> dict[str, Any]:
+    return {
+        "class_names": list(data.class_names),
+        "positive_class": data.positive_class,
+        "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        **dict(data.summary),
+    }
+
+
+def execute(recipe: Recipe, run_dir: RunDirectory, registry: Registry, console: Console | None,
+            resume: bool = False) -> RunResult:
+    """Run every step of a validated recipe inside ``run_dir``."""
+    from ctframe.evaluation import EvaluationData, evaluate
+    from ctframe.report import build_report
+
+    context = make_context(recipe, run_dir, resume)
+    with _logging_to(run_dir, console) as logger:
+        logger.info("%s run %s", "resuming" if resume else "starting", run_dir.path)
+        plugins = {p.name: f"{p.package} {p.version}" for p in registry.plugins.values() if not p.error}
+        environment = describe_environment(context.device, recipe.run.seed, recipe.path.parent, plugins)
+        run_dir.write_json("environment.json" if not resume else "environment_resume.json", environment)
+        _write_status(run_dir, "running")
+        seed_everything(recipe.run.seed)
+        try:
+            data = build_data(recipe, context)
+            run_dir.write_json("split_summary.json", _split_summary(data))
+            logger.info("data: %d train / %d val / %d test", len(data.train), len(data.val), len(data.test))
+            model = build_model(recipe, context, data.class_names)
+            trainer = recipe.trainer.component.factory(recipe.trainer.options, context)
+            trained = trainer.fit(model, data, context)
+            metrics = build_metrics(recipe, context)
+            evaluation = evaluate(
+                trained,
+                EvaluationData(class_names=data.class_names, positive_class=data.positive_class,
+                               files=dict(data.files)),
+                metrics,
+                recipe.evaluation,
+                run_dir,
+                recipe.run.seed,
+                console,
+            )
+            report = build_report(run_dir.path)
+            logger.info("report: %s", report)
+        except KeyboardInterrupt:
+            _write_status(run_dir, "interrupted")
+            logger.warning("interrupted; resume with: ctframe run --resume %s", run_dir.path)
+            raise
+        except CtframeError as error:
+            _write_status(run_dir, "failed", error=str(error))
+            raise
+        except Exception as error:
+            _write_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
+            logger.exception("internal failure")
+            raise
+        _write_status(run_dir, "completed")
+        logger.info("finished: %s", run_dir.path)
+    return RunResult(run_dir, trained, evaluation)
+
+
+def start_run(recipe: Recipe, output: Path | None = None, registry: Registry | None = None,
+              console: Console | None = None) -> RunResult:
+    """Create ``<output>/<stem>-<timestamp>/``, save the resolved recipe, run everything."""
+    registry = registry or get_registry()
+    _resolved_device(recipe)  # fail before creating anything
+    run_dir = RunDirectory.create(Path(output) if output else recipe.run.output, recipe.stem)
+    header = f"# resolved recipe of this run (from {recipe.path})\n"
+    run_dir.write_text(RunDirectory.RECIPE, header + tomli_w.dumps(recipe.to_dict()))
+    return execute(recipe, run_dir, registry, console)
+
+
+def resume_run(path: Path, registry: Registry | None = None, console: Console | None = None) -> RunResult:
+    """Continue an interrupted run from the state its trainer saved in ``path``."""
+    run_dir = RunDirectory(Path(path))
+    recipe_file = run_dir / RunDirectory.RECIPE
+    if not recipe_file.is_file():
+        raise RunError(f"{path}: not a run directory (no {RunDirectory.RECIPE}); pass the folder a run created")
+    status = run_dir / STATUS
+    if status.is_file() and '"completed"' in status.read_text(encoding="utf-8"):
+        raise RunError(f"{path}: this run already completed; start a new one with ctframe run RECIPE")
+    registry = registry or get_registry()
+    recipe = load_recipe(recipe_file, registry=registry)
+    return execute(recipe, run_dir, registry, console, resume=True)

@@ -1,0 +1,307 @@
+"""TOML recipes: read, override, validate against the installed plugins' option schemas.
+
+Everything here runs before any work starts, and every failure is a one-line
+:class:`~ctframe.errors.RecipeError` naming the recipe file, the section and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from ctframe.contracts import Component, Kind
+from ctframe.errors import RecipeError
+from ctframe.options import Options
+from ctframe.plugins import Registry
+
+COMPONENT_KEY = "component"
+COMPONENT_SECTIONS = (Kind.DATASET, Kind.BACKBONE, Kind.HEAD, Kind.TRAINER)
+TOP_LEVEL_KEYS = ("run", *(kind.value for kind in COMPONENT_SECTIONS), "metrics", "evaluation")
+
+
+class RunSettings(Options):
+    """The ``[run]`` section."""
+
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seeds python, numpy and torch")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N",
+    )
+    output: Path = Field(
+        Path("runs"), description="folder that receives run directories (relative: to the current directory)"
+    )
+    name: str | None = Field(
+        None, pattern=r"^[\w.-]+$", description="run directory prefix (default: the recipe file's stem)"
+    )
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """A validated component section: which component, with which options."""
+
+    section: str
+    component: Component
+    options: Options
+
+    def to_dict(self) -> dict[str, Any]:
+        return {COMPONENT_KEY: self.component.name, **self.options.model_dump(mode="json")}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe. ``to_dict()`` is the resolved recipe (defaults filled, paths absolute)."""
+
+    path: Path
+    run: RunSettings
+    dataset: ComponentConfig
+    backbone: ComponentConfig
+    head: ComponentConfig
+    trainer: ComponentConfig
+    metrics: tuple[ComponentConfig, ...]
+    evaluation: Options
+
+    @property
+    def stem(self) -> str:
+        return self.run.name or self.path.stem
+
+    def components(self) -> list[ComponentConfig]:
+        return [self.dataset, self.backbone, self.head, self.trainer, *self.metrics]
+
+    def to_dict(self) -> dict[str, Any]:
+        resolved: dict[str, Any] = {"metrics": [m.to_dict() for m in self.metrics]}
+        resolved["run"] = self.run.model_dump(mode="json")
+        for config in (self.dataset, self.backbone, self.head, self.trainer):
+            resolved[config.section] = config.to_dict()
+        resolved["evaluation"] = self.evaluation.model_dump(mode="json")
+        return _drop_none(resolved)
+
+
+def _drop_none(value: Any) -> Any:
+    """TOML has no null: an unset optional value is simply left out."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value if v is not None]
+    return value
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _dotted(parts: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+# ---------------------------------------------------------------- reading and overrides
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        hint = "it is a folder; name a .toml file" if path.is_dir() else "check the path"
+        raise RecipeError(f"{path}: recipe file not found ({hint})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecipeError(f"{path}: cannot read the recipe: {error}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"{path}: malformed TOML: {error}") from None
+
+
+def _override_value(raw: str) -> Any:
+    """A TOML literal for arrays, tables and quoted strings; otherwise the raw text, which the
+    option's schema then types (so ``--set run.name=2024`` stays a string)."""
+    try:
+        parsed = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw
+    return parsed if isinstance(parsed, list | dict | str) else raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: Path) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (any depth) to the raw recipe mapping."""
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or not all(parts):
+            raise RecipeError(f"{path}: --set expects section.key=value, got {override!r}")
+        if parts[0] not in TOP_LEVEL_KEYS:
+            raise RecipeError(
+                f"{path}: --set {override!r}: unknown section {parts[0]!r}{_suggest(parts[0], TOP_LEVEL_KEYS)}"
+            )
+        target = data
+        for part in parts[:-1]:
+            child = target.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"{path}: --set {override!r}: {part!r} is not a table")
+            target = child
+        target[parts[-1]] = _override_value(raw.strip())
+    return data
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _format_validation_error(path: Path, section: str, error: ValidationError, schema: type[Options]) -> str:
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    loc = [str(p) for p in first["loc"]]
+    where = f"{path}: [{section}] {_dotted(loc) or '(section)'}"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        fields = _fields_at(schema, loc[:-1])
+        message = f"unknown key{_suggest(loc[-1], fields)}"
+        if fields and not _suggest(loc[-1], fields):
+            message += f" (known keys: {', '.join(sorted(fields))})"
+    elif kind == "missing":
+        description = _field_description(schema, loc)
+        message = "missing required value" + (f" ({description})" if description else "")
+    else:
+        message = f"{first['msg']}, got {first.get('input')!r}"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"{where}: {message}{more}"
+
+
+def _fields_at(schema: type[Options], loc: Sequence[str]) -> list[str]:
+    model: Any = schema
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _field_description(schema: type[Options], loc: Sequence[str]) -> str:
+    model: Any = schema
+    field = None
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        model = field.annotation
+    return (field.description or "") if field else ""
+
+
+def validate_options(
+    schema: type[Options], values: Mapping[str, Any], path: Path, section: str
+) -> Options:
+    try:
+        return schema.model_validate(dict(values), context={"base_dir": path.parent.absolute()})
+    except ValidationError as error:
+        raise RecipeError(_format_validation_error(path, section, error, schema)) from None
+
+
+def _unknown_component_message(registry: Registry, kind: Kind, name: str) -> str:
+    available = registry.names(kind)
+    message = f"unknown {kind} component {name!r}{_suggest(name, available)}"
+    message += f"; available: {', '.join(available) if available else 'none installed'}"
+    broken = registry.broken()
+    if broken:
+        message += "; not loaded: " + ", ".join(f"plugin {p.name!r} ({p.error})" for p in broken)
+    return message
+
+
+def _component(
+    registry: Registry, kind: Kind, section: str, values: Any, path: Path
+) -> ComponentConfig:
+    if not isinstance(values, dict):
+        raise RecipeError(f"{path}: [{section}] must be a table with a '{COMPONENT_KEY}' key")
+    values = dict(values)
+    name = values.pop(COMPONENT_KEY, None)
+    if name is None:
+        available = ", ".join(registry.names(kind)) or "none installed"
+        raise RecipeError(f"{path}: [{section}] {COMPONENT_KEY}: missing; name one of: {available}")
+    if not isinstance(name, str):
+        raise RecipeError(f"{path}: [{section}] {COMPONENT_KEY}: expected a string, got {name!r}")
+    component = registry.get(kind, name)
+    if component is None:
+        raise RecipeError(f"{path}: [{section}] {COMPONENT_KEY}: {_unknown_component_message(registry, kind, name)}")
+    return ComponentConfig(section, component, validate_options(component.options, values, path, section))
+
+
+def _metric_entries(raw: Any, path: Path) -> list[dict[str, Any]]:
+    if raw is None:
+        raise RecipeError(f'{path}: metrics: missing; add e.g. metrics = ["accuracy", "roc_auc"] before the first table')
+    if not isinstance(raw, list) or not raw:
+        raise RecipeError(f"{path}: metrics: expected a non-empty list of metric names or tables, got {raw!r}")
+    entries = []
+    for index, item in enumerate(raw):
+        if isinstance(item, str):
+            entries.append({COMPONENT_KEY: item})
+        elif isinstance(item, dict):
+            entries.append(item)
+        else:
+            raise RecipeError(f"{path}: metrics[{index}]: expected a metric name or a table, got {item!r}")
+    return entries
+
+
+def evaluation_schema() -> type[Options]:
+    from ctframe.evaluation import EvaluationSettings
+
+    return EvaluationSettings
+
+
+def validate_recipe(data: Mapping[str, Any], path: Path, registry: Registry) -> Recipe:
+    """Validate a raw recipe mapping (already overridden) into a :class:`Recipe`."""
+    path = Path(path)
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise RecipeError(
+                f"{path}: unknown top-level key {key!r}{_suggest(key, TOP_LEVEL_KEYS)} "
+                f"(expected: {', '.join(TOP_LEVEL_KEYS)})"
+            )
+    for kind in COMPONENT_SECTIONS:
+        if kind.value not in data:
+            raise RecipeError(f"{path}: missing section [{kind.value}]")
+    run_values = data.get("run", {})
+    if not isinstance(run_values, dict):
+        raise RecipeError(f"{path}: [run] must be a table")
+    run = validate_options(RunSettings, run_values, path, "run")
+    sections = {
+        kind: _component(registry, kind, kind.value, data[kind.value], path) for kind in COMPONENT_SECTIONS
+    }
+    metrics = tuple(
+        _component(registry, Kind.METRIC, f"metrics[{i}]", entry, path)
+        for i, entry in enumerate(_metric_entries(data.get("metrics"), path))
+    )
+    names = [m.component.name for m in metrics]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RecipeError(f"{path}: metrics: {', '.join(duplicates)} listed twice; keep one entry per metric")
+    evaluation_values = data.get("evaluation", {})
+    if not isinstance(evaluation_values, dict):
+        raise RecipeError(f"{path}: [evaluation] must be a table")
+    evaluation = validate_options(evaluation_schema(), evaluation_values, path, "evaluation")
+    return Recipe(
+        path=path.absolute(),
+        run=run.model_copy(update={"output": run.output.expanduser().absolute()}),
+        dataset=sections[Kind.DATASET],
+        backbone=sections[Kind.BACKBONE],
+        head=sections[Kind.HEAD],
+        trainer=sections[Kind.TRAINER],
+        metrics=metrics,
+        evaluation=evaluation,
+    )
+
+
+def load_recipe(path: Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:
+    """Read, override and validate a recipe file. Raises :class:`RecipeError` with one line."""
+    if registry is None:
+        from ctframe.plugins import get_registry
+
+        registry = get_registry()
+    path = Path(path)
+    data = apply_overrides(read_recipe_file(path), overrides, path)
+    return validate_recipe(data, path, registry)
