@@ -1,0 +1,191 @@
+"""``evaluate``: threshold on validation, metrics with bootstrap CIs on test, artifacts and a table."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from ctframe.contracts import Metric, MetricInput, TrainedModel
+from ctframe.errors import CtframeError
+from ctframe.evaluation import calibration
+from ctframe.evaluation.bootstrap import Estimate, looped, percentile_interval, resample_weights
+from ctframe.evaluation.decision import checked_arrays, predicted_labels
+from ctframe.evaluation.outputs import calibration_table, metrics_table, write_metrics, write_predictions
+from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation
+from ctframe.evaluation.settings import EvaluationSettings
+from ctframe.evaluation.threshold import choose_threshold
+from ctframe.rundir import RunDirectory
+
+logger = logging.getLogger("ctframe.evaluation")
+
+WARNINGS_KEY = "warnings"
+"""A metric may return a list of strings under this name (for example "ROC AUC undefined")."""
+
+
+def _default_title(name: str) -> str:
+    return name.replace("_", " ").title()
+
+
+def _point_values(
+    metrics: Sequence[tuple[str, Metric]], inputs: MetricInput
+) -> tuple[dict[str, float], dict[str, Any], dict[str, str], dict[str, str], list[str]]:
+    """Scalars, other values, titles, owning metric per scalar, warnings."""
+    scalars: dict[str, float] = {}
+    others: dict[str, Any] = {}
+    titles: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    warnings: list[str] = []
+    for metric_name, metric in metrics:
+        metric_titles: Mapping[str, str] = getattr(metric, "titles", {}) or {}
+        for name, value in metric(inputs).items():
+            if name == WARNINGS_KEY:
+                warnings.extend(str(w) for w in value)
+                continue
+            if name in scalars or name in others:
+                warnings.append(
+                    f"metric {metric_name!r} repeats the value name {name!r}; the later one is ignored"
+                )
+                continue
+            if isinstance(value, float | int | np.floating | np.integer) and not isinstance(value, bool):
+                scalars[name] = float(value)
+                owners[name] = metric_name
+                titles[name] = metric_titles.get(name, _default_title(name))
+            else:
+                others[name] = value
+    return scalars, others, titles, owners, warnings
+
+
+def _bootstrap(
+    metrics: Sequence[tuple[str, Metric]],
+    inputs: MetricInput,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    settings: EvaluationSettings,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Resampled values per scalar name (metrics and calibration), all from the same resamples."""
+    confidence, outcome = calibration.calibration_target(labels, probabilities, inputs.positive_index)
+    samples: dict[str, list[np.ndarray]] = {}
+    batched = [getattr(metric, "batched", None) or looped(metric) for _, metric in metrics]
+    for weights in resample_weights(labels, settings.bootstrap, seed):
+        blocks: dict[str, np.ndarray] = {}
+        for compute in batched:
+            blocks.update({k: v for k, v in compute(inputs, weights).items() if k != WARNINGS_KEY})
+        blocks["ece"] = calibration.weighted_expected_calibration_error(
+            confidence, outcome, settings.calibration_bins, weights
+        )
+        blocks["brier"] = calibration.weighted_brier_score(
+            labels, probabilities, inputs.positive_index, weights
+        )
+        for name, block in blocks.items():
+            samples.setdefault(name, []).append(np.asarray(block, dtype=np.float64))
+    return {name: np.concatenate(blocks) for name, blocks in samples.items()}
+
+
+def _with_interval(value: float, samples: np.ndarray | None, settings: EvaluationSettings) -> Estimate:
+    if samples is None or settings.bootstrap == 0:
+        return Estimate(value)
+    return Estimate(value, *percentile_interval(samples, settings.confidence))
+
+
+def evaluate_model(
+    trained: TrainedModel,
+    data: EvaluationData,
+    metrics: Sequence[tuple[str, Metric]],
+    settings: EvaluationSettings,
+    seed: int,
+) -> tuple[ModelEvaluation, np.ndarray]:
+    """One model's evaluation and its predicted test labels."""
+    positive = data.positive_index
+    threshold = choose_threshold(trained.val, positive, settings)
+    test = trained.test
+    inputs = MetricInput(
+        test.labels,
+        test.probabilities,
+        data.class_names,
+        positive,
+        0.5 if threshold.value is None else threshold.value,
+    )
+    try:
+        labels, probabilities = checked_arrays(inputs)
+        inputs = MetricInput(labels, probabilities, data.class_names, positive, inputs.threshold)
+        scalars, others, titles, _, warnings = _point_values(metrics, inputs)
+    except CtframeError as error:
+        raise type(error)(f"{trained.title}, test split: {error}") from None
+    if threshold.note:
+        warnings.insert(0, threshold.note)
+    confidence, outcome = calibration.calibration_target(labels, probabilities, positive)
+    calibration_points = {
+        "ece": calibration.expected_calibration_error(confidence, outcome, settings.calibration_bins),
+        "brier": calibration.brier_score(labels, probabilities, positive),
+    }
+    resampled = (
+        _bootstrap(metrics, inputs, labels, probabilities, settings, seed) if settings.bootstrap else {}
+    )
+    for message in warnings:
+        logger.warning("%s: %s", trained.title, message)
+    counts = np.bincount(labels, minlength=len(data.class_names))
+    evaluation = ModelEvaluation(
+        key=trained.key,
+        title=trained.title,
+        threshold=threshold,
+        estimates={name: _with_interval(v, resampled.get(name), settings) for name, v in scalars.items()},
+        titles=titles,
+        calibration={
+            name: _with_interval(v, resampled.get(name), settings) for name, v in calibration_points.items()
+        },
+        values=others,
+        warnings=tuple(warnings),
+        samples=len(labels),
+        class_counts={name: int(n) for name, n in zip(data.class_names, counts, strict=True)},
+    )
+    return evaluation, predicted_labels(probabilities, positive, inputs.threshold)
+
+
+def evaluate(
+    trained: Sequence[TrainedModel],
+    data_info: EvaluationData,
+    metrics: Sequence[tuple[str, Metric]],
+    settings: EvaluationSettings,
+    run_dir: RunDirectory | None,
+    seed: int,
+    console: Console | None = None,
+) -> EvaluationResult:
+    """Evaluate every trained model on its test predictions.
+
+    The threshold is chosen on each model's validation predictions (when the settings ask for it)
+    and applied unchanged to test. Every scalar metric and the calibration scores get stratified
+    bootstrap CIs from the same seeded resamples, so models are compared on identical resamples.
+    Writes ``predictions_<key>.csv``, ``metrics_<key>.json`` and ``metrics.json`` when ``run_dir``
+    is given, and prints the metrics table when ``console`` is given.
+    """
+    evaluations: list[ModelEvaluation] = []
+    for model in trained:
+        evaluation, predicted = evaluate_model(model, data_info, metrics, settings, seed)
+        evaluations.append(evaluation)
+        if run_dir is not None:
+            write_predictions(
+                run_dir,
+                model.key,
+                model.test,
+                predicted,
+                data_info.class_names,
+                data_info.positive_index,
+                data_info.files,
+            )
+    result = EvaluationResult(
+        tuple(evaluations), data_info.class_names, data_info.positive_class, settings, seed
+    )
+    if run_dir is not None:
+        write_metrics(run_dir, result)
+    if console is not None:
+        console.print(metrics_table(result))
+        console.print(calibration_table(result))
+        for evaluation in evaluations:
+            for message in evaluation.warnings:
+                console.print(f"[yellow]warning[/yellow] {evaluation.title}: {message}")
+    return result

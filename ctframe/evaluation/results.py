@@ -1,0 +1,122 @@
+"""What an evaluation returns, in memory and as JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ctframe.evaluation.bootstrap import Estimate
+from ctframe.evaluation.settings import EvaluationSettings
+from ctframe.evaluation.threshold import ThresholdChoice
+
+if TYPE_CHECKING:
+    from ctframe.contracts import DataSplits
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """The facts about the data that evaluation needs (built from :class:`~ctframe.DataSplits`)."""
+
+    class_names: tuple[str, ...]
+    positive_class: str
+    files: Mapping[str, str] = field(default_factory=dict)
+    """Sample id -> file it came from (for the predictions CSV)."""
+
+    def __post_init__(self) -> None:
+        if self.positive_class not in self.class_names:
+            raise ValueError(f"positive class {self.positive_class!r} is not one of {list(self.class_names)}")
+
+    @property
+    def positive_index(self) -> int:
+        return self.class_names.index(self.positive_class)
+
+    @classmethod
+    def from_splits(cls, splits: DataSplits) -> EvaluationData:
+        return cls(tuple(splits.class_names), splits.positive_class, dict(splits.files))
+
+
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """One model's test metrics with confidence intervals."""
+
+    key: str
+    title: str
+    threshold: ThresholdChoice
+    estimates: Mapping[str, Estimate]
+    """Every scalar metric value by name, in recipe order."""
+    titles: Mapping[str, str]
+    """Display title per estimate name ("F1 Score")."""
+    calibration: Mapping[str, Estimate]
+    values: Mapping[str, Any] = field(default_factory=dict)
+    """Non-scalar metric outputs (confusion matrix ...)."""
+    warnings: Sequence[str] = ()
+    samples: int = 0
+    class_counts: Mapping[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "threshold": self.threshold.as_dict(),
+            "test_samples": self.samples,
+            "test_class_counts": dict(self.class_counts),
+            "metrics": {
+                name: {"title": self.titles.get(name, name), **estimate.as_dict()}
+                for name, estimate in self.estimates.items()
+            },
+            "calibration": {name: estimate.as_dict() for name, estimate in self.calibration.items()},
+            "values": jsonable(dict(self.values)),
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    models: tuple[ModelEvaluation, ...]
+    class_names: tuple[str, ...]
+    positive_class: str
+    settings: EvaluationSettings
+    seed: int
+
+    def __getitem__(self, key: str) -> ModelEvaluation:
+        for model in self.models:
+            if model.key == key:
+                return model
+        raise KeyError(key)
+
+    def header(self) -> dict[str, Any]:
+        """Facts shared by every model's metrics file."""
+        return {
+            "class_names": list(self.class_names),
+            "positive_class": self.positive_class,
+            "split": "test",
+            "bootstrap": {
+                "resamples": self.settings.bootstrap,
+                "confidence": self.settings.confidence,
+                "method": "stratified percentile bootstrap",
+                "seed": self.seed,
+            },
+            "calibration_bins": self.settings.calibration_bins,
+            "settings": self.settings.model_dump(),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.header(), "models": {model.key: model.as_dict() for model in self.models}}
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types; NaN and infinities become ``null`` (JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
