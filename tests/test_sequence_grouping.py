@@ -1,0 +1,213 @@
+"""Sequence grouping on generated scan series: thumbnails, scan order and the recovered runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ctframe_folder_split.sequence import (
+    DEFAULT_GROUP_THRESHOLD,
+    consecutive_similarities,
+    file_number,
+    group_sequences,
+    scan_order,
+    thumbnail,
+)
+
+from ctframe.errors import DataError, RecipeError
+
+SIDE = 48
+# Pixel correlation (full resolution, computed without the code under test) that a run's first slice
+# must stay under against the previous run's last slice: the "abrupt change" between series.
+ABRUPT = 0.4
+
+
+def _render(centres: np.ndarray, widths: np.ndarray, signs: np.ndarray, body: np.ndarray, side: int):
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    inside = (((yy - body[0]) / body[2]) ** 2 + ((xx - body[1]) / body[3]) ** 2 <= 1).astype(np.float32)
+    field = np.zeros((side, side), dtype=np.float32)
+    for (cy, cx), width, sign in zip(centres, widths, signs, strict=True):
+        field += sign * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * width * width))
+    grey = 30 + inside * (40 + 110 * field)
+    return np.clip(grey, 0, 255).astype(np.uint8)
+
+
+def make_run(rng: np.random.Generator, length: int, side: int = SIDE) -> list[np.ndarray]:
+    """One scan series: a CT-like body outline with blob texture that drifts a little per slice."""
+    body = np.r_[rng.uniform(0.4, 0.6, 2), rng.uniform(0.3, 0.45, 2)]
+    centres = rng.uniform(0.2, 0.8, (20, 2))
+    widths = rng.uniform(0.05, 0.1, 20)
+    signs = rng.choice([-1.0, 1.0], 20)
+    step = rng.normal(0, 0.012, (20, 2))
+    slices = []
+    for _ in range(length):
+        grey = _render(centres, widths, signs, body, side)
+        slices.append(np.repeat(grey[:, :, None], 3, axis=2))
+        centres = centres + step + rng.normal(0, 0.006, centres.shape)
+    return slices
+
+
+def make_series(rng: np.random.Generator, n_runs: int, min_len: int = 3, max_len: int = 12):
+    """Consecutive runs of one class, each abruptly different from the one before.
+
+    Returns (images in scan order, run index per image)."""
+    images: list[np.ndarray] = []
+    runs: list[int] = []
+    while len(set(runs)) < n_runs:
+        run = make_run(rng, int(rng.integers(min_len, max_len + 1)))
+        if images and np.corrcoef(images[-1][:, :, 0].ravel(), run[0][:, :, 0].ravel())[0, 1] >= ABRUPT:
+            continue  # not an abrupt change; draw another series
+        runs += [len(set(runs))] * len(run)
+        images += run
+    return images, runs
+
+
+def _named(prefix: str, count: int, rng: np.random.Generator, start: int = 1) -> tuple[list[str], np.ndarray]:
+    """File names numbered in scan order, and a shuffled presentation order (as a folder listing)."""
+    names = [f"{prefix} ({start + k}).png" for k in range(count)]
+    return names, rng.permutation(count)
+
+
+# --- thumbnail -----------------------------------------------------------------------------------
+
+
+def test_thumbnail_is_centred_unit_vector():
+    rng = np.random.default_rng(1)
+    image = make_run(rng, 1)[0]
+    vector = thumbnail(image)
+    assert vector.dtype == np.float32 and vector.shape == (32 * 32,)
+    assert abs(float(vector.mean())) < 1e-6
+    assert float(np.linalg.norm(vector)) == pytest.approx(1.0, abs=1e-5)
+    assert thumbnail(image, size=16).shape == (256,)
+
+
+def test_thumbnail_dot_is_pearson_correlation_and_ignores_brightness_contrast():
+    rng = np.random.default_rng(2)
+    first, _, third = make_run(rng, 3)
+    a, b = thumbnail(first), thumbnail(third)
+    # The same correlation computed independently from the vectors' un-normalised form.
+    expected = np.corrcoef(a * 7.0 + 3.0, b * 2.0 - 1.0)[0, 1]
+    assert float(a @ b) == pytest.approx(expected, abs=1e-5)
+    darker = (first.astype(np.float32) * 0.5 + 20).astype(np.uint8)
+    assert float(thumbnail(darker) @ a) > 0.999
+
+
+def test_thumbnail_greyscale_and_rgb_agree_and_size_barely_matters():
+    rng = np.random.default_rng(3)
+    body = np.array([0.5, 0.5, 0.4, 0.35])
+    centres, widths = rng.uniform(0.2, 0.8, (20, 2)), rng.uniform(0.05, 0.1, 20)
+    signs = rng.choice([-1.0, 1.0], 20)
+    grey = _render(centres, widths, signs, body, 64)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    np.testing.assert_allclose(thumbnail(grey), thumbnail(rgb), atol=1e-5)
+    np.testing.assert_allclose(thumbnail(grey[:, :, None]), thumbnail(rgb), atol=1e-5)
+    # The same scene rendered at another resolution stays highly correlated.
+    larger = _render(centres, widths, signs, body, 150)
+    assert float(thumbnail(larger) @ thumbnail(grey)) > 0.98
+
+
+def test_thumbnail_antialiases_fine_detail():
+    # A one-pixel checkerboard averages to flat grey; point sampling would keep a full-contrast pattern.
+    checker = ((np.indices((64, 64)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    assert not thumbnail(checker).any()
+
+
+def test_constant_images_give_zero_vectors_and_no_nan():
+    for image in (np.zeros((20, 30, 3), np.uint8), np.full((17, 5), 200, np.uint8)):
+        vector = thumbnail(image)
+        assert not vector.any() and np.isfinite(vector).all()
+    rng = np.random.default_rng(4)
+    assert float(thumbnail(np.zeros((8, 8), np.uint8)) @ thumbnail(make_run(rng, 1)[0])) == 0.0
+
+
+@pytest.mark.parametrize("shape", [(10, 10, 4), (10, 10, 2), (10,), (0, 10, 3)])
+def test_thumbnail_rejects_other_shapes(shape):
+    with pytest.raises(ValueError):
+        thumbnail(np.zeros(shape, np.uint8))
+
+
+# --- scan order ----------------------------------------------------------------------------------
+
+
+def test_natural_order_compares_numbers_as_numbers():
+    names = ["Covid (10).png", "Covid (9).png", "Covid (100).png", "covid (2).png", "Covid (1).png"]
+    ordered = sorted(names, key=file_number)
+    assert ordered == ["Covid (1).png", "covid (2).png", "Covid (9).png", "Covid (10).png", "Covid (100).png"]
+    assert [names[i] for i in scan_order(names)] == ordered
+    # Leading zeros compare equal as numbers and fall back to the name, so the order is total.
+    padded = sorted(["a 010.png", "a 10.png", "a 9.png"], key=file_number)
+    assert padded == ["a 9.png", "a 010.png", "a 10.png"]
+
+
+def test_pattern_picks_the_slice_number():
+    names = ["p9_slice_3.png", "p10_slice_2.png", "p10_slice_1.png"]
+    # Natural order sorts by patient first; the pattern orders by slice number.
+    assert sorted(names, key=file_number) == ["p9_slice_3.png", "p10_slice_1.png", "p10_slice_2.png"]
+    by_slice = sorted(names, key=lambda name: file_number(name, r"slice_(\d+)"))
+    assert by_slice == ["p10_slice_1.png", "p10_slice_2.png", "p9_slice_3.png"]
+    # Without a group the whole match is the number; the dataset's default takes the last number.
+    assert file_number("x_12.png", r"\d+")[0] == 12
+    assert file_number("scan2 (10).png", r"(\d+)(?!.*\d)")[0] == 10
+
+
+def test_pattern_errors_are_one_line_and_name_the_problem():
+    with pytest.raises(DataError, match="does not match file 'no digits.png'"):
+        file_number("no digits.png", r"(\d+)")
+    with pytest.raises(DataError, match="not a number"):
+        file_number("slice_ab.png", r"slice_(\w+)\.")
+    with pytest.raises(RecipeError, match="not a valid regular expression"):
+        file_number("a (1).png", r"(\d+")
+
+
+# --- grouping ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_groups_recovered_equal_the_runs(seed):
+    rng = np.random.default_rng(seed)
+    images, runs = make_series(rng, n_runs=12)
+    names, listing = _named("Covid", len(images), rng)
+    vectors = np.stack([thumbnail(image) for image in images])
+    # Present the files in a shuffled listing order: grouping must not depend on it.
+    groups = group_sequences([names[i] for i in listing], vectors[listing])
+    assert groups == [runs[i] for i in listing]
+    # Every consecutive pair inside a run is far above the default, every boundary far below it.
+    order, similarity = consecutive_similarities(names, vectors)
+    same_run = np.array([runs[a] == runs[b] for a, b in zip(order[1:], order[:-1], strict=True)])
+    assert similarity[same_run].min() > DEFAULT_GROUP_THRESHOLD + 0.2
+    assert similarity[~same_run].max() < DEFAULT_GROUP_THRESHOLD
+
+
+def test_threshold_extremes_give_one_group_or_one_per_file():
+    rng = np.random.default_rng(5)
+    images, _ = make_series(rng, n_runs=3)
+    names, _ = _named("Non-Covid", len(images), rng)
+    vectors = np.stack([thumbnail(image) for image in images])
+    assert set(group_sequences(names, vectors, threshold=-1.0)) == {0}
+    assert group_sequences(names, vectors, threshold=1.0) == list(range(len(images)))
+    with pytest.raises(ValueError, match="threshold"):
+        group_sequences(names, vectors, threshold=1.5)
+
+
+def test_groups_are_numbered_in_scan_order_with_a_pattern():
+    rng = np.random.default_rng(6)
+    first, second = make_run(rng, 3), make_run(rng, 2)
+    # Natural order would interleave these names; the pattern puts them in scan order.
+    names = ["b_s1.png", "a_s2.png", "c_s3.png", "a_s4.png", "b_s5.png"]
+    vectors = np.stack([thumbnail(image) for image in first + second])
+    assert group_sequences(names, vectors, pattern=r"_s(\d+)") == [0, 0, 0, 1, 1]
+
+
+def test_one_image_class_empty_class_and_constant_images():
+    rng = np.random.default_rng(7)
+    assert group_sequences(["Covid (1).png"], thumbnail(make_run(rng, 1)[0])[None]) == [0]
+    assert group_sequences([], np.zeros((0, 1024), np.float32)) == []
+    # Constant images (zero vectors) never join a neighbour; the dataset merges exact copies itself.
+    blank = thumbnail(np.zeros((30, 30), np.uint8))
+    run = [thumbnail(image) for image in make_run(rng, 2)]
+    names = [f"s ({k}).png" for k in range(1, 6)]
+    assert group_sequences(names, np.stack([blank, blank, *run, blank])) == [0, 1, 2, 2, 3]
+
+
+def test_mismatched_names_and_vectors_are_rejected():
+    with pytest.raises(ValueError, match="one thumbnail vector per name"):
+        group_sequences(["a (1).png", "a (2).png"], np.zeros((3, 16), np.float32))
