@@ -32,7 +32,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SetOption = Annotated[
     Optional[list[str]],  # noqa: UP045 - typer needs Optional here
@@ -212,13 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         return stop.exit_code
     except TyperException as error:  # usage errors from argument parsing
         show = getattr(error, "show", None)
-        show() if show else err.print(f"error: {error}")
+        show() if show else err.print(f"error: {error}", markup=False)
         return getattr(error, "exit_code", 2) or 2
     except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted")
         return 130
     except CtframeError as error:
-        err.print(f"error: {error}", soft_wrap=True)
+        err.print(f"error: {error}", soft_wrap=True, markup=False)
         return error.exit_code
     except Exception as error:
         if os.environ.get(DEBUG_ENV):

@@ -120,7 +120,8 @@ def build_plugin_manager(
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as error:
-        raise PluginError(f"plugin {error.plugin_name!r} implements an unknown hook: {error}") from None
+        name = manager.get_name(error.plugin) or repr(error.plugin)
+        raise PluginError(f"plugin {name!r} implements an unknown hook: {error}") from None
     return manager, plugins
 
 

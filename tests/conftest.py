@@ -1,0 +1,52 @@
+"""Shared fixtures. Tests choose their plugins with CTFRAME_PLUGINS; nothing else installed leaks in."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from ctframe.plugins import PLUGINS_ENV, clear_registry_cache
+
+TESTS = Path(__file__).parent
+REPO = TESTS.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    clear_registry_cache()
+    yield
+    clear_registry_cache()
+
+
+def install_distribution(site: Path, module_source: Path, name: str, entry_point: str) -> Path:
+    """Write a minimal installed distribution (module + dist-info with an entry point) into ``site``."""
+    site.mkdir(parents=True, exist_ok=True)
+    shutil.copy(module_source, site / module_source.name)
+    info = site / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    module = module_source.stem
+    (info / "entry_points.txt").write_text(f"[ctframe]\n{entry_point} = {module}\n")
+    return site
+
+
+@pytest.fixture
+def toy_site(tmp_path, monkeypatch) -> Path:
+    """The toy plugin installed as third-party package ``toy-ctframe`` (entry point ``toy``)."""
+    site = install_distribution(tmp_path / "site", TESTS / "toy" / "toy_ctframe.py", "toy_ctframe", "toy")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv(PLUGINS_ENV, "toy")
+    yield site
+    sys.modules.pop("toy_ctframe", None)
+
+
+@pytest.fixture
+def toy_recipe(tmp_path) -> Path:
+    recipe = tmp_path / "recipes" / "toy.toml"
+    recipe.parent.mkdir()
+    shutil.copy(TESTS / "toy" / "toy.toml", recipe)
+    return recipe

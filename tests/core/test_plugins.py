@@ -1,0 +1,134 @@
+"""Plugin manager and registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+
+from ctframe import Options, hookimpl
+from ctframe.cli import main
+from ctframe.errors import PluginError
+from ctframe.plugins import build_registry
+from tests.conftest import TESTS, install_distribution
+
+
+def _plugin(name: str, component: str, kind_hook: str = "ctframe_register_metrics", fail: bool = False):
+    module = types.ModuleType(name)
+
+    def register_hook(register):
+        if fail:
+            raise RuntimeError("boom while registering")
+        register(component, lambda options, context: None, Options, f"{component} from {name}")
+
+    register_hook.__name__ = kind_hook
+    setattr(module, kind_hook, hookimpl(register_hook))
+    return module
+
+
+def test_components_are_registered_with_their_plugin():
+    registry = build_registry(extra=[_plugin("alpha", "m1")], selection="")
+    component = registry.get("metric", "m1")
+    assert component is not None and component.plugin == "alpha"
+    assert component.description == "m1 from alpha"
+
+
+def test_duplicate_component_names_name_both_plugins():
+    with pytest.raises(PluginError, match=r"'m1' is registered by two plugins: 'alpha' and 'beta'"):
+        build_registry(extra=[_plugin("alpha", "m1"), _plugin("beta", "m1")], selection="")
+
+
+def test_a_plugin_failing_to_register_is_reported_and_the_others_load():
+    registry = build_registry(extra=[_plugin("good", "m1"), _plugin("bad", "m2", fail=True)], selection="")
+    assert registry.names("metric") == ["m1"]
+    (broken,) = registry.broken()
+    assert broken.name == "bad" and "boom while registering" in broken.error
+
+
+def test_misspelled_hook_implementation_is_an_error():
+    module = types.ModuleType("typo")
+
+    @hookimpl
+    def ctframe_register_metric(register):  # missing the final "s"
+        pass
+
+    module.ctframe_register_metric = ctframe_register_metric
+    with pytest.raises(PluginError, match="unknown hook"):
+        build_registry(extra=[module], selection="")
+
+
+def test_register_rejects_options_that_are_not_a_schema():
+    module = types.ModuleType("sloppy")
+
+    @hookimpl
+    def ctframe_register_heads(register):
+        register("h", lambda *a: None, dict, "no schema")
+
+    module.ctframe_register_heads = ctframe_register_heads
+    with pytest.raises(PluginError, match="not a ctframe.Options class"):
+        build_registry(extra=[module], selection="")
+
+
+def test_environment_variable_selects_entry_points(toy_site, monkeypatch):
+    assert build_registry().names("dataset") == ["toy_data"]
+    monkeypatch.setenv("CTFRAME_PLUGINS", "")
+    assert build_registry().names("dataset") == []
+
+
+def test_third_party_package_is_listed(toy_site, capsys):
+    assert main(["list-plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    rows = {(c["component"], c["kind"]): c for c in listing["components"]}
+    assert rows[("toy_trainer", "trainer")]["package"] == "toy_ctframe"
+    assert rows[("toy_trainer", "trainer")]["version"] == "0.1"
+    assert {kind for _, kind in rows} == {"dataset", "backbone", "head", "trainer", "metric"}
+
+
+def test_verbose_listing_shows_options(toy_site, capsys):
+    assert main(["list-plugins", "--json", "--verbose", "--kind", "trainer"]) == 0
+    (trainer,) = json.loads(capsys.readouterr().out)["components"]
+    options = {o["name"]: o for o in trainer["options"]}
+    assert options["epochs"]["default"] == 3
+    assert options["epochs"]["description"] == "passes over the training split"
+
+
+def test_broken_entry_point_is_listed_and_named_in_recipe_errors(tmp_path, monkeypatch, toy_site, toy_recipe,
+                                                                  capsys):
+    broken_source = tmp_path / "broken_ctframe.py"
+    broken_source.write_text("import a_module_that_does_not_exist\n")
+    site = install_distribution(tmp_path / "site2", broken_source, "broken_ctframe", "broken")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("CTFRAME_PLUGINS", "toy,broken")
+
+    assert main(["list-plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["broken"][0]["plugin"] == "broken"
+    assert "a_module_that_does_not_exist" in listing["broken"][0]["error"]
+    assert any(c["component"] == "toy_data" for c in listing["components"])
+
+    assert main(["validate", str(toy_recipe), "--set", "backbone.component=resnet_from_broken"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown backbone component 'resnet_from_broken'" in error
+    assert "plugin 'broken'" in error and "a_module_that_does_not_exist" in error
+
+
+def test_importing_ctframe_imports_no_plugin():
+    code = (
+        "import sys, ctframe, ctframe.cli, ctframe.engine, ctframe.recipe, ctframe.schema, ctframe.model;"
+        "import ctframe.plugins;"
+        "print([m for m in sys.modules if m.startswith('ctframe_') or m.startswith('plugins')])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_built_in_plugins_are_entry_points():
+    from importlib import metadata
+
+    names = {ep.name: ep.value for ep in metadata.entry_points(group="ctframe")}
+    for plugin_dir in (TESTS.parent / "plugins").iterdir():
+        if plugin_dir.is_dir() and plugin_dir.name.startswith("ctframe_"):
+            assert plugin_dir.name in names.values(), f"{plugin_dir.name} has no entry point"
