@@ -1,0 +1,118 @@
+"""Read Keras weight files with h5py alone (no tensorflow): ``{layer name: {variable name: array}}``.
+
+Three layouts:
+
+* legacy ``.h5`` (Keras 2's ``save_weights``, Keras's published application weights, and ``model.save`` to
+  ``.h5``, which nests the same layout under ``model_weights``): one group per layer, the attribute
+  ``weight_names`` lists ``<layer>/<variable>[:0]`` paths. Weights of a nested model (a base model inside
+  a classifier) sit in the nested model's group under the same paths, so parsing the paths finds them;
+* Keras 3 ``.weights.h5``: ``layers/<key>/vars/0..n`` where ``<key>`` is the class name with a counter
+  (``conv2d_7``) and ``vars`` carries the layer name as the attribute ``name``;
+* Keras 3 ``.keras``: a zip archive holding ``model.weights.h5`` in the layout above.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+KerasWeights = dict[str, dict[str, np.ndarray]]
+
+# Keras's variable order per layer type; Keras 3 .weights.h5 stores variables by these positions.
+VARIABLES = {
+    "conv2d": ("kernel", "bias"),
+    "batch_normalization": ("gamma", "beta", "moving_mean", "moving_variance"),
+}
+
+
+class KerasFileError(ValueError):
+    """A file that is not a Keras weight file this reader understands."""
+
+
+def _attribute_list(group, name: str) -> list[str]:
+    """A string-list attribute; Keras splits long ones into ``name0``, ``name1``, ..."""
+    if name in group.attrs:
+        values = list(group.attrs[name])
+    else:
+        values, chunk = [], 0
+        while f"{name}{chunk}" in group.attrs:
+            values.extend(group.attrs[f"{name}{chunk}"])
+            chunk += 1
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _read_legacy(root) -> KerasWeights:
+    weights: KerasWeights = {}
+    for layer_name in _attribute_list(root, "layer_names"):
+        group = root[layer_name]
+        for weight_name in _attribute_list(group, "weight_names"):
+            parts = weight_name.split(":")[0].split("/")
+            owner = parts[-2] if len(parts) >= 2 else layer_name
+            weights.setdefault(owner, {})[parts[-1]] = np.asarray(group[weight_name])
+    return weights
+
+
+def _split_key(key: str) -> tuple[str, int]:
+    match = re.fullmatch(r"(.*?)(?:_(\d+))?", key)
+    assert match is not None
+    return match.group(1), int(match.group(2) or 0)
+
+
+def _read_keras3(root, layer_order: dict[str, Sequence[str]]) -> KerasWeights:
+    """``layer_order`` maps a Keras class key (``conv2d``) to layer names in model order, used only
+    when a file predates Keras's ``name`` attribute on ``vars``."""
+    weights: KerasWeights = {}
+    layers = root["layers"]
+    for key in sorted(layers, key=_split_key):
+        if "layers" in layers[key]:  # a nested model, e.g. the base inside a classifier
+            weights.update(_read_keras3(layers[key], layer_order))
+        variables = layers[key].get("vars")
+        if variables is None or len(variables) == 0:
+            continue
+        kind, index = _split_key(key)
+        name = variables.attrs.get("name")
+        if isinstance(name, bytes):
+            name = name.decode("utf8")
+        if not name:
+            names = layer_order.get(kind, ())
+            if index >= len(names):
+                raise KerasFileError(f"layer group {key!r} has no counterpart in the model")
+            name = names[index]
+        labels = VARIABLES.get(kind, ())
+        arrays = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+        weights[name] = {
+            (labels[i] if i < len(labels) else str(i)): array for i, array in enumerate(arrays)
+        }
+    return weights
+
+
+def read_keras_weights(path: Path, layer_order: dict[str, Sequence[str]] | None = None) -> KerasWeights:
+    """Weights by layer name from a legacy ``.h5``, a Keras 3 ``.weights.h5`` or a ``.keras`` archive."""
+    import h5py
+
+    layer_order = layer_order or {}
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if "model.weights.h5" not in archive.namelist():
+                raise KerasFileError("the archive has no model.weights.h5 (is it a Keras 3 .keras file?)")
+            source: Path | io.BytesIO = io.BytesIO(archive.read("model.weights.h5"))
+    else:
+        source = path
+    try:
+        handle = h5py.File(source, "r")
+    except OSError as error:
+        raise KerasFileError(f"not an HDF5 file ({error})") from None
+    with handle:
+        if "layer_names" in handle.attrs or "layer_names0" in handle.attrs:
+            return _read_legacy(handle)
+        if "model_weights" in handle:
+            return _read_legacy(handle["model_weights"])
+        if "layers" in handle:
+            return _read_keras3(handle, layer_order)
+    raise KerasFileError("no Keras weights layout found (expected 'layer_names' or 'layers')")
