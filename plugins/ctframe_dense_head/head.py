@@ -1,0 +1,86 @@
+"""The study's classifier head: pooling -> Dense(ReLU, L2) -> BatchNorm -> Dropout -> output.
+
+Values follow the Keras model the study used; the Keras names are kept in the option descriptions
+so a reader can map one to the other.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ctframe import BuildContext, Options
+
+
+class DenseHeadOptions(Options):
+    pooling: Literal["avg", "max"] = Field("avg", description="global pooling of the backbone's feature map")
+    units: int = Field(1024, ge=1, description="width of the hidden Dense layer")
+    activation: Literal["relu", "gelu", "linear"] = Field("relu", description="hidden layer activation")
+    l2: float = Field(
+        0.01, ge=0.0, description="Keras L2 factor on the hidden kernel: adds l2 * sum(w^2) to the loss"
+    )
+    batchnorm: bool = Field(True, description="BatchNormalization after the hidden layer")
+    bn_epsilon: float = Field(1e-3, gt=0.0, description="BatchNorm epsilon (Keras default 1e-3)")
+    bn_momentum: float = Field(
+        0.99,
+        gt=0.0,
+        lt=1.0,
+        description="BatchNorm moving-average momentum, Keras meaning (torch's is 1 - this)",
+    )
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout rate before the output layer")
+    output: Literal["auto", "softmax"] = Field(
+        "auto", description="auto: one sigmoid logit for two classes, softmax otherwise; softmax: always"
+    )
+
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "linear": nn.Identity}
+
+
+def _glorot_uniform(layer: nn.Linear) -> None:
+    # Keras Dense defaults: glorot-uniform kernel, zero bias (torch's nn.Linear defaults differ).
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
+class DenseHead(nn.Module):
+    """Feature maps ``(N, C, h, w)`` (or already pooled ``(N, C)``) -> ``num_outputs`` logits."""
+
+    def __init__(self, in_features: int, num_classes: int, options: DenseHeadOptions):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"a classifier head needs at least 2 classes, got {num_classes}")
+        self.num_outputs = 1 if num_classes == 2 and options.output == "auto" else num_classes
+        self.l2 = options.l2
+        self.pool = nn.AdaptiveAvgPool2d(1) if options.pooling == "avg" else nn.AdaptiveMaxPool2d(1)
+        self.hidden = nn.Linear(in_features, options.units)
+        self.activation = _ACTIVATIONS[options.activation]()
+        self.norm: nn.Module = (
+            nn.BatchNorm1d(options.units, eps=options.bn_epsilon, momentum=1.0 - options.bn_momentum)
+            if options.batchnorm
+            else nn.Identity()
+        )
+        self.dropout = nn.Dropout(options.dropout)
+        self.output = nn.Linear(options.units, self.num_outputs)
+        _glorot_uniform(self.hidden)
+        _glorot_uniform(self.output)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.dim() == 4:
+            features = self.pool(features).flatten(1)
+        hidden = self.activation(self.hidden(features))
+        return self.output(self.dropout(self.norm(hidden)))
+
+    def penalty(self) -> torch.Tensor:
+        """Keras ``regularizers.L2(l2)`` on the hidden kernel: ``l2 * sum(w ** 2)``."""
+        if self.l2 == 0.0:
+            return self.hidden.weight.new_zeros(())
+        return self.l2 * self.hidden.weight.float().square().sum()
+
+
+def build_dense_head(
+    options: DenseHeadOptions, context: BuildContext, in_features: int, num_classes: int
+) -> DenseHead:
+    return DenseHead(in_features, num_classes, options)

@@ -1,0 +1,43 @@
+"""Feature cache: a frozen backbone without augmentation maps each image to the same features
+every epoch, so phase 1 computes them once and then trains only the head."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from ctframe_two_phase.loops import FeatureSource, ImageSource, autocast, epoch_batches
+
+
+def backbone_is_frozen(backbone: nn.Module) -> bool:
+    return not any(parameter.requires_grad for parameter in backbone.parameters())
+
+
+@torch.no_grad()
+def compute_features(
+    backbone: nn.Module, images: ImageSource, batch_size: int, bf16: bool
+) -> tuple[FeatureSource, float]:
+    """Run ``backbone`` (in inference mode) once over ``images``; return the cache and its seconds.
+
+    Features stay on the training device in float32 so that the head sees the same numbers as
+    on the uncached path.
+    """
+    started = time.perf_counter()
+    was_training = backbone.training
+    backbone.eval()
+    features, labels, ids = [], [], []
+    try:
+        for inputs, batch_labels, batch_ids in images.batches(
+            epoch_batches(len(images), batch_size, None), 0
+        ):
+            with autocast(images.device, bf16):
+                output = backbone(inputs)
+            features.append(output.float().contiguous())
+            labels.append(batch_labels)
+            ids.extend(batch_ids)
+    finally:
+        backbone.train(was_training)
+    source = FeatureSource(torch.cat(features), torch.cat(labels), ids)
+    return source, time.perf_counter() - started

@@ -1,0 +1,219 @@
+"""The small steps of training: batch order, one epoch, evaluation.
+
+Both batch sources (images through a data loader, or cached backbone features) yield
+``(inputs, labels, sample_ids)`` for an explicit list of index batches, so the cached and the
+uncached paths see exactly the same batches in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ctframe.model import classification_loss, logits_to_probabilities
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+"""Maps a batch of inputs (images or cached features) to logits."""
+
+
+class BatchSource(Protocol):
+    def __len__(self) -> int: ...
+
+    def batches(
+        self, order: Sequence[Sequence[int]], seed: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        """Yield ``(inputs, labels, sample_ids)`` on the training device, one per index batch."""
+        ...
+
+
+def epoch_batches(size: int, batch_size: int, generator: torch.Generator | None) -> list[list[int]]:
+    """Index batches for one epoch, shuffled with ``generator`` (in order when it is ``None``).
+
+    A final batch of a single sample joins the one before it: BatchNorm cannot train on one
+    sample (Keras silently can, torch raises).
+    """
+    order = torch.randperm(size, generator=generator).tolist() if generator is not None else list(range(size))
+    batches = [order[start : start + batch_size] for start in range(0, size, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2].extend(batches.pop())
+    return batches
+
+
+class _Augmented(Dataset):
+    """Applies the training augmentation to the image of each ``(image, label, id)`` item."""
+
+    def __init__(self, dataset: Dataset, augment: Callable[[torch.Tensor], torch.Tensor]):
+        self.dataset = dataset
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        image, label, sample_id = self.dataset[index]
+        return self.augment(image), label, sample_id
+
+
+def _collate(items: list[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    images = torch.stack([torch.as_tensor(item[0]) for item in items])
+    labels = torch.as_tensor([int(item[1]) for item in items], dtype=torch.long)
+    return images, labels, [str(item[2]) for item in items]
+
+
+@dataclass
+class ImageSource:
+    """Images from a dataset through a ``DataLoader`` (uint8 until the backbone)."""
+
+    dataset: Dataset
+    device: str
+    num_workers: int = 0
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    channels_last: bool = False
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def batches(
+        self, order: Sequence[Sequence[int]], seed: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        dataset = _Augmented(self.dataset, self.augment) if self.augment is not None else self.dataset
+        # The generator seeds the loader's workers (torch, random and numpy in each), so augmentation
+        # in workers repeats exactly on resume; it also keeps the loader off the global RNG.
+        loader = DataLoader(
+            dataset,
+            batch_sampler=[list(batch) for batch in order],
+            num_workers=self.num_workers,
+            collate_fn=_collate,
+            pin_memory=self.device.startswith("cuda"),
+            generator=torch.Generator().manual_seed(seed),
+        )
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        for images, labels, ids in loader:
+            images = images.to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
+            yield images, labels.to(self.device, non_blocking=True), ids
+
+
+@dataclass
+class FeatureSource:
+    """Backbone outputs computed once (see ``features.py``); indexing replaces the backbone."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    sample_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def batches(
+        self, order: Sequence[Sequence[int]], seed: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        for batch in order:
+            index = torch.as_tensor(batch, dtype=torch.long, device=self.features.device)
+            yield self.features[index], self.labels[index], [self.sample_ids[i] for i in batch]
+
+
+def autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager:
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    loss: float
+    images: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def train_one_epoch(
+    forward: Forward,
+    penalty: Callable[[], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    source: BatchSource,
+    order: Sequence[Sequence[int]],
+    seed: int,
+    bf16: bool,
+    device: str,
+    on_batch: Callable[[int, float], None] = lambda images, loss: None,
+) -> EpochResult:
+    """One pass over ``order``; the loss is classification loss + head penalty, as Keras reports it
+    (mean over samples). The caller sets train/eval modes."""
+    total, seen, started = 0.0, 0, time.perf_counter()
+    for inputs, labels, _ in source.batches(order, seed):
+        with autocast(device, bf16):
+            logits = forward(inputs)
+        loss = classification_loss(logits, labels) + penalty()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = float(loss.detach())
+        if not np.isfinite(value):
+            raise FloatingPointError(f"training loss became {value}; lower the learning rate")
+        total += value * len(labels)
+        seen += len(labels)
+        on_batch(len(labels), value)
+    return EpochResult(total / max(seen, 1), seen, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    """Mean classification loss plus the head penalty (Keras' val_loss includes regularisers)."""
+    accuracy: float
+    labels: np.ndarray
+    probabilities: np.ndarray
+    sample_ids: tuple[str, ...]
+
+
+@torch.no_grad()
+def evaluate(
+    forward: Forward,
+    penalty: Callable[[], torch.Tensor],
+    source: BatchSource,
+    batch_size: int,
+    bf16: bool,
+    device: str,
+) -> Evaluation:
+    """Loss, accuracy and class probabilities on every sample of ``source``, in order."""
+    order = epoch_batches(len(source), batch_size, generator=None)
+    losses, labels, probabilities, ids = 0.0, [], [], []
+    for inputs, batch_labels, batch_ids in source.batches(order, seed=0):
+        with autocast(device, bf16):
+            logits = forward(inputs)
+        losses += float(classification_loss(logits, batch_labels)) * len(batch_labels)
+        labels.append(batch_labels.cpu())
+        probabilities.append(logits_to_probabilities(logits).cpu())
+        ids.extend(batch_ids)
+    if not ids:
+        raise ValueError("cannot evaluate on an empty split")
+    label_array = torch.cat(labels).numpy()
+    probability_array = torch.cat(probabilities).double().numpy()
+    accuracy = float((probability_array.argmax(axis=1) == label_array).mean())
+    return Evaluation(
+        losses / len(ids) + float(penalty()), accuracy, label_array, probability_array, tuple(ids)
+    )
+
+
+def model_forward(model: nn.Module, backbone_frozen: bool) -> Forward:
+    """Forward through backbone and head; a fully frozen backbone runs without building a graph."""
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        if backbone_frozen:
+            with torch.no_grad():
+                features = model.backbone(images)
+            return model.head(features)
+        return model(images)
+
+    return forward

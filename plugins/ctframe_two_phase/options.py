@@ -1,0 +1,68 @@
+"""Options of the two-phase trainer: one table per phase plus the shared speed settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ctframe import Options
+
+
+class PhaseOptions(Options):
+    """One training phase: optimiser step size, length and the early-stopping callback."""
+
+    epochs: int = Field(20, ge=0, description="maximum epochs of this phase (0 skips it)")
+    lr: float = Field(1e-4, gt=0.0, description="RMSprop learning rate")
+    patience: int = Field(
+        5, ge=1, description="early stopping: epochs without val-loss improvement before stopping"
+    )
+    min_delta: float = Field(
+        0.0, ge=0.0, description="early stopping: smallest val-loss decrease that counts"
+    )
+    restore_best: bool = Field(
+        True, description="evaluate (and fine-tune from) the best-val-loss epoch instead of the last one"
+    )
+
+
+class FinetuneOptions(PhaseOptions):
+    """Phase 2: the same callbacks, a smaller step and the backbone's last layers unfrozen."""
+
+    lr: float = Field(1e-5, gt=0.0, description="RMSprop learning rate")
+    unfreeze_last: int = Field(
+        150, ge=0, description="backbone layers to unfreeze, counted from the end of its layer list"
+    )
+    finetune_batchnorm: bool = Field(
+        True, description="unfrozen BatchNorm layers update their moving statistics (Keras trainable=True)"
+    )
+
+
+class TwoPhaseOptions(Options):
+    initial: PhaseOptions = Field(
+        default_factory=PhaseOptions, description="phase 1: frozen backbone, train the head"
+    )
+    finetuned: FinetuneOptions = Field(
+        default_factory=FinetuneOptions, description="phase 2: fine-tune the backbone's last layers"
+    )
+    batch_size: int = Field(32, ge=1, description="images per training step (Keras fit default 32)")
+    eval_batch_size: int | None = Field(
+        None, ge=1, description="images per evaluation step; unset: twice batch_size"
+    )
+    rho: float = Field(0.9, gt=0.0, lt=1.0, description="RMSprop decay of the squared-gradient average")
+    epsilon: float = Field(1e-7, gt=0.0, description="RMSprop epsilon")
+    epsilon_inside_sqrt: bool = Field(
+        True, description="Keras RMSprop divides by sqrt(v + eps); false: torch's sqrt(v) + eps"
+    )
+    num_workers: int | None = Field(
+        None, ge=0, description="data loader worker processes; unset: what the dataset recommends"
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA that supports it, else fp32"
+    )
+    channels_last: bool = Field(False, description="NHWC memory format for the model and its inputs")
+    feature_cache: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: without augmentation, phase 1 computes the frozen backbone's features once",
+    )
+    progress: bool = Field(True, description="rich progress bar per epoch (only on a terminal)")
+    tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")

@@ -1,0 +1,313 @@
+"""The study's two-phase schedule: train the head on a frozen backbone, then fine-tune the
+backbone's last layers from the best phase-1 weights. Each phase's best model is evaluated."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ctframe import BuildContext, DataError, DataSplits, Predictions, TrainedModel
+from ctframe.model import Classifier, freeze_inactive_batchnorm, set_trainable_layers
+from ctframe_two_phase import checkpoints
+from ctframe_two_phase.early_stopping import EarlyStopping
+from ctframe_two_phase.features import backbone_is_frozen, compute_features
+from ctframe_two_phase.loops import (
+    BatchSource,
+    Evaluation,
+    ImageSource,
+    epoch_batches,
+    evaluate,
+    model_forward,
+    train_one_epoch,
+)
+from ctframe_two_phase.optimizer import KerasRMSprop
+from ctframe_two_phase.options import PhaseOptions, TwoPhaseOptions
+from ctframe_two_phase.progress import EpochProgress, TensorBoardLog, write_history
+
+
+@dataclass(frozen=True)
+class Phase:
+    index: int
+    key: str
+    title: str
+    options: PhaseOptions
+    unfreeze_last: int
+    update_batchnorm: bool
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    if precision == "auto":
+        return device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return precision == "bf16"
+
+
+def set_train_mode(model: Classifier, backbone_frozen: bool, update_batchnorm: bool) -> None:
+    """Training mode, except what Keras runs in inference mode: frozen BatchNorm layers (and, when
+    ``update_batchnorm`` is off, every backbone BatchNorm). A fully frozen backbone is a fixed
+    feature extractor and runs in eval mode, which is what makes the feature cache exact."""
+    model.train()
+    if backbone_frozen:
+        model.backbone.eval()  # type: ignore[attr-defined]
+    else:
+        freeze_inactive_batchnorm(model.backbone, update_trainable=update_batchnorm)  # type: ignore[arg-type]
+    freeze_inactive_batchnorm(model.head)  # type: ignore[arg-type]
+
+
+class TwoPhaseTrainer:
+    def __init__(self, options: TwoPhaseOptions, context: BuildContext):
+        self.options = options
+        self.phases = [
+            Phase(0, "initial", "Initial Model", options.initial, 0, True),
+            Phase(
+                1,
+                "finetuned",
+                "Fine-Tuned Model",
+                options.finetuned,
+                options.finetuned.unfreeze_last,
+                options.finetuned.finetune_batchnorm,
+            ),
+        ]
+
+    def fit(self, model: Classifier, data: DataSplits, context: BuildContext) -> list[TrainedModel]:
+        for name in ("train", "val"):
+            if len(getattr(data, name)) == 0:  # type: ignore[arg-type]
+                raise DataError(f"the {name} split is empty; add images or change the split fractions")
+        with self._run_path(context) as run_path:
+            model.to(context.device)
+            if self.options.channels_last:
+                model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            trained: list[TrainedModel] = []
+            start_from: Path | None = None
+            for phase in self.phases:
+                if phase.options.epochs == 0:
+                    context.logger.info(f"{phase.key}: skipped (epochs = 0)")
+                    continue
+                chosen, history = self._run_phase(phase, model, data, context, run_path, start_from)
+                trained.append(self._evaluate_phase(phase, model, data, context, chosen, history))
+                start_from = chosen
+            return trained
+
+    @contextlib.contextmanager
+    def _run_path(self, context: BuildContext) -> Iterator[Path]:
+        if context.run_dir is not None:
+            yield Path(context.run_dir.path)
+            return
+        with tempfile.TemporaryDirectory(prefix="ctframe-two-phase-") as folder:  # validating / ad hoc use
+            yield Path(folder)
+
+    def _sources(
+        self, data: DataSplits, context: BuildContext, augment: bool
+    ) -> tuple[ImageSource, ImageSource]:
+        workers = self.options.num_workers if self.options.num_workers is not None else data.num_workers
+        make = lambda dataset, aug: ImageSource(  # noqa: E731
+            dataset, context.device, workers, aug, self.options.channels_last
+        )
+        return make(data.train, data.augment if augment else None), make(data.val, None)
+
+    @property
+    def _eval_batch_size(self) -> int:
+        return self.options.eval_batch_size or 2 * self.options.batch_size
+
+    def _run_phase(
+        self,
+        phase: Phase,
+        model: Classifier,
+        data: DataSplits,
+        context: BuildContext,
+        run_path: Path,
+        start_from: Path | None,
+    ) -> tuple[Path, list[dict[str, Any]]]:
+        """Train one phase (or continue it on resume); return the checkpoint to use and the history."""
+        options, logger = phase.options, context.logger
+        best_path, last_path = checkpoints.checkpoint_paths(run_path, phase.key)
+        set_trainable_layers(model.backbone, phase.unfreeze_last)  # type: ignore[arg-type]
+        for parameter in model.head.parameters():
+            parameter.requires_grad_(True)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = KerasRMSprop(
+            trainable, options.lr, self.options.rho, self.options.epsilon, self.options.epsilon_inside_sqrt
+        )
+        stopper = EarlyStopping(options.patience, options.min_delta)
+        history: list[dict[str, Any]] = []
+        start_epoch = 0
+        if context.resume and last_path.exists():
+            state = checkpoints.load(last_path)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            stopper.load_state_dict(state["early_stopping"])
+            history = list(state["history"])
+            start_epoch = int(state["epoch"]) + 1
+            checkpoints.restore_rng(state["rng"])
+            write_history(run_path / f"history_{phase.key}.csv", history)
+            logger.info(f"{phase.key}: resuming after epoch {start_epoch}/{options.epochs}")
+        elif start_from is not None:
+            model.load_state_dict(checkpoints.load(start_from)["model"])
+        if start_epoch < options.epochs and not stopper.stopped:
+            self._train_epochs(
+                phase, model, data, context, run_path, optimizer, stopper, history, start_epoch
+            )
+        chosen = best_path if options.restore_best and best_path.exists() else last_path
+        model.load_state_dict(checkpoints.load(chosen)["model"])
+        return chosen, history
+
+    def _train_epochs(
+        self,
+        phase: Phase,
+        model: Classifier,
+        data: DataSplits,
+        context: BuildContext,
+        run_path: Path,
+        optimizer: torch.optim.Optimizer,
+        stopper: EarlyStopping,
+        history: list[dict[str, Any]],
+        start_epoch: int,
+    ) -> None:
+        options, logger, device = phase.options, context.logger, context.device
+        best_path, last_path = checkpoints.checkpoint_paths(run_path, phase.key)
+        bf16 = use_bf16(self.options.precision, device)
+        frozen = backbone_is_frozen(model.backbone)
+        cache = frozen and data.augment is None and self.options.feature_cache == "auto"
+        train_source: BatchSource
+        val_source: BatchSource
+        train_source, val_source = self._sources(data, context, augment=True)
+        if cache:
+            train_source, train_seconds = compute_features(
+                model.backbone, train_source, self._eval_batch_size, bf16
+            )
+            val_source, val_seconds = compute_features(
+                model.backbone, val_source, self._eval_batch_size, bf16
+            )
+            logger.info(
+                f"{phase.key}: cached frozen-backbone features of {len(train_source)} train and "
+                f"{len(val_source)} val images in {train_seconds + val_seconds:.1f} s"
+            )
+            forward: nn.Module | Any = model.head
+        else:
+            forward = model_forward(model, frozen)
+        tensorboard = TensorBoardLog(run_path / "tensorboard" / phase.key, self.options.tensorboard, logger)
+        epoch = start_epoch
+        try:
+            with EpochProgress(self.options.progress) as progress:
+                for epoch in range(start_epoch, options.epochs):
+                    if stopper.stopped:
+                        break
+                    started = time.perf_counter()
+                    seed = checkpoints.epoch_seed(context.seed, phase.index, epoch)
+                    checkpoints.seed_everything(seed)
+                    order = epoch_batches(
+                        len(train_source), self.options.batch_size, torch.Generator().manual_seed(seed)
+                    )
+                    set_train_mode(model, frozen, phase.update_batchnorm)
+                    progress.start(f"{phase.key} {epoch + 1}/{options.epochs}", len(order))
+                    result = train_one_epoch(
+                        forward,
+                        model.head.penalty,
+                        optimizer,
+                        train_source,
+                        order,
+                        seed,
+                        bf16,
+                        device,
+                        progress.advance,
+                    )
+                    progress.stop()
+                    model.eval()
+                    val = evaluate(
+                        forward, model.head.penalty, val_source, self._eval_batch_size, bf16, device
+                    )
+                    improved = stopper.update(val.loss, epoch)
+                    record = self._record(
+                        phase, epoch, result.loss, val, options.lr, result.images_per_s, started
+                    )
+                    history.append(record)
+                    if improved:
+                        checkpoints.save_best(best_path, model, phase.key, epoch, val.loss)
+                    checkpoints.save_last(
+                        last_path,
+                        model=model,
+                        optimizer=optimizer,
+                        phase=phase.key,
+                        epoch=epoch,
+                        early_stopping=stopper.state_dict(),
+                        history=history,
+                    )
+                    write_history(run_path / f"history_{phase.key}.csv", history)
+                    tensorboard.log(record, epoch)
+                    logger.info(self._summary(phase, record, improved))
+            if stopper.stopped:
+                logger.info(
+                    f"{phase.key}: early stopping after epoch {epoch + 1}; "
+                    f"best epoch {stopper.best_epoch + 1} (val_loss {stopper.best:.4f})"
+                )
+        except KeyboardInterrupt:
+            logger.warning(
+                f"{phase.key}: interrupted in epoch {epoch + 1}; every completed epoch is saved in "
+                f"{last_path.parent} and `ctframe run --resume` continues from there"
+            )
+            raise
+        finally:
+            tensorboard.close()
+
+    @staticmethod
+    def _record(
+        phase: Phase, epoch: int, train_loss: float, val: Evaluation, lr: float, rate: float, started: float
+    ) -> dict[str, Any]:
+        return {
+            "epoch": epoch + 1,
+            "phase": phase.key,
+            "train_loss": train_loss,
+            "val_loss": val.loss,
+            "val_accuracy": val.accuracy,
+            "lr": lr,
+            "images_per_s": rate,
+            "seconds": time.perf_counter() - started,
+        }
+
+    @staticmethod
+    def _summary(phase: Phase, record: dict[str, Any], improved: bool) -> str:
+        return (
+            f"{phase.key} epoch {record['epoch']}/{phase.options.epochs}: loss {record['train_loss']:.4f}  "
+            f"val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}  "
+            f"{record['images_per_s']:.1f} img/s  {record['seconds']:.1f} s"
+            + ("  [best]" if improved else "")
+        )
+
+    def _evaluate_phase(
+        self,
+        phase: Phase,
+        model: Classifier,
+        data: DataSplits,
+        context: BuildContext,
+        checkpoint: Path,
+        history: list[dict[str, Any]],
+    ) -> TrainedModel:
+        """Val and test predictions of the phase's chosen weights (already loaded into ``model``)."""
+        model.eval()
+        bf16 = use_bf16(self.options.precision, context.device)
+        workers = self.options.num_workers if self.options.num_workers is not None else data.num_workers
+
+        def predict(dataset) -> Predictions:
+            source = ImageSource(dataset, context.device, workers, None, self.options.channels_last)
+            result = evaluate(model, model.head.penalty, source, self._eval_batch_size, bf16, context.device)
+            return Predictions(result.sample_ids, result.labels, result.probabilities)
+
+        return TrainedModel(
+            phase.key,
+            phase.title,
+            predict(data.val),
+            predict(data.test),
+            checkpoint=checkpoint,
+            history=history,
+        )
+
+
+def build_two_phase(options: TwoPhaseOptions, context: BuildContext) -> TwoPhaseTrainer:
+    return TwoPhaseTrainer(options, context)
