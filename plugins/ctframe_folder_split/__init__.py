@@ -1,1 +1,43 @@
-"""ctframe built-in plugin folder_split (work in progress)."""
+"""ctframe built-in plugin ``folder_split``: a class-folder image dataset with a seeded, group-aware,
+leak-checked train / val / test split, plus ``ctframe audit`` for such folders and ``ctframe demo-data``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ctframe import hookimpl
+
+if TYPE_CHECKING:
+    import typer
+
+    from ctframe import AuditReport
+    from ctframe.hookspecs import Register
+
+
+@hookimpl
+def ctframe_register_datasets(register: Register) -> None:
+    from ctframe_folder_split.factory import build_folder_split
+    from ctframe_folder_split.options import FolderSplitOptions
+
+    register(
+        "folder_split",
+        build_folder_split,
+        FolderSplitOptions,
+        "Images in one folder per class; seeded stratified group-aware train/val/test split with manifest",
+    )
+
+
+@hookimpl
+def ctframe_audit(root: Path, options: dict[str, Any]) -> AuditReport | None:
+    from ctframe_folder_split.audit import audit_folder
+
+    return audit_folder(Path(root), options)
+
+
+@hookimpl
+def ctframe_register_commands(cli: typer.Typer) -> None:
+    from ctframe_folder_split.cli import add_commands
+
+    add_commands(cli)

@@ -1,0 +1,100 @@
+"""Where decoded, resized images live after their first decode.
+
+* :class:`MemoryStore` -- one shared-memory uint8 tensor, so loader worker processes read it without
+  copies;
+* :class:`DiskStore` -- one raw file per image under ``cache_dir/<size>/<sha[:2]>/<sha>.u8``, read
+  through ``np.memmap``; keyed by content and size, so it survives across runs and data sets;
+* :class:`NoStore` -- decodes the file again on every access.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctframe import DataError
+from ctframe_folder_split.decode import BadImage, decode_canonical
+from ctframe_folder_split.files import read_file
+
+
+class MemoryStore:
+    def __init__(self, count: int, image_size: int):
+        self.images = torch.zeros((count, 3, image_size, image_size), dtype=torch.uint8).share_memory_()
+        self._array = self.images.numpy()
+
+    def lookup(self, index: int, sha256: str) -> bool:
+        return False
+
+    def put(self, index: int, sha256: str, image: np.ndarray) -> None:
+        self._array[index] = image
+
+    def get(self, index: int, sha256: str, path: Path) -> torch.Tensor:
+        return self.images[index].clone()
+
+
+class DiskStore:
+    def __init__(self, cache_dir: Path, image_size: int):
+        self.folder = Path(cache_dir) / str(image_size)
+        self.image_size = image_size
+        self.nbytes = 3 * image_size * image_size
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataError(
+                f"cannot create the image cache folder {self.folder} ({error.strerror}); "
+                'set dataset.cache_dir to a writable folder or dataset.cache = "memory"'
+            ) from None
+
+    def _path(self, sha256: str) -> Path:
+        return self.folder / sha256[:2] / f"{sha256}.u8"
+
+    def lookup(self, index: int, sha256: str) -> bool:
+        path = self._path(sha256)
+        return path.is_file() and path.stat().st_size == self.nbytes
+
+    def put(self, index: int, sha256: str, image: np.ndarray) -> None:
+        path = self._path(sha256)
+        path.parent.mkdir(exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+            os.replace(temporary, path)  # concurrent writers of the same key write the same bytes
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
+    def get(self, index: int, sha256: str, path: Path) -> torch.Tensor:
+        size = self.image_size
+        mapped = np.memmap(self._path(sha256), dtype=np.uint8, mode="r", shape=(3, size, size))
+        return torch.from_numpy(np.array(mapped))
+
+
+class NoStore:
+    def __init__(self, image_size: int, max_pixels: int):
+        self.image_size = image_size
+        self.max_pixels = max_pixels
+
+    def lookup(self, index: int, sha256: str) -> bool:
+        return False
+
+    def put(self, index: int, sha256: str, image: np.ndarray) -> None:
+        return None
+
+    def get(self, index: int, sha256: str, path: Path) -> torch.Tensor:
+        try:
+            image, _ = decode_canonical(read_file(path), self.image_size, self.max_pixels)
+        except (OSError, BadImage) as error:
+            raise DataError(
+                f"{path} became unreadable during the run ({error}); restore it and resume"
+            ) from None
+        return torch.from_numpy(image)
+
+
+Store = MemoryStore | DiskStore | NoStore

@@ -1,0 +1,181 @@
+"""A small, deterministic, CT-like two-class image folder for demos, quick starts and tests.
+
+Each class holds "patients" of consecutive axial chest slices: a body ellipse on a table, two lung
+fields whose size follows the slice position, heart, spine and vessels. ``COVID`` patients carry
+ground-glass opacities (faint, mostly peripheral blobs that extend over neighbouring slices);
+``non-COVID`` patients sometimes carry small dense nodules instead. Lesions fade in and out along the
+sequence and vary in strength, so some COVID slices look normal: learnable, but not trivially.
+Files are numbered in scan order like the SARS-CoV-2 CT release (``Covid (12).png``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ctframe import DataError
+from ctframe.rundir import write_bytes, write_text
+
+CLASSES = ("COVID", "non-COVID")
+FILE_STEMS = {"COVID": "Covid", "non-COVID": "Non-Covid"}
+MARKER = ".ctframe-demo.json"
+VERSION = 1
+
+
+def _blob(
+    yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float, soft: float
+) -> np.ndarray:
+    """Soft-edged ellipse in [0, 1]."""
+    distance = np.sqrt(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2)
+    return 1.0 / (1.0 + np.exp(np.clip((distance - 1.0) / soft, -50, 50)))
+
+
+def _patient(rng: np.random.Generator, covid: bool) -> dict:
+    lesions = []
+    if covid:
+        for _ in range(rng.integers(1, 5)):
+            lesions.append(
+                {
+                    "side": rng.choice([-1.0, 1.0]),
+                    "angle": rng.uniform(0, 2 * np.pi),
+                    "radial": rng.uniform(0.5, 0.95),  # mostly peripheral
+                    "z": rng.uniform(0.1, 0.9),
+                    "depth": rng.uniform(0.1, 0.3),
+                    "size": rng.uniform(0.18, 0.45),
+                    "strength": rng.uniform(0.25, 1.0),
+                }
+            )
+    elif rng.random() < 0.5:
+        for _ in range(rng.integers(1, 3)):
+            lesions.append(
+                {
+                    "side": rng.choice([-1.0, 1.0]),
+                    "angle": rng.uniform(0, 2 * np.pi),
+                    "radial": rng.uniform(0.0, 0.7),
+                    "z": rng.uniform(0.1, 0.9),
+                    "depth": rng.uniform(0.05, 0.15),
+                    "size": rng.uniform(0.05, 0.1),
+                    "strength": rng.uniform(0.6, 1.0),
+                }
+            )
+    return {
+        "shift": rng.uniform(-0.06, 0.06, size=2),
+        "body": rng.uniform(0.85, 0.95, size=2) * np.array([0.62, 0.9]),
+        "lung": rng.uniform(0.55, 0.7),
+        "tissue": rng.uniform(130, 165),
+        "air": rng.uniform(15, 35),
+        "noise": rng.uniform(3, 9),
+        "z0": rng.uniform(0.0, 0.3),
+        "z1": rng.uniform(0.7, 1.0),
+        "lesions": lesions,
+        "covid": covid,
+    }
+
+
+def _slice(patient: dict, z: float, size: int, rng: np.random.Generator) -> np.ndarray:
+    grid = (np.arange(size) + 0.5) / size * 2 - 1
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    cy, cx = patient["shift"]
+    body_ry, body_rx = patient["body"]
+    image = np.zeros((size, size))
+    image += 60 * (np.abs(yy - (cy + body_ry + 0.05)) < 0.015)  # table
+    body = _blob(yy, xx, cy, cx, body_ry, body_rx, 0.02)
+    image += patient["tissue"] * body
+    lung_scale = patient["lung"] * (0.55 + 0.45 * np.sin(np.pi * z))
+    lungs = np.zeros_like(image)
+    for side in (-1.0, 1.0):
+        centre_x = cx + side * body_rx * 0.45
+        lung = _blob(
+            yy, xx, cy - 0.03, centre_x, body_ry * lung_scale * 0.95, body_rx * lung_scale * 0.42, 0.04
+        )
+        lungs = np.maximum(lungs, lung)
+    image -= (patient["tissue"] - patient["air"]) * lungs
+    heart_size = 0.22 * body_rx * max(z - 0.3, 0.0) / 0.7
+    heart = _blob(
+        yy, xx, cy - 0.1 * body_ry, cx + 0.12 * body_rx, heart_size + 1e-3, heart_size * 1.2 + 1e-3, 0.08
+    )
+    image = np.maximum(image, (patient["tissue"] + 15) * heart * body)
+    image = np.maximum(image, 235 * _blob(yy, xx, cy + body_ry * 0.72, cx, 0.07, 0.06, 0.05))  # spine
+    for _ in range(rng.integers(6, 14)):  # vessels: small bright dots inside the lungs
+        vy, vx = rng.uniform(-0.6, 0.6) * body_ry, rng.uniform(-0.7, 0.7) * body_rx
+        image += 55 * lungs * _blob(yy, xx, cy + vy, cx + vx, 0.018, 0.018, 0.3)
+    for lesion in patient["lesions"]:
+        fade = np.exp(-(((z - lesion["z"]) / lesion["depth"]) ** 2))
+        if fade < 0.05:
+            continue
+        ly = cy + np.sin(lesion["angle"]) * body_ry * lung_scale * 0.8 * lesion["radial"]
+        lx = (
+            cx + lesion["side"] * body_rx * 0.45 + np.cos(lesion["angle"]) * body_rx * 0.35 * lesion["radial"]
+        )
+        radius = lesion["size"] * lung_scale * body_rx
+        if patient["covid"]:  # ground glass: hazy, textured, follows the lung
+            haze = _blob(yy, xx, ly, lx, radius, radius * 1.2, 0.35)
+            texture = 0.7 + 0.3 * rng.random(image.shape)
+            image += 70 * lesion["strength"] * fade * haze * lungs * texture
+        else:  # small dense nodule
+            image += 120 * lesion["strength"] * fade * _blob(yy, xx, ly, lx, radius, radius, 0.15) * lungs
+    image += rng.normal(0, patient["noise"], image.shape) * (0.3 + body)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, "L").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _settings(per_class: int, size: int, seed: int) -> dict:
+    return {"version": VERSION, "per_class": per_class, "size": size, "seed": seed}
+
+
+def generate_demo_data(root: Path, per_class: int = 80, size: int = 96, seed: int = 0) -> Path:
+    """Write ``root/COVID`` and ``root/non-COVID`` (``per_class`` greyscale PNGs each); returns ``root``.
+
+    Idempotent: a marker file records the settings once every image is written; a complete folder is
+    left alone, an interrupted one is completed. Each file is written atomically.
+    """
+    if per_class < 3 or size < 16:
+        raise DataError("demo data needs per_class >= 3 and size >= 16")
+    root = Path(root)
+    marker = root / MARKER
+    wanted = _settings(per_class, size, seed)
+    if marker.exists():
+        try:
+            recorded = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = None
+        if recorded == wanted:
+            return root
+        raise DataError(
+            f"{root} already holds demo data made with other settings ({recorded}); "
+            "delete it or pick another folder"
+        )
+    for class_name in CLASSES:
+        folder = root / class_name
+        stem = FILE_STEMS[class_name]
+        if folder.is_dir():
+            foreign = [p.name for p in folder.iterdir() if not p.name.startswith(f"{stem} (")]
+            if foreign:
+                raise DataError(
+                    f"{folder} holds files that are not demo data ({foreign[0]}, ...); pick an empty folder"
+                )
+    for class_index, class_name in enumerate(CLASSES):
+        rng = np.random.default_rng([seed, class_index])
+        number = 0
+        while number < per_class:
+            patient = _patient(rng, covid=class_name == "COVID")
+            slices = int(rng.integers(5, 13))
+            for z in np.linspace(patient["z0"], patient["z1"], slices):
+                image = _slice(patient, float(z), size, rng)  # drawn even when the file exists: same stream
+                number += 1
+                path = root / class_name / f"{FILE_STEMS[class_name]} ({number}).png"
+                if not path.exists():
+                    write_bytes(path, _png(image))
+                if number == per_class:
+                    break
+    write_text(marker, json.dumps(wanted) + "\n")
+    return root

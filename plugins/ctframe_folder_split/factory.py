@@ -1,0 +1,246 @@
+"""The ``folder_split`` dataset factory: check, scan, group, split, record, and hand out datasets."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ctframe import BuildContext, DataError, DataSplits
+from ctframe_folder_split.cache import DiskStore, MemoryStore, NoStore, Store
+from ctframe_folder_split.dataset import FolderImageDataset, build_augment
+from ctframe_folder_split.files import check_layout, discover
+from ctframe_folder_split.grouping import groups_from_csv, groups_from_regex, listing
+from ctframe_folder_split.manifest import (
+    MANIFEST,
+    ManifestRow,
+    check_unchanged,
+    read_manifest,
+    write_manifest,
+)
+from ctframe_folder_split.options import FolderSplitOptions
+from ctframe_folder_split.scan import Record, scan
+from ctframe_folder_split.similarity import leakage_summary, sequence_group_labels
+from ctframe_folder_split.split import SPLITS, Item, assign_splits
+
+
+def check(options: FolderSplitOptions, context: BuildContext) -> None:
+    """Cheap checks before any file is read (and demo data generation when asked for)."""
+    if not options.root.exists() and options.demo_if_missing:
+        from ctframe_folder_split.demo import generate_demo_data
+
+        context.logger.info(
+            "dataset root %s is missing: generating the synthetic demo data there", options.root
+        )
+        generate_demo_data(options.root)
+    check_layout(options.root, options.classes, options.download_hint)
+    csv_path = options.group_csv(context.recipe_dir)
+    if csv_path is not None and not csv_path.is_file():
+        raise DataError(f"group_by file {csv_path} does not exist; fix dataset.group_by")
+
+
+def _make_store(options: FolderSplitOptions, count: int) -> Store:
+    if options.cache == "memory":
+        return MemoryStore(count, options.image_size)
+    if options.cache == "disk":
+        return DiskStore(options.resolved_cache_dir(), options.image_size)
+    return NoStore(options.image_size, options.max_image_pixels)
+
+
+def _group_labels(
+    options: FolderSplitOptions, context: BuildContext, good: Sequence[Record]
+) -> list[str | None]:
+    sample_ids = [record.entry.sample_id for record in good]
+    if options.group_by is None:
+        return [None] * len(good)
+    if options.group_by.startswith("regex:"):
+        return list(groups_from_regex(sample_ids, options.group_by[len("regex:") :]))
+    if options.group_by == "sequence":
+        return sequence_group_labels(options, good)
+    csv_path = options.group_csv(context.recipe_dir)
+    assert csv_path is not None
+    return list(groups_from_csv(sample_ids, csv_path, options.group_column))
+
+
+def _report_bad(options: FolderSplitOptions, bad: Sequence[Record], context: BuildContext) -> None:
+    if not bad:
+        return
+    described = [f"{record.entry.sample_id} ({record.problem})" for record in bad]
+    if options.on_bad_image == "error":
+        raise DataError(
+            f"{len(bad)} unusable file(s) under {options.root}: {listing(described)}; "
+            'fix or remove them, or set dataset.on_bad_image = "skip"'
+        )
+    for line in described:
+        context.logger.warning("skipping %s", line)
+
+
+def _duplicates(good: Sequence[Record]) -> dict[str, Any]:
+    by_sha: dict[str, list[Record]] = defaultdict(list)
+    for record in good:
+        by_sha[record.sha256].append(record)
+    sets = [records for records in by_sha.values() if len(records) > 1]
+    across = [records for records in sets if len({r.entry.class_name for r in records}) > 1]
+    return {
+        "sets": len(sets),
+        "files": sum(len(records) for records in sets),
+        "across_classes": len(across),
+        "examples": [
+            {"sha256": records[0].sha256, "files": [r.entry.sample_id for r in records]}
+            for records in sets[:50]
+        ],
+    }
+
+
+def _split_rows(
+    options: FolderSplitOptions, context: BuildContext, records: Sequence[Record]
+) -> tuple[list[ManifestRow], bool]:
+    """Manifest rows for every record: from the recorded manifest when there is one, else split afresh."""
+    fresh = [
+        ManifestRow(
+            r.entry.sample_id, r.sha256, r.entry.class_name, "", "", "ok" if r.ok else f"skipped: {r.problem}"
+        )
+        for r in records
+    ]
+    recorded_path: Path | None = None
+    if context.run_dir is not None and (context.run_dir / MANIFEST).exists():
+        recorded_path = context.run_dir / MANIFEST
+    elif options.reuse_manifest is not None:
+        recorded_path = options.reuse_manifest
+    if recorded_path is not None:
+        recorded = read_manifest(recorded_path)
+        check_unchanged(recorded, fresh, recorded_path)
+        by_file = {row.file: row for row in recorded}
+        context.logger.info("reusing the split recorded in %s", recorded_path)
+        return [by_file[row.file] for row in fresh], True
+
+    good = [r for r in records if r.ok]
+    labels = _group_labels(options, context, good)
+    items = [
+        Item(r.entry.sample_id, r.sha256, options.classes.index(r.entry.class_name), label)
+        for r, label in zip(good, labels, strict=True)
+    ]
+    splits, groups = assign_splits(
+        items, options.classes, options.test_fraction, options.val_fraction, context.seed
+    )
+    placed = {
+        item.sample_id: (split, group) for item, split, group in zip(items, splits, groups, strict=True)
+    }
+    rows = [
+        ManifestRow(row.file, row.sha256, row.class_name, *placed.get(row.file, ("", "")), row.status)
+        for row in fresh
+    ]
+    return rows, False
+
+
+def _counts(rows: Sequence[ManifestRow], classes: Sequence[str]) -> tuple[dict, dict]:
+    images: dict[str, dict[str, int]] = {split: dict.fromkeys(classes, 0) for split in SPLITS}
+    groups: dict[str, dict[str, set[str]]] = {split: {c: set() for c in classes} for split in SPLITS}
+    for row in rows:
+        if row.split:
+            images[row.split][row.class_name] += 1
+            groups[row.split][row.class_name].add(row.group)
+    group_counts = {split: {c: len(g) for c, g in per.items()} for split, per in groups.items()}
+    return images, group_counts
+
+
+def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> DataSplits:
+    log = context.logger
+    check(options, context)
+    started = time.perf_counter()
+    discovery = discover(options.root, options.classes)
+    if discovery.ignored:
+        log.info("ignoring %d hidden file(s): %s", len(discovery.ignored), listing(discovery.ignored))
+    entries = discovery.entries
+    store = _make_store(options, len(entries))
+    thumbnails = options.leakage_check or options.group_by == "sequence"
+    records = scan(
+        entries, store, options.image_size, options.max_image_pixels, options.num_workers, thumbnails
+    )
+    bad = [record for record in records if not record.ok]
+    _report_bad(options, bad, context)
+    counts_by_class = Counter(record.entry.class_name for record in records if record.ok)
+    left_empty = [c for c in options.classes if counts_by_class[c] == 0]
+    if left_empty:
+        raise DataError(
+            f"class(es) {', '.join(left_empty)} have no usable image left after skipping bad files"
+        )
+    log.info("read %d images in %.1f s", len(records) - len(bad), time.perf_counter() - started)
+
+    rows, reused = _split_rows(options, context, records)
+    if context.run_dir is not None:
+        write_manifest(context.run_dir / MANIFEST, rows)
+    materialized = _materialize(options, context, rows)
+
+    index_of = {record.entry.sample_id: i for i, record in enumerate(records)}
+    datasets = {}
+    for split in SPLITS:
+        chosen = [row for row in rows if row.split == split]
+        positions = [index_of[row.file] for row in chosen]
+        datasets[split] = FolderImageDataset(
+            store,
+            positions,
+            [row.sha256 for row in chosen],
+            [records[i].entry.path for i in positions],
+            [options.classes.index(row.class_name) for row in chosen],
+            [row.file for row in chosen],
+        )
+    duplicates = _duplicates([record for record in records if record.ok])
+    if duplicates["across_classes"]:
+        log.warning("%d identical file(s) sit in more than one class folder", duplicates["across_classes"])
+    images, groups = _counts(rows, options.classes)
+    summary: dict[str, Any] = {
+        "root": str(options.root),
+        "classes": list(options.classes),
+        "positive_class": options.positive_class,
+        "seed": context.seed,
+        "image_size": options.image_size,
+        "group_by": options.group_by,
+        "reused_recorded_split": reused,
+        "counts": images,
+        "groups": groups,
+        "duplicates": duplicates,
+        "skipped": [{"file": r.entry.sample_id, "reason": r.problem} for r in bad],
+        "ignored": discovery.ignored,
+    }
+    if materialized is not None:
+        summary["materialized"] = materialized
+    if options.leakage_check:
+        good = [record for record in records if record.ok]
+        summary["leakage"] = leakage_summary(
+            options,
+            context,
+            {split: dataset.sample_ids for split, dataset in datasets.items()},
+            {record.entry.sample_id: record.entry.class_name for record in good},
+            {record.entry.sample_id: record.thumbnail for record in good},
+        )
+    return DataSplits(
+        class_names=tuple(options.classes),
+        positive_class=options.positive_class,
+        train=datasets["train"],
+        val=datasets["val"],
+        test=datasets["test"],
+        augment=build_augment(options.rotation_degrees, options.horizontal_flip, options.zoom_range),
+        num_workers=options.num_workers,
+        files={record.entry.sample_id: str(record.entry.path) for record in records if record.ok},
+        summary=summary,
+    )
+
+
+def _materialize(
+    options: FolderSplitOptions, context: BuildContext, rows: Sequence[ManifestRow]
+) -> dict | None:
+    if options.materialize == "none":
+        return None
+    target = options.materialize_dir
+    if target is None:
+        if context.run_dir is None:
+            return None  # validating: nothing to lay out
+        target = context.run_dir / "split"
+    from ctframe_folder_split.materialize import materialize
+
+    counts = materialize(options.root, rows, target, options.materialize)
+    context.logger.info("materialised the split under %s: %s", target, counts)
+    return {"folder": str(target), **counts}

@@ -1,0 +1,150 @@
+"""Finding the files of a class-folder layout and recognising images by their content."""
+
+from __future__ import annotations
+
+import errno
+import os
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctframe import DataError
+
+# Leading bytes of the formats we decode; the extension is never trusted.
+MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),  # BigTIFF
+    (b"MM\x00+", "TIFF"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Image format from the first bytes of a file, or ``None`` when it is not an image we read."""
+    for magic, name in MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file found under a class folder."""
+
+    sample_id: str
+    """Path relative to the root, '/'-separated, NFC-normalised (the same on every OS)."""
+    path: Path
+    class_name: str
+    problem: str | None = None
+    """Why it cannot be used even before reading it (a symlink loop), else ``None``."""
+
+
+@dataclass(frozen=True)
+class Discovery:
+    entries: list[Entry]
+    ignored: list[str]
+    """Hidden files and folders (such as .DS_Store) that were deliberately not read."""
+
+
+def _sample_id(path: Path, root: Path) -> str:
+    return unicodedata.normalize("NFC", path.relative_to(root).as_posix())
+
+
+def _walk_class(root: Path, class_name: str, entries: list[Entry], ignored: list[str]) -> None:
+    folder = root / class_name
+    seen_dirs: set[str] = set()
+    pending = [folder]
+    while pending:
+        directory = pending.pop()
+        real = os.path.realpath(directory)
+        if real in seen_dirs:
+            entries.append(Entry(_sample_id(directory, root), directory, class_name, "symlink loop"))
+            continue
+        seen_dirs.add(real)
+        try:
+            children = sorted(os.scandir(directory), key=lambda item: item.name)
+        except PermissionError:
+            entries.append(Entry(_sample_id(directory, root), directory, class_name, "folder not readable"))
+            continue
+        for child in children:
+            path = Path(child.path)
+            if child.name.startswith("."):
+                ignored.append(_sample_id(path, root))
+                continue
+            try:
+                is_dir = child.is_dir(follow_symlinks=True)
+                is_file = child.is_file(follow_symlinks=True)
+            except OSError as error:
+                problem = "symlink loop" if error.errno == errno.ELOOP else f"cannot stat ({error.strerror})"
+                entries.append(Entry(_sample_id(path, root), path, class_name, problem))
+                continue
+            if is_dir:
+                pending.append(path)
+            elif is_file:
+                entries.append(Entry(_sample_id(path, root), path, class_name))
+            elif child.is_symlink():
+                target_error = _symlink_problem(path)
+                entries.append(Entry(_sample_id(path, root), path, class_name, target_error))
+            else:
+                entries.append(Entry(_sample_id(path, root), path, class_name, "not a regular file"))
+
+
+def _symlink_problem(path: Path) -> str:
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symlink loop"
+        return "broken symlink"
+    return "not a regular file"
+
+
+def check_layout(root: Path, classes: list[str], download_hint: str = "") -> None:
+    """Cheap checks that need no file reads: the root and every class folder exist."""
+    if not root.exists():
+        hint = (
+            f"; {download_hint}"
+            if download_hint
+            else "; set dataset.root to the folder that holds " + ", ".join(f"{c}/" for c in classes)
+        )
+        raise DataError(f"dataset root {root} does not exist{hint}")
+    if not root.is_dir():
+        raise DataError(
+            f"dataset root {root} is not a folder; point dataset.root at the folder of class folders"
+        )
+    missing = [c for c in classes if not (root / c).is_dir()]
+    if missing:
+        present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise DataError(
+            f"class folder(s) {', '.join(missing)} missing under {root} "
+            f"(found: {', '.join(present) or 'none'}); "
+            "dataset.classes must name sub-folders of dataset.root"
+        )
+
+
+def discover(root: Path, classes: list[str]) -> Discovery:
+    """Every file under each class folder (recursively), in a fixed order independent of the file system."""
+    entries: list[Entry] = []
+    ignored: list[str] = []
+    for class_name in classes:
+        _walk_class(root, class_name, entries, ignored)
+    empty = [c for c in classes if not any(e.class_name == c for e in entries)]
+    if empty:
+        raise DataError(
+            f"class folder(s) {', '.join(empty)} under {root} hold no files; every class needs images"
+        )
+    entries.sort(key=lambda e: (classes.index(e.class_name), e.sample_id))
+    return Discovery(entries, sorted(ignored))
+
+
+def read_file(path: Path) -> bytes:
+    """The file's bytes; raises OSError with a readable reason."""
+    with open(path, "rb") as handle:
+        return handle.read()

@@ -1,0 +1,137 @@
+"""Seeded, stratified, group-aware train / val / test split.
+
+The order in which groups are considered comes from a hash of the seed and the members' content
+hashes, never from listing order or torch's random state, so the same files and seed give the same
+split on every machine (and renaming files does not move them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ctframe import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Item:
+    sample_id: str
+    sha256: str
+    label: int
+    group_label: str | None = None
+    """From group_by (patient id, sequence run); ``None`` when not grouping."""
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    members: tuple[int, ...]
+    """Indices into the item list."""
+    label: int
+    """Majority label of the members (smallest index on ties); used for stratification."""
+    order_key: str
+
+
+class _UnionFind:
+    def __init__(self, size: int):
+        self.parent = list(range(size))
+
+    def find(self, node: int) -> int:
+        while self.parent[node] != node:
+            self.parent[node] = self.parent[self.parent[node]]
+            node = self.parent[node]
+        return node
+
+    def union(self, a: int, b: int) -> None:
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            self.parent[max(root_a, root_b)] = min(root_a, root_b)
+
+
+def build_groups(items: Sequence[Item], seed: int) -> list[Group]:
+    """Connected components of "same group label" and "same content"."""
+    union = _UnionFind(len(items))
+    first_of: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(items):
+        for key in (("sha", item.sha256), ("group", item.group_label)):
+            if key[1] is None:
+                continue
+            if key in first_of:
+                union.union(first_of[key], index)
+            else:
+                first_of[key] = index
+    members: dict[int, list[int]] = defaultdict(list)
+    for index in range(len(items)):
+        members[union.find(index)].append(index)
+    groups = []
+    for indices in members.values():
+        labels = Counter(items[i].label for i in indices)
+        majority = min(labels, key=lambda label: (-labels[label], label))
+        named = sorted({items[i].group_label for i in indices if items[i].group_label is not None})
+        shas = sorted({items[i].sha256 for i in indices})
+        name = "+".join(named) if named else f"sha256:{shas[0][:12]}"
+        order_key = hashlib.sha256("\n".join([str(seed), *shas]).encode()).hexdigest()
+        groups.append(Group(name, tuple(indices), majority, order_key))
+    groups.sort(key=lambda group: group.order_key)
+    return groups
+
+
+def _take(groups: list[Group], fraction: float) -> tuple[list[Group], list[Group]]:
+    """Walk groups in their hashed order, taking each one that brings the count closer to the target."""
+    total = sum(len(group.members) for group in groups)
+    target = fraction * total
+    taken: list[Group] = []
+    rest: list[Group] = []
+    count = 0
+    for group in groups:
+        size = len(group.members)
+        if abs(count + size - target) < abs(count - target):
+            taken.append(group)
+            count += size
+        else:
+            rest.append(group)
+    if not taken and len(rest) > 1:  # a tiny class still gets one group on each side
+        taken.append(rest.pop(0))
+    return taken, rest
+
+
+def assign_splits(
+    items: Sequence[Item],
+    class_names: Sequence[str],
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+) -> tuple[list[str], list[str]]:
+    """Split name and group name for every item."""
+    groups = build_groups(items, seed)
+    by_class: dict[int, list[Group]] = defaultdict(list)
+    for group in groups:
+        by_class[group.label].append(group)
+    split_of_group: dict[str, str] = {}
+    for label, class_groups in sorted(by_class.items()):
+        if len(class_groups) < 3:
+            raise DataError(
+                f"class {class_names[label]!r} has only {len(class_groups)} independent group(s) of images "
+                "(after merging duplicates and group_by groups); train, validation and test need one each - "
+                "add images or use coarser grouping"
+            )
+        test, train = _take(class_groups, test_fraction)
+        val, train = _take(train, val_fraction)
+        parts = {"train": train, "val": val, "test": test}
+        for empty in [name for name, part in parts.items() if not part]:
+            donor = max(parts.values(), key=len)  # >= 3 groups, so some part has two
+            parts[empty].append(donor.pop())
+        for split, chosen in (("train", train), ("val", val), ("test", test)):
+            for group in chosen:
+                split_of_group[group.order_key] = split
+    splits = [""] * len(items)
+    names = [""] * len(items)
+    for group in groups:
+        for index in group.members:
+            splits[index] = split_of_group[group.order_key]
+            names[index] = group.name
+    return splits, names
