@@ -170,3 +170,14 @@ def test_ties_go_to_the_lowest_reference_index():
     reference = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
     index, similarity = nearest_neighbours(np.array([[1.0, 0.0]], dtype=np.float32), reference, batch=1)
     assert index.tolist() == [1] and similarity.tolist() == [1.0]
+
+
+def test_profile_gives_shares_at_several_levels():
+    ids, classes, vectors, groups = _dataset(0)
+    is_test = _grouped_split(classes, groups, 0.3, 0)
+    report = _check(ids, classes, vectors, is_test, with_classes=True)
+    levels = [level for level, _, _ in report.profile]
+    shares = [share for _, share, _ in report.profile]
+    assert levels == sorted(levels) and shares == sorted(shares, reverse=True)
+    assert all(chance is not None for _, _, chance in report.profile)
+    assert json.loads(json.dumps(report.to_dict()))["profile"][0]["level"] == levels[0]

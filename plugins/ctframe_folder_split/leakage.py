@@ -24,6 +24,9 @@ DEFAULT_TOLERANCE = 0.02
 body region can occasionally be that similar by chance; a leaky image-level split of sliced data scores
 far higher (most test images have a neighbour slice in train)."""
 
+PROFILE_LEVELS = (0.80, 0.85, 0.90, 0.95, 0.98)
+"""Levels at which every report also gives the shares, so a reader can judge the chosen level."""
+
 DEFAULT_BATCH = 1024
 """Query rows per block: a block is ``batch x len(reference)`` float32, 10 MiB for 2,500 references."""
 
@@ -79,6 +82,8 @@ class LeakageReport:
     """Median over test images of the similarity to their nearest (same-class) training image."""
     worst_pairs: tuple[tuple[str, str, float], ...]
     """``(test_id, train_id, similarity)`` of the most similar pairs, most similar first."""
+    profile: tuple[tuple[float, float, float | None], ...] = ()
+    """``(level, share_above, chance_share)`` at each of :data:`PROFILE_LEVELS`."""
 
     @property
     def loud(self) -> bool:
@@ -110,6 +115,10 @@ class LeakageReport:
             "chance_share": self.chance_share,
             "median_nearest": self.median_nearest,
             "loud": self.loud,
+            "profile": [
+                {"level": level, "share_above": share, "chance_share": chance}
+                for level, share, chance in self.profile
+            ],
             "worst_pairs": [
                 {"test": test_id, "train": train_id, "similarity": value}
                 for test_id, train_id, value in self.worst_pairs
@@ -157,6 +166,7 @@ def leakage_check(
     if n_test == 0 or len(train_ids) == 0:
         return LeakageReport(level, tolerance, n_test, 0, 0.0, chance_share, None, ())
 
+    chance = None
     if test_classes is None:
         index, similarity = nearest_neighbours(test_vectors, train_vectors)
     else:
@@ -164,9 +174,17 @@ def leakage_check(
             test_vectors, train_vectors, test_classes, train_classes
         )
         chance_share = float((chance >= level).sum()) / n_test
-    found = index >= 0
-    similarity = np.clip(similarity, -1.0, 1.0)
-    count_above = int((similarity[found] >= level).sum())
+    found = index >= 0  # -inf similarity where a test class has no training image
+    similarity = np.minimum(similarity, 1.0)  # unit vectors may overshoot by a rounding error
+    count_above = int((similarity >= level).sum())
+    profile = tuple(
+        (
+            at,
+            round(float((similarity >= at).sum()) / n_test, 6),
+            None if chance is None else round(float((chance >= at).sum()) / n_test, 6),
+        )
+        for at in PROFILE_LEVELS
+    )
     # Stable sort on the negated values: equal similarities keep test order, so the list is repeatable.
     ranked = [i for i in np.argsort(-similarity, kind="stable") if found[i]][: max(worst, 0)]
     worst_pairs = tuple(
@@ -181,6 +199,7 @@ def leakage_check(
         chance_share=chance_share,
         median_nearest=round(float(np.median(similarity[found])), 6) if found.any() else None,
         worst_pairs=worst_pairs,
+        profile=profile,
     )
 
 
