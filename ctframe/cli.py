@@ -199,6 +199,11 @@ def _add_plugin_commands() -> None:
     from ctframe.plugins import get_registry
 
     get_registry().manager.hook.ctframe_register_commands(cli=app)
+    # main() may run many times in one process (tests): keep one registration per command name
+    unique = {}
+    for command in app.registered_commands:
+        unique[command.name or command.callback.__name__] = command
+    app.registered_commands = list(unique.values())
 
 
 def main(argv: list[str] | None = None) -> int:

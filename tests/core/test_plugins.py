@@ -132,3 +132,51 @@ def test_built_in_plugins_are_entry_points():
     for plugin_dir in (TESTS.parent / "plugins").iterdir():
         if plugin_dir.is_dir() and plugin_dir.name.startswith("ctframe_"):
             assert plugin_dir.name in names.values(), f"{plugin_dir.name} has no entry point"
+
+
+def test_plugins_add_commands_and_audit_folders(tmp_path, monkeypatch, capsys):
+    import typer
+
+    from ctframe import AuditReport, AuditSection
+    from ctframe import cli as cli_module
+
+    source = tmp_path / "extras_ctframe.py"
+    source.write_text(
+        "import typer\n"
+        "from ctframe import AuditReport, AuditSection, hookimpl\n"
+        "@hookimpl\n"
+        "def ctframe_register_commands(cli):\n"
+        "    @cli.command('hello')\n"
+        "    def hello(name: str):\n"
+        "        print(f'hello {name}')\n"
+        "@hookimpl\n"
+        "def ctframe_audit(root, options):\n"
+        "    if not (root / 'marker').exists():\n"
+        "        return None\n"
+        "    return AuditReport('extras audit', [AuditSection('files', ['name'], [['marker']])],\n"
+        "                       [f\"checked with {options}\"])\n"
+    )
+    site = install_distribution(tmp_path / "site", source, "extras_ctframe", "extras")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("CTFRAME_PLUGINS", "extras")
+    monkeypatch.setattr(cli_module, "app", _fresh_app(cli_module, typer))
+
+    assert main(["hello", "world"]) == 0
+    assert capsys.readouterr().out.strip() == "hello world"
+
+    (tmp_path / "data").mkdir()
+    assert main(["audit", str(tmp_path / "data")]) == 2
+    assert "no installed dataset plugin recognises" in capsys.readouterr().err
+    (tmp_path / "data" / "marker").write_text("")
+    assert main(["audit", str(tmp_path / "data"), "--json", "--set", "depth=2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["title"] == "extras audit" and report["warnings"] == ["checked with {'depth': '2'}"]
+    assert AuditReport and AuditSection
+
+
+def _fresh_app(cli_module, typer):
+    """A copy of the CLI app, so a test's plugin commands do not stay registered."""
+    app = typer.Typer(name="ctframe", add_completion=False, pretty_exceptions_enable=False)
+    app.registered_callback = cli_module.app.registered_callback
+    app.registered_commands = list(cli_module.app.registered_commands)
+    return app

@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine: `make run` and `make test`. Both are idempotent: the
+# virtual environment is rebuilt only when pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RECIPE ?= recipes/quickstart.toml
+
+.PHONY: setup setup-test run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,keras]'
+	touch $@ $(VENV)/.installed-run
+
+setup: $(VENV)/.installed-run
+setup-test: $(VENV)/.installed-test
+
+run: setup
+	$(BIN)/ctframe run $(RECIPE)
+
+test: setup-test
+	$(BIN)/python -m pytest -q
+
+lint: setup-test
+	$(BIN)/ruff check ctframe plugins tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs

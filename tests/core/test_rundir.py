@@ -1,0 +1,44 @@
+"""Atomic writes and weights-only checkpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+import torch
+
+from ctframe.rundir import RunDirectory, atomic_open, load_checkpoint, save_checkpoint, write_text
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = write_text(tmp_path / "metrics.json", "old")
+    with pytest.raises(RuntimeError), atomic_open(target) as handle:
+        handle.write("half of the new")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_checkpoints_round_trip_weights_only(tmp_path):
+    state = {"model": {"w": torch.arange(4.0)}, "epoch": 3, "rng": torch.get_rng_state()}
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "c.pt", state))
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["epoch"] == 3
+
+
+class Sneaky:
+    """Anything that is not a tensor or a plain value."""
+
+
+def test_checkpoints_with_arbitrary_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"payload": Sneaky()}, path)
+    with pytest.raises(Exception, match="(?i)weights.only|unsupported|global"):
+        load_checkpoint(path)
+
+
+def test_run_directories_are_unique(tmp_path):
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    first = RunDirectory.create(tmp_path, "quick", now)
+    second = RunDirectory.create(tmp_path, "quick", now)
+    assert first.path.name == "quick-20260102-030405"
+    assert second.path.name == "quick-20260102-030405-1"
