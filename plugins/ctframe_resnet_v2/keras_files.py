@@ -116,3 +116,26 @@ def read_keras_weights(path: Path, layer_order: dict[str, Sequence[str]] | None 
         if "layers" in handle:
             return _read_keras3(handle, layer_order)
     raise KerasFileError("no Keras weights layout found (expected 'layer_names' or 'layers')")
+
+
+def write_legacy_h5(weights: KerasWeights, layer_names: Sequence[str], path: Path) -> Path:
+    """Write Keras's legacy weights layout (what ``model.load_weights("x.h5")`` reads), atomically.
+
+    ``layer_names`` lists every layer in model order, parameter-free ones included, as Keras does.
+    """
+    import h5py
+
+    from ctframe.rundir import write_bytes
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle.attrs["layer_names"] = [name.encode("utf8") for name in layer_names]
+        handle.attrs["backend"] = b"tensorflow"
+        handle.attrs["keras_version"] = b"3"
+        for name in layer_names:
+            group = handle.create_group(name)
+            variables = weights.get(name, {})
+            group.attrs["weight_names"] = [f"{name}/{variable}".encode() for variable in variables]
+            for variable, array in variables.items():
+                group.create_dataset(f"{name}/{variable}", data=array)
+    return write_bytes(Path(path), buffer.getvalue())

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("--arch", choices=ARCHITECTURES, default="resnet101v2")
         sub.add_argument("--size", type=int, default=224)
         sub.add_argument("--threads", type=int, default=0, help="intra-op threads (0: tensorflow's default)")
-        sub.add_argument("--last", type=int, default=150, help="layers unfrozen for the trainable-weights list")
+        sub.add_argument("--last", type=int, default=150, help="layers unfrozen for the trainable list")
     export = commands.choices["export"]
     export.add_argument("--out", required=True)
     export.add_argument("--batch", type=int, default=2)

@@ -121,7 +121,8 @@ class ResNetV2(nn.Module):
         self.conv1_conv = nn.Conv2d(3, 64, 7, stride=2, padding=3)
         stacks = []
         in_channels = 64
-        for filters, count, stride in zip(STACK_FILTERS, ARCHITECTURES[arch].blocks, STACK_STRIDES, strict=True):
+        counts = ARCHITECTURES[arch].blocks
+        for filters, count, stride in zip(STACK_FILTERS, counts, STACK_STRIDES, strict=True):
             blocks = [
                 PreActBottleneck(
                     in_channels if index == 0 else EXPANSION * filters,
@@ -167,7 +168,8 @@ class ResNetV2(nn.Module):
                 if block.shortcut_conv is None and block.stride > 1:
                     max_pool_name = "max_pooling2d" + (f"_{max_pools}" if max_pools else "")
                     max_pools += 1
-                layers.extend(block.keras_layers(f"conv{stack_index + 2}_block{block_index + 1}", max_pool_name))
+                prefix = f"conv{stack_index + 2}_block{block_index + 1}"
+                layers.extend(block.keras_layers(prefix, max_pool_name))
         layers += [Layer("post_bn", self.post_bn), Layer("post_relu")]
         return layers
 
@@ -180,11 +182,14 @@ class ResNetV2(nn.Module):
         )
         return sum(p.numel() for p in self.parameters()) + statistics
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The network on already-normalised input (``x / 127.5 - 1``)."""
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1_conv(x)
         # Keras's pool1_pad pads with zeros, and conv1's output can be negative: not a -inf padded pool.
-        x = F.max_pool2d(F.pad(x, (1, 1, 1, 1), value=0.0), kernel_size=3, stride=2)
+        return F.max_pool2d(F.pad(x, (1, 1, 1, 1), value=0.0), kernel_size=3, stride=2)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on already-normalised input (``x / 127.5 - 1``)."""
+        x = self.stem(x)
         for stack in self.stacks:
             x = stack(x)
         return F.relu(self.post_bn(x))

@@ -21,7 +21,7 @@ class ResNetV2Options(Options):
         None,
         description="folder for downloaded weights; default $CTFRAME_WEIGHTS_DIR or ~/.cache/ctframe/weights",
     )
-    channels_last: bool = Field(True, description="run convolutions in NHWC memory format (faster on CPU and GPU)")
+    channels_last: bool = Field(True, description="run convolutions in NHWC memory format (usually faster)")
     precision: Precision = Field(
         "fp32",
         description="'fp32' (Keras's numbers), 'auto' (bf16 autocast on CPUs with native bf16 and on CUDA "

@@ -9,7 +9,7 @@ import torch
 
 
 def native_cpu_bf16() -> bool:
-    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX); without them bf16 is emulated and slow."""
+    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX); elsewhere bf16 is emulated, slowly."""
     cpu = torch.cpu
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(cpu, check, lambda: False)() for check in checks)

@@ -10,7 +10,7 @@ from torch import nn
 
 from ctframe import DataError
 
-from .keras_files import KerasFileError, KerasWeights, read_keras_weights
+from .keras_files import KerasFileError, KerasWeights, read_keras_weights, write_legacy_h5
 from .model import ResNetV2
 
 TORCH_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -66,13 +66,36 @@ def load_keras_weights(model: ResNetV2, path: Path) -> None:
             array = _to_torch_layout(name, variables[name])
             if tuple(array.shape) != tuple(tensor.shape):
                 raise WeightsError(
-                    f"{path}: layer {layer.name!r} {name} has shape {tuple(variables[name].shape)} in the file "
-                    f"but {model.arch} needs {_keras_shape(name, tensor)}; the file is for another architecture"
+                    f"{path}: layer {layer.name!r} {name} has shape {tuple(variables[name].shape)} in the "
+                    f"file but {model.arch} needs {_keras_shape(name, tensor)}; is it another architecture?"
                 )
             updates.append((tensor, array))
     with torch.no_grad():
         for tensor, array in updates:
             tensor.copy_(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
+
+
+def keras_weights_of(model: ResNetV2) -> KerasWeights:
+    """The model's weights as Keras names and lays them out (kernels ``(kh, kw, in, out)``)."""
+    weights: KerasWeights = {}
+    for layer in model.layers:
+        if layer.module is not None:
+            weights[layer.name] = {
+                name: _from_torch_layout(name, tensor.detach().cpu().float().numpy())
+                for name, tensor in _torch_view(layer.module)
+            }
+    return weights
+
+
+def save_keras_h5(model: ResNetV2, path: Path) -> Path:
+    """Export to a legacy Keras ``.h5`` that ``keras.applications.<Arch>(weights=path)`` can load."""
+    return write_legacy_h5(keras_weights_of(model), [layer.name for layer in model.layers], path)
+
+
+def _from_torch_layout(name: str, array: np.ndarray) -> np.ndarray:
+    if name == "kernel" and array.ndim == 4:
+        return np.ascontiguousarray(array.transpose(2, 3, 1, 0))
+    return array
 
 
 def _keras_shape(name: str, tensor: torch.Tensor) -> tuple[int, ...]:
@@ -89,7 +112,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt file, pickle with code in it, wrong format
-        raise WeightsError(f"cannot read a torch state dict from {path}: {type(error).__name__}: {error}") from None
+        reason = f"{type(error).__name__}: {error}"
+        raise WeightsError(f"cannot read a torch state dict from {path}: {reason}") from None
     for key in ("state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

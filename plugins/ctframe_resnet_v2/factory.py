@@ -1,0 +1,34 @@
+"""Backbone factories registered by the plugin: one per architecture."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ctframe import BuildContext
+
+from .options import ResNetV2Options
+
+
+def build_resnet_v2(arch: str, options: ResNetV2Options, context: BuildContext):
+    """A :class:`~ctframe_resnet_v2.model.ResNetV2` with the weights the options name, on the CPU."""
+    from .download import fetch_imagenet_weights
+    from .model import ResNetV2
+    from .weights import load_weights
+
+    model = ResNetV2(arch, channels_last=options.channels_last, precision=options.precision)
+    if options.weights == "imagenet":
+        load_weights(model, fetch_imagenet_weights(arch, options.cache_dir, logger=context.logger))
+    elif options.weights != "none":
+        load_weights(model, options.weights)
+    if options.compile:
+        model.compile()
+    return model
+
+
+def factory_for(arch: str) -> Callable[[ResNetV2Options, BuildContext], object]:
+    def factory(options: ResNetV2Options, context: BuildContext):
+        return build_resnet_v2(arch, options, context)
+
+    factory.__name__ = f"build_{arch}"
+    factory.__doc__ = f"{arch} backbone (Keras-faithful), see build_resnet_v2."
+    return factory

@@ -1,0 +1,105 @@
+"""A torchvision classification model's trunk as a ctframe backbone.
+
+The wrapped model keeps torchvision's module names (``model.layer1.0.conv1``), with its classifier
+removed, so torchvision state dicts load with at most a prefix change.
+
+Layer list contract: one :class:`ctframe.Layer` per *leaf module that holds parameters or buffers*, in
+the order a forward pass first calls them, named by its torchvision path (``layer4.2.bn3``).
+Parameter-free modules (activations, pooling) are left out: for these models "unfreeze the last N layers"
+then counts units that can learn, which is the meaning torchvision users expect.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ctframe import Layer
+
+from .options import FAMILIES
+from .runtime import autocast
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HEAD_ATTRIBUTES = ("fc", "classifier", "avgpool")
+PROBE_SIZE = 64
+
+
+def _trunk_forward(family: str, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if family == "resnet":
+        x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+        return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    if family == "densenet":
+        return F.relu(model.features(x))  # torchvision applies this ReLU in forward, after features
+    if family == "regnet":
+        return model.trunk_output(model.stem(x))
+    return model.features(x)
+
+
+class TorchvisionBackbone(nn.Module):
+    """RGB ``0..255`` (uint8 or float, NCHW) -> the trunk's last feature map ``(N, out_features, h, w)``."""
+
+    def __init__(self, arch: str, channels_last: bool = False, precision: str = "fp32"):
+        super().__init__()
+        from torchvision import models
+
+        if arch not in FAMILIES:
+            raise ValueError(f"unsupported torchvision architecture {arch!r}; choose from {sorted(FAMILIES)}")
+        self.arch = arch
+        self.family = FAMILIES[arch]
+        self.channels_last = channels_last
+        self.precision = precision
+        self.model = models.get_model(arch, weights=None)
+        for attribute in HEAD_ATTRIBUTES:  # the ctframe head pools and classifies
+            if hasattr(self.model, attribute):
+                setattr(self.model, attribute, nn.Identity())
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self._layer_paths, self.out_features = self._probe()
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def _probe(self) -> tuple[list[str], int]:
+        """Run a small input once: the order in which learnable leaf modules are called, and the width."""
+        paths = {module: path for path, module in self.model.named_modules()}
+        order: list[str] = []
+
+        def record(module: nn.Module, _inputs: object, _output: object) -> None:
+            path = paths[module]
+            if path not in order:
+                order.append(path)
+
+        leaves = [module for module in self.model.modules() if _is_learnable_leaf(module)]
+        handles = [module.register_forward_hook(record) for module in leaves]
+        was_training = self.training
+        try:
+            self.eval()
+            with torch.no_grad():
+                features = _trunk_forward(self.family, self.model, torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE))
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.train(was_training)
+        return order, int(features.shape[1])
+
+    @property
+    def layers(self) -> list[Layer]:
+        modules = dict(self.model.named_modules())
+        return [Layer(path, modules[path]) for path in self._layer_paths]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.to(torch.float32) - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.precision, x.device.type):
+            features = _trunk_forward(self.family, self.model, x)
+        return features.float()
+
+
+def _is_learnable_leaf(module: nn.Module) -> bool:
+    """A module without children that owns parameters or buffers (conv, BN, linear, ...)."""
+    if next(module.children(), None) is not None:
+        return False
+    owns_tensors = next(module.parameters(recurse=False), None) is not None
+    return owns_tensors or next(module.buffers(recurse=False), None) is not None

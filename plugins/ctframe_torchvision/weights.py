@@ -1,0 +1,125 @@
+"""Weights for the torchvision backbone: torchvision's published ImageNet files or a local state dict."""
+
+from __future__ import annotations
+
+import logging
+import re
+import urllib.error
+from pathlib import Path
+
+import torch
+
+from ctframe import DataError
+
+from .model import HEAD_ATTRIBUTES, TorchvisionBackbone
+
+TORCH_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+class WeightsError(DataError):
+    """A weights file that is missing, unreadable, unreachable or made for another model."""
+
+
+def default_cache_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def fetch(url: str, target: Path) -> Path:
+    """Download ``url`` to ``target`` unless it is there; torchvision file names carry a sha256 prefix
+    (``resnet18-f37072fd.pth``) that the download is checked against."""
+    if target.is_file():
+        return target
+    stem = target.name.split(".")[0]
+    hash_prefix = stem.rsplit("-", 1)[-1] if "-" in stem else None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=hash_prefix, progress=False)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise WeightsError(
+            f"cannot download {url} ({reason}); fetch that file yourself and put it at {target}"
+        ) from None
+    except RuntimeError as error:  # hash mismatch; torch removes the partial file
+        raise WeightsError(
+            f"download of {url} is corrupt ({error}); retry, or fetch it by hand into {target}"
+        ) from None
+    return target
+
+
+def imagenet_file(arch: str, cache_dir: Path | None, logger: logging.Logger | None = None) -> Path:
+    """torchvision's default ImageNet weights for ``arch``, downloaded into ``cache_dir`` once."""
+    from torchvision import models
+
+    entry = models.get_model_weights(arch).DEFAULT
+    target = Path(cache_dir or default_cache_dir()) / entry.url.rsplit("/", 1)[-1]
+    if not target.is_file():
+        (logger or logging.getLogger("ctframe")).info("downloading %s to %s", entry.url, target)
+    return fetch(entry.url, target)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt file, pickle with code in it, wrong format
+        reason = f"{type(error).__name__}: {error}"
+        raise WeightsError(f"cannot read a torch state dict from {path}: {reason}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} does not hold a flat state dict of tensors")
+    return state
+
+
+def _as_backbone_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Accept this backbone's own keys, a Classifier's (``backbone.``) or a whole torchvision model's."""
+    if state and all(key.startswith("backbone.") for key in state):
+        state = {key.removeprefix("backbone."): value for key, value in state.items()}
+    if state and not any(key.startswith("model.") for key in state):
+        state = {f"model.{key}": value for key, value in state.items()}
+    # The classifier that the backbone dropped: its tensors are not ours to load.
+    return {key: value for key, value in state.items() if key.split(".")[1] not in HEAD_ATTRIBUTES}
+
+
+def _torchvision_key_fixes(arch: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Old densenet files name ``norm.1``, torchvision's loader renames them to ``norm1``."""
+    if not arch.startswith("densenet"):
+        return state
+    pattern = re.compile(
+        r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$"
+    )
+    fixed = {}
+    for key, value in state.items():
+        match = pattern.match(key)
+        fixed[match.group(1) + match.group(2) if match else key] = value
+    return fixed
+
+
+def load_weights(backbone: TorchvisionBackbone, path: Path) -> None:
+    """Load a state dict file, refusing the first tensor whose name or shape does not fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist; give an existing file, 'imagenet' or 'none'")
+    if path.suffix not in TORCH_SUFFIXES:
+        suffixes = ", ".join(TORCH_SUFFIXES)
+        raise WeightsError(f"{path}: torchvision weights must be a torch state dict ({suffixes})")
+    state = _as_backbone_keys(_torchvision_key_fixes(backbone.arch, _read_state_dict(path)))
+    expected = backbone.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            name = key.removeprefix("model.")
+            raise WeightsError(f"{path} has no {name!r}; is it a {backbone.arch} state dict?")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise WeightsError(
+                f"{path}: layer {key.removeprefix('model.')!r} has shape {tuple(state[key].shape)}, "
+                f"{backbone.arch} needs {tuple(tensor.shape)}"
+            )
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise WeightsError(f"{path} holds tensors {backbone.arch} does not have, first {unexpected[0]!r}")
+    backbone.load_state_dict(state)
