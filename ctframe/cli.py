@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from ctframe import __version__
 from ctframe.contracts import Kind
@@ -82,7 +82,9 @@ def run(
 
 
 @app.command()
-def validate(recipe: Annotated[Path, typer.Argument(help="recipe TOML file")], overrides: SetOption = None) -> None:
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="recipe TOML file")], overrides: SetOption = None
+) -> None:
     """Check RECIPE without training: schema, components, device, data, model."""
     from ctframe.engine import check_recipe
     from ctframe.recipe import load_recipe
@@ -109,14 +111,23 @@ def list_plugins(
         return
     table = Table("component", "kind", "plugin", "version", "description")
     for entry in listing["components"]:
-        table.add_row(entry["component"], entry["kind"], entry["package"] if entry["package"] == entry["plugin"]
-                      else f"{entry['plugin']} ({entry['package']})", entry["version"], entry["description"])
+        table.add_row(
+            entry["component"],
+            entry["kind"],
+            entry["package"]
+            if entry["package"] == entry["plugin"]
+            else f"{entry['plugin']} ({entry['package']})",
+            entry["version"],
+            entry["description"],
+        )
         for option in entry.get("options", []):
             default = "required" if option["required"] else f"= {option['default']!r}"
             table.add_row("", "", "", "", f"  {option['name']} {default}: {option['description']}")
     out.print(table)
     for broken in listing["broken"]:
-        err.print(f"plugin {broken['plugin']!r} ({broken['package']} {broken['version']}) failed: {broken['error']}")
+        err.print(
+            f"plugin {broken['plugin']!r} ({broken['package']} {broken['version']}) failed: {broken['error']}"
+        )
 
 
 @app.command()
@@ -228,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get(DEBUG_ENV):
             raise
-        err.print(f"internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for the traceback)",
-                  soft_wrap=True)
+        err.print(
+            f"internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for the traceback)",
+            soft_wrap=True,
+        )
         return 1

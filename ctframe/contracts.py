@@ -103,9 +103,7 @@ class DataSplits:
 
     def __post_init__(self) -> None:
         if self.positive_class not in self.class_names:
-            raise ValueError(
-                f"positive class {self.positive_class!r} is not one of {list(self.class_names)}"
-            )
+            raise ValueError(f"positive class {self.positive_class!r} is not one of {list(self.class_names)}")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,9 @@ def make_context(recipe: Recipe, run_dir: RunDirectory | None, resume: bool = Fa
 def build_data(recipe: Recipe, context: BuildContext) -> DataSplits:
     data = recipe.dataset.component.factory(recipe.dataset.options, context)
     if not isinstance(data, DataSplits):
-        raise TypeError(f"dataset {recipe.dataset.component.name!r} returned {type(data).__name__}, not DataSplits")
+        raise TypeError(
+            f"dataset {recipe.dataset.component.name!r} returned {type(data).__name__}, not DataSplits"
+        )
     return data
 
 
@@ -62,7 +64,9 @@ def build_model(recipe: Recipe, context: BuildContext, class_names: tuple[str, .
     from ctframe.model import Classifier
 
     backbone = recipe.backbone.component.factory(recipe.backbone.options, context)
-    head = recipe.head.component.factory(recipe.head.options, context, backbone.out_features, len(class_names))
+    head = recipe.head.component.factory(
+        recipe.head.options, context, backbone.out_features, len(class_names)
+    )
     return Classifier(backbone, head, class_names)
 
 
@@ -78,12 +82,13 @@ def check_recipe(recipe: Recipe) -> list[str]:
     recipe.trainer.component.factory(recipe.trainer.options, context)
     build_metrics(recipe, context)
     parameters = sum(p.numel() for p in model.parameters())
+    metric_names = [m.component.name for m in recipe.metrics]
     return [
         f"device: {context.device}",
         f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
         f"classes {list(data.class_names)}, positive class {data.positive_class!r}",
         f"model: {recipe.backbone.component.name} + {recipe.head.component.name}, {parameters:,} parameters",
-        f"trainer: {recipe.trainer.component.name}; metrics: {', '.join(m.component.name for m in recipe.metrics)}",
+        f"trainer: {recipe.trainer.component.name}; metrics: {', '.join(metric_names)}",
     ]
 
 
@@ -110,7 +115,7 @@ def _logging_to(run_dir: RunDirectory, console: Console | None) -> Iterator[logg
 
 
 def _write_status(run_dir: RunDirectory, state: str, **extra: Any) -> None:
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     run_dir.write_json(STATUS, {"state": state, "updated": now, **extra})
 
 
@@ -123,8 +128,9 @@ def _split_summary(data: DataSplits) -> dict[str, Any]:
     }
 
 
-def execute(recipe: Recipe, run_dir: RunDirectory, registry: Registry, console: Console | None,
-            resume: bool = False) -> RunResult:
+def execute(
+    recipe: Recipe, run_dir: RunDirectory, registry: Registry, console: Console | None, resume: bool = False
+) -> RunResult:
     """Run every step of a validated recipe inside ``run_dir``."""
     from ctframe.evaluation import EvaluationData, evaluate
     from ctframe.report import build_report
@@ -147,8 +153,9 @@ def execute(recipe: Recipe, run_dir: RunDirectory, registry: Registry, console: 
             metrics = build_metrics(recipe, context)
             evaluation = evaluate(
                 trained,
-                EvaluationData(class_names=data.class_names, positive_class=data.positive_class,
-                               files=dict(data.files)),
+                EvaluationData(
+                    class_names=data.class_names, positive_class=data.positive_class, files=dict(data.files)
+                ),
                 metrics,
                 recipe.evaluation,
                 run_dir,
@@ -173,8 +180,12 @@ def execute(recipe: Recipe, run_dir: RunDirectory, registry: Registry, console: 
     return RunResult(run_dir, trained, evaluation)
 
 
-def start_run(recipe: Recipe, output: Path | None = None, registry: Registry | None = None,
-              console: Console | None = None) -> RunResult:
+def start_run(
+    recipe: Recipe,
+    output: Path | None = None,
+    registry: Registry | None = None,
+    console: Console | None = None,
+) -> RunResult:
     """Create ``<output>/<stem>-<timestamp>/``, save the resolved recipe, run everything."""
     registry = registry or get_registry()
     _resolved_device(recipe)  # fail before creating anything
@@ -189,7 +200,9 @@ def resume_run(path: Path, registry: Registry | None = None, console: Console | 
     run_dir = RunDirectory(Path(path))
     recipe_file = run_dir / RunDirectory.RECIPE
     if not recipe_file.is_file():
-        raise RunError(f"{path}: not a run directory (no {RunDirectory.RECIPE}); pass the folder a run created")
+        raise RunError(
+            f"{path}: not a run directory (no {RunDirectory.RECIPE}); pass the folder a run created"
+        )
     status = run_dir / STATUS
     if status.is_file() and '"completed"' in status.read_text(encoding="utf-8"):
         raise RunError(f"{path}: this run already completed; start a new one with ctframe run RECIPE")

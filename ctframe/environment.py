@@ -7,12 +7,21 @@ import platform
 import random
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-TRACKED_PACKAGES = ("ctframe", "torch", "torchvision", "numpy", "scikit-learn", "pillow", "pydantic", "pluggy")
+TRACKED_PACKAGES = (
+    "ctframe",
+    "torch",
+    "torchvision",
+    "numpy",
+    "scikit-learn",
+    "pillow",
+    "pydantic",
+    "pluggy",
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -40,7 +49,11 @@ def git_commit(folder: Path) -> dict[str, Any] | None:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=folder, capture_output=True, text=True, timeout=5, check=True,
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -51,7 +64,7 @@ def describe_environment(device: str, seed: int, recipe_dir: Path, plugins: dict
     import torch
 
     return {
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": sys.argv,
         "python": sys.version.split()[0],
         "platform": platform.platform(),

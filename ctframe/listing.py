@@ -12,13 +12,18 @@ def option_rows(options: Any) -> list[dict[str, Any]]:
     rows = []
     for name, field in options.model_fields.items():
         default = None if field.is_required() else field.get_default(call_default_factory=True)
-        rows.append({
-            "name": name,
-            "type": getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", ""),
-            "required": field.is_required(),
-            "default": default if isinstance(default, str | int | float | bool | list | type(None)) else str(default),
-            "description": field.description or "",
-        })
+        rows.append(
+            {
+                "name": name,
+                "type": getattr(field.annotation, "__name__", None)
+                or str(field.annotation).replace("typing.", ""),
+                "required": field.is_required(),
+                "default": default
+                if isinstance(default, str | int | float | bool | list | type(None))
+                else str(default),
+                "description": field.description or "",
+            }
+        )
     return rows
 
 
@@ -40,6 +45,7 @@ def describe_plugins(registry: Registry, kind: Kind | None = None, verbose: bool
             entry["options"] = option_rows(component.options)
         components.append(entry)
     broken = [
-        {"plugin": p.name, "package": p.package, "version": p.version, "error": p.error} for p in registry.broken()
+        {"plugin": p.name, "package": p.package, "version": p.version, "error": p.error}
+        for p in registry.broken()
     ]
     return {"components": components, "broken": broken}

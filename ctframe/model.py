@@ -59,7 +59,7 @@ def set_trainable_layers(backbone: Backbone, last: int | None) -> list[Layer]:
         raise ValueError(f"cannot unfreeze a negative number of layers ({last})")
     for parameter in backbone.parameters():  # type: ignore[attr-defined]
         parameter.requires_grad_(False)
-    trainable = layers[len(layers) - min(last, len(layers)):]
+    trainable = layers[len(layers) - min(last, len(layers)) :]
     for layer in trainable:
         if layer.module is not None:
             for parameter in layer.module.parameters():

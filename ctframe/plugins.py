@@ -93,7 +93,9 @@ def _load_entry_points(
             module = entry_point.load()
             manager.register(module, name=entry_point.name)
         except Exception as error:  # a broken plugin must not stop the others
-            plugins[entry_point.name] = PluginInfo(entry_point.name, package, version, _describe_exception(error))
+            plugins[entry_point.name] = PluginInfo(
+                entry_point.name, package, version, _describe_exception(error)
+            )
             continue
         plugins[entry_point.name] = PluginInfo(entry_point.name, package, version)
 
@@ -130,10 +132,13 @@ def _make_register(registry: Registry, kind: Kind, plugin: str) -> Callable[...,
         if not isinstance(name, str) or not name.isidentifier():
             raise PluginError(f"plugin {plugin!r} registered {kind} name {name!r}; use a Python identifier")
         if not callable(factory):
-            raise PluginError(f"plugin {plugin!r} registered {kind} {name!r} with a factory that is not callable")
+            raise PluginError(
+                f"plugin {plugin!r} registered {kind} {name!r} with a factory that is not callable"
+            )
         if not (isinstance(options, type) and issubclass(options, Options)):
             raise PluginError(
-                f"plugin {plugin!r} registered {kind} {name!r} with options that are not a ctframe.Options class"
+                f"plugin {plugin!r} registered {kind} {name!r} with options that are not a ctframe.Options "
+                "class"
             )
         existing = registry.components[kind].get(name)
         if existing is not None:

@@ -138,7 +138,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: Path) 
             raise RecipeError(f"{path}: --set expects section.key=value, got {override!r}")
         if parts[0] not in TOP_LEVEL_KEYS:
             raise RecipeError(
-                f"{path}: --set {override!r}: unknown section {parts[0]!r}{_suggest(parts[0], TOP_LEVEL_KEYS)}"
+                f"{path}: --set {override!r}: unknown section {parts[0]!r}"
+                f"{_suggest(parts[0], TOP_LEVEL_KEYS)}"
             )
         target = data
         for part in parts[:-1]:
@@ -194,9 +195,7 @@ def _field_description(schema: type[Options], loc: Sequence[str]) -> str:
     return (field.description or "") if field else ""
 
 
-def validate_options(
-    schema: type[Options], values: Mapping[str, Any], path: Path, section: str
-) -> Options:
+def validate_options(schema: type[Options], values: Mapping[str, Any], path: Path, section: str) -> Options:
     try:
         return schema.model_validate(dict(values), context={"base_dir": path.parent.absolute()})
     except ValidationError as error:
@@ -213,9 +212,7 @@ def _unknown_component_message(registry: Registry, kind: Kind, name: str) -> str
     return message
 
 
-def _component(
-    registry: Registry, kind: Kind, section: str, values: Any, path: Path
-) -> ComponentConfig:
+def _component(registry: Registry, kind: Kind, section: str, values: Any, path: Path) -> ComponentConfig:
     if not isinstance(values, dict):
         raise RecipeError(f"{path}: [{section}] must be a table with a '{COMPONENT_KEY}' key")
     values = dict(values)
@@ -227,15 +224,21 @@ def _component(
         raise RecipeError(f"{path}: [{section}] {COMPONENT_KEY}: expected a string, got {name!r}")
     component = registry.get(kind, name)
     if component is None:
-        raise RecipeError(f"{path}: [{section}] {COMPONENT_KEY}: {_unknown_component_message(registry, kind, name)}")
+        raise RecipeError(
+            f"{path}: [{section}] {COMPONENT_KEY}: {_unknown_component_message(registry, kind, name)}"
+        )
     return ComponentConfig(section, component, validate_options(component.options, values, path, section))
 
 
 def _metric_entries(raw: Any, path: Path) -> list[dict[str, Any]]:
     if raw is None:
-        raise RecipeError(f'{path}: metrics: missing; add e.g. metrics = ["accuracy", "roc_auc"] before the first table')
+        raise RecipeError(
+            f'{path}: metrics: missing; add e.g. metrics = ["accuracy", "roc_auc"] before the first table'
+        )
     if not isinstance(raw, list) or not raw:
-        raise RecipeError(f"{path}: metrics: expected a non-empty list of metric names or tables, got {raw!r}")
+        raise RecipeError(
+            f"{path}: metrics: expected a non-empty list of metric names or tables, got {raw!r}"
+        )
     entries = []
     for index, item in enumerate(raw):
         if isinstance(item, str):

@@ -26,7 +26,9 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(descriptor, mode, **({"encoding": "utf-8", "newline": ""} if mode == "w" else {})) as handle:
+        with os.fdopen(
+            descriptor, mode, **({"encoding": "utf-8", "newline": ""} if mode == "w" else {})
+        ) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -14,8 +14,11 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 def _rename_refs(node: Any, prefix: str) -> Any:
     if isinstance(node, dict):
         return {
-            key: (f"#/$defs/{prefix}{value.rsplit('/', 1)[-1]}" if key == "$ref" and isinstance(value, str)
-                  else _rename_refs(value, prefix))
+            key: (
+                f"#/$defs/{prefix}{value.rsplit('/', 1)[-1]}"
+                if key == "$ref" and isinstance(value, str)
+                else _rename_refs(value, prefix)
+            )
             for key, value in node.items()
         }
     if isinstance(node, list):
@@ -48,7 +51,9 @@ def _component_schema(component: Component, defs: dict[str, Any]) -> dict[str, A
 
 
 def _kind_schema(registry: Registry, kind: Kind, defs: dict[str, Any]) -> dict[str, Any]:
-    variants = [_component_schema(c, defs) for c in sorted(registry.components[kind].values(), key=lambda c: c.name)]
+    variants = [
+        _component_schema(c, defs) for c in sorted(registry.components[kind].values(), key=lambda c: c.name)
+    ]
     return {"oneOf": variants} if variants else {"type": "object", "description": f"no {kind} installed"}
 
 

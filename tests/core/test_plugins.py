@@ -95,8 +95,9 @@ def test_verbose_listing_shows_options(toy_site, capsys):
     assert options["epochs"]["description"] == "passes over the training split"
 
 
-def test_broken_entry_point_is_listed_and_named_in_recipe_errors(tmp_path, monkeypatch, toy_site, toy_recipe,
-                                                                  capsys):
+def test_broken_entry_point_is_listed_and_named_in_recipe_errors(
+    tmp_path, monkeypatch, toy_site, toy_recipe, capsys
+):
     broken_source = tmp_path / "broken_ctframe.py"
     broken_source.write_text("import a_module_that_does_not_exist\n")
     site = install_distribution(tmp_path / "site2", broken_source, "broken_ctframe", "broken")
@@ -154,7 +155,7 @@ def test_plugins_add_commands_and_audit_folders(tmp_path, monkeypatch, capsys):
         "    if not (root / 'marker').exists():\n"
         "        return None\n"
         "    return AuditReport('extras audit', [AuditSection('files', ['name'], [['marker']])],\n"
-        "                       [f\"checked with {options}\"])\n"
+        '                       [f"checked with {options}"])\n'
     )
     site = install_distribution(tmp_path / "site", source, "extras_ctframe", "extras")
     monkeypatch.syspath_prepend(str(site))

@@ -48,14 +48,21 @@ def _one_line_error(output: str) -> str:
         ("epochs = 3", 'epochs = "three"', "[trainer] epochs: Input should be a valid integer"),
         ("epochs = 3", "epochs = 0", "[trainer] epochs: Input should be greater than or equal to 1, got 0"),
         ("seed = 7", "seed = -1", "[run] seed: Input should be greater than or equal to 0"),
-        ('component = "toy_trainer"', 'component = "toy_trainr"',
-         "[trainer] component: unknown trainer component 'toy_trainr'; did you mean 'toy_trainer'?; "
-         "available: toy_trainer"),
+        (
+            'component = "toy_trainer"',
+            'component = "toy_trainr"',
+            "[trainer] component: unknown trainer component 'toy_trainr'; did you mean 'toy_trainer'?; "
+            "available: toy_trainer",
+        ),
         ('component = "toy_head"\n', "", "[head] component: missing; name one of: toy_head"),
         ('device = "cpu"', 'device = "gpu"', "[run] device: String should match pattern"),
         ("[run]", "[rn]", "unknown top-level key 'rn'; did you mean 'run'?"),
         ('metrics = ["toy_accuracy"]', "metrics = []", "metrics: expected a non-empty list"),
-        ("samples = 32", "samples = 32\nsamples = 33", "malformed TOML: Cannot overwrite a value (at line 10, column 13)"),
+        (
+            "samples = 32",
+            "samples = 32\nsamples = 33",
+            "malformed TOML: Cannot overwrite a value (at line 10, column 13)",
+        ),
         ("epochs = 3", "epochs = ", "malformed TOML: Invalid value (at line 20, column 10)"),
     ],
 )
@@ -89,25 +96,42 @@ def test_missing_required_value(toy_site, toy_recipe):
     module.ctframe_register_backbones = ctframe_register_backbones
     registry = build_registry(extra=[module])
     with pytest.raises(RecipeError) as caught:
-        load_recipe(toy_recipe, ["backbone.component=strict_backbone", "backbone.channels=1"], registry=registry)
-    assert str(caught.value).endswith("width: missing required value (feature width in pixels) (and 1 more problem)")
+        load_recipe(
+            toy_recipe, ["backbone.component=strict_backbone", "backbone.channels=1"], registry=registry
+        )
+    assert str(caught.value).endswith(
+        "width: missing required value (feature width in pixels) (and 1 more problem)"
+    )
     toy_recipe.write_text(toy_recipe.read_text().replace("channels = 4", ""))
     with pytest.raises(RecipeError) as caught:
         load_recipe(toy_recipe, ["backbone.component=strict_backbone"], registry=registry)
-    assert str(caught.value) == f"{toy_recipe}: [backbone] width: missing required value (feature width in pixels)"
+    assert (
+        str(caught.value)
+        == f"{toy_recipe}: [backbone] width: missing required value (feature width in pixels)"
+    )
 
 
 def test_missing_recipe_file(toy_site, tmp_path):
     code, output = _validate(tmp_path / "nope.toml")
     assert code == 2
-    assert _one_line_error(output) == f"error: {tmp_path / 'nope.toml'}: recipe file not found (check the path)"
+    assert (
+        _one_line_error(output) == f"error: {tmp_path / 'nope.toml'}: recipe file not found (check the path)"
+    )
 
 
 def test_override_is_typed_by_the_schema(toy_site, toy_recipe):
     from ctframe.recipe import load_recipe
 
-    recipe = load_recipe(toy_recipe, ["trainer.epochs=5", "trainer.lr=1e-3", "run.name=2024", "dataset.classes=['a','b']",
-                                      "dataset.positive_class=a"])
+    recipe = load_recipe(
+        toy_recipe,
+        [
+            "trainer.epochs=5",
+            "trainer.lr=1e-3",
+            "run.name=2024",
+            "dataset.classes=['a','b']",
+            "dataset.positive_class=a",
+        ],
+    )
     assert recipe.trainer.options.epochs == 5 and recipe.trainer.options.lr == pytest.approx(1e-3)
     assert recipe.run.name == "2024"
     assert recipe.dataset.options.classes == ["a", "b"]

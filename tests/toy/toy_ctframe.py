@@ -46,8 +46,15 @@ def build_data(options: ToyDataOptions, context) -> DataSplits:
         for offset, name in enumerate(("train", "val", "test"))
     }
     files = {sid: f"{sid}.png" for split in splits.values() for sid in split.ids}
-    return DataSplits(tuple(options.classes), options.positive_class, splits["train"], splits["val"],
-                      splits["test"], files=files, summary={"generator": "toy"})
+    return DataSplits(
+        tuple(options.classes),
+        options.positive_class,
+        splits["train"],
+        splits["val"],
+        splits["test"],
+        files=files,
+        summary={"generator": "toy"},
+    )
 
 
 class ToyBackboneOptions(Options):
@@ -111,8 +118,15 @@ class ToyTrainer:
             optimizer.step()
             history.append({"epoch": epoch, "train_loss": float(loss)})
             context.logger.info("toy epoch %d loss %.4f", epoch, float(loss))
-        return [TrainedModel("toy", "Toy Model", self._predict(model, data.val), self._predict(model, data.test),
-                             history=history)]
+        return [
+            TrainedModel(
+                "toy",
+                "Toy Model",
+                self._predict(model, data.val),
+                self._predict(model, data.test),
+                history=history,
+            )
+        ]
 
 
 class ToyAccuracyOptions(Options):
@@ -132,22 +146,31 @@ def ctframe_register_datasets(register):
 
 @hookimpl
 def ctframe_register_backbones(register):
-    register("toy_backbone", lambda options, context: ToyBackbone(options.channels), ToyBackboneOptions,
-             "One 3x3 convolution")
+    register(
+        "toy_backbone",
+        lambda options, context: ToyBackbone(options.channels),
+        ToyBackboneOptions,
+        "One 3x3 convolution",
+    )
 
 
 @hookimpl
 def ctframe_register_heads(register):
-    register("toy_head", lambda options, context, in_features, num_classes: ToyHead(in_features, num_classes),
-             ToyHeadOptions, "Average pooling and a linear layer")
+    register(
+        "toy_head",
+        lambda options, context, in_features, num_classes: ToyHead(in_features, num_classes),
+        ToyHeadOptions,
+        "Average pooling and a linear layer",
+    )
 
 
 @hookimpl
 def ctframe_register_trainers(register):
-    register("toy_trainer", lambda options, context: ToyTrainer(options), ToyTrainerOptions,
-             "Full-batch SGD")
+    register("toy_trainer", lambda options, context: ToyTrainer(options), ToyTrainerOptions, "Full-batch SGD")
 
 
 @hookimpl
 def ctframe_register_metrics(register):
-    register("toy_accuracy", lambda options, context: toy_accuracy, ToyAccuracyOptions, "Accuracy at the threshold")
+    register(
+        "toy_accuracy", lambda options, context: toy_accuracy, ToyAccuracyOptions, "Accuracy at the threshold"
+    )
