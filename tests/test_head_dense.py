@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
+from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 from pydantic import ValidationError
 
 from ctframe import Kind
 from ctframe.contracts import Head
 from ctframe.plugins import build_registry
-from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 
 
 def test_outputs_sigmoid_for_two_classes_softmax_otherwise():

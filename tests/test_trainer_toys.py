@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 
 import torch
+from ctframe_dense_head.head import DenseHead, DenseHeadOptions
+from ctframe_two_phase.options import TwoPhaseOptions
+from ctframe_two_phase.trainer import TwoPhaseTrainer
 from torch import nn
 from torch.utils.data import Dataset
 
 from ctframe import BuildContext, DataSplits, Layer
 from ctframe.model import Classifier
 from ctframe.rundir import RunDirectory
-from ctframe_dense_head.head import DenseHead, DenseHeadOptions
-from ctframe_two_phase.options import TwoPhaseOptions
-from ctframe_two_phase.trainer import TwoPhaseTrainer
 
 CLASSES = ("COVID", "non-COVID")
 
@@ -85,7 +85,9 @@ def random_flip(image: torch.Tensor) -> torch.Tensor:
     return image.flip(-1) if torch.rand(()) < 0.5 else image
 
 
-def make_splits(augment=None, train: int = 32, val: int = 16, test: int = 16, delay_s: float = 0.0) -> DataSplits:
+def make_splits(
+    augment=None, train: int = 32, val: int = 16, test: int = 16, delay_s: float = 0.0
+) -> DataSplits:
     return DataSplits(
         class_names=CLASSES,
         positive_class="non-COVID",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -89,27 +91,44 @@ def write_history(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
 
 
 class TensorBoardLog:
-    """Scalars per epoch under ``<run>/tensorboard/<key>``; silent no-op without tensorboard."""
+    """Scalars per epoch in ``<run>/tensorboard/<key>/events.out.tfevents.*``.
+
+    Written with tensorboard's record writer and protos directly: ``torch.utils.tensorboard``
+    imports TensorFlow when it is installed, which costs seconds to minutes. A silent no-op
+    without the tensorboard package.
+    """
 
     def __init__(self, folder: Path, enabled: bool, logger: logging.Logger):
-        self._writer = None
+        self._file = None
         if not enabled:
             return
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from tensorboard.compat.proto import event_pb2, summary_pb2
+            from tensorboard.summary.writer.record_writer import RecordWriter
         except ImportError:
             logger.debug("tensorboard is not installed; no event files written")
             return
-        self._writer = SummaryWriter(log_dir=str(folder))
+        self._event, self._summary = event_pb2.Event, summary_pb2.Summary
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}.{os.getpid()}"
+        self._file = open(folder / name, "wb")  # noqa: SIM115 - closed in close()
+        self._writer = RecordWriter(self._file)
+        self._write(self._event(wall_time=time.time(), file_version="brain.Event:2"))
 
-    def log(self, record: Mapping[str, Any], step: int) -> None:
-        if self._writer is None:
-            return
-        for name in ("train_loss", "val_loss", "val_accuracy", "lr", "images_per_s"):
-            self._writer.add_scalar(name, record[name], step)
+    def _write(self, event: Any) -> None:
+        self._writer.write(event.SerializeToString())
         self._writer.flush()
 
+    def log(self, record: Mapping[str, Any], step: int) -> None:
+        if self._file is None:
+            return
+        values = [
+            self._summary.Value(tag=name, simple_value=float(record[name]))
+            for name in ("train_loss", "val_loss", "val_accuracy", "lr", "images_per_s")
+        ]
+        self._write(self._event(wall_time=time.time(), step=step, summary=self._summary(value=values)))
+
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,225 @@
+"""The two-phase trainer on a toy backbone: freezing, early stopping, the feature cache,
+artifacts, reproducibility and Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import struct
+
+import numpy as np
+import pytest
+import torch
+from ctframe_two_phase.early_stopping import EarlyStopping
+from ctframe_two_phase.options import TwoPhaseOptions
+
+from ctframe import DataError, Kind
+from ctframe.plugins import build_registry
+from ctframe.rundir import load_checkpoint
+from tests.test_trainer_toys import (
+    ToyImages,
+    make_context,
+    make_model,
+    make_splits,
+    make_trainer,
+    random_flip,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two threads on a shared 2-core box spin against each other; one is faster and deterministic.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _changed(before: dict, after: dict, prefix: str) -> set[str]:
+    return {
+        name
+        for name, tensor in after.items()
+        if name.startswith(prefix) and not torch.equal(tensor.float(), before[name].float())
+    }
+
+
+@pytest.mark.parametrize("finetune_batchnorm", [True, False])
+def test_phase_one_trains_the_head_phase_two_the_last_layers(tmp_path, finetune_batchnorm):
+    model = make_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = make_trainer(
+        initial={"epochs": 2}, finetuned={"epochs": 2, "finetune_batchnorm": finetune_batchnorm}
+    )
+    trainer.fit(model, make_splits(), make_context(tmp_path))
+    initial = load_checkpoint(tmp_path / "checkpoints" / "initial_best.pt")["model"]
+    finetuned = load_checkpoint(tmp_path / "checkpoints" / "finetuned_best.pt")["model"]
+
+    assert _changed(start, initial, "backbone.") == set()  # weights and BatchNorm statistics
+    assert {"head.hidden.weight", "head.output.weight", "head.norm.running_mean"} <= _changed(
+        start, initial, "head."
+    )
+    # unfreeze_last = 3 -> conv2, bn2, relu2 of the toy's seven layers.
+    changed = _changed(initial, finetuned, "backbone.")
+    assert {"backbone.conv2.weight", "backbone.bn2.weight", "backbone.bn2.bias"} <= changed
+    assert not any(name.startswith(("backbone.conv1", "backbone.bn1")) for name in changed)
+    assert ("backbone.bn2.running_mean" in changed) == finetune_batchnorm
+    assert "head.hidden.weight" in _changed(initial, finetuned, "head.")
+
+
+def test_early_stopping_rules():
+    stopper = EarlyStopping(patience=2, min_delta=0.1)
+    assert stopper.update(1.0, 0)
+    assert not stopper.update(0.95, 1)  # improvement smaller than min_delta
+    assert stopper.update(0.85, 2)
+    assert not stopper.update(0.9, 3) and not stopper.stopped
+    assert not stopper.update(0.86, 4) and stopper.stopped
+    assert (stopper.best, stopper.best_epoch) == (0.85, 2)
+    restored = EarlyStopping(patience=2)
+    restored.load_state_dict(stopper.state_dict())
+    assert restored.stopped and restored.best == 0.85
+
+
+def test_trainer_stops_early_and_evaluates_the_best_epoch(tmp_path):
+    # min_delta so large that only the first epoch counts as an improvement.
+    trainer = make_trainer(initial={"epochs": 20, "patience": 2, "min_delta": 1e6}, finetuned={"epochs": 0})
+    model = make_model()
+    (result,) = trainer.fit(model, make_splits(), make_context(tmp_path))
+    assert [record["epoch"] for record in result.history] == [1, 2, 3]
+    best = load_checkpoint(tmp_path / "checkpoints" / "initial_best.pt")
+    last = load_checkpoint(tmp_path / "checkpoints" / "initial_last.pt")
+    assert (best["epoch"], last["epoch"]) == (0, 2)
+    assert result.checkpoint == tmp_path / "checkpoints" / "initial_best.pt"
+    fresh = make_model()
+    fresh.load_state_dict(best["model"])
+    fresh.eval()
+    with torch.no_grad():
+        images = torch.stack([make_splits().test[i][0] for i in range(16)])
+        expected = fresh.probabilities(fresh(images)).double().numpy()
+    np.testing.assert_allclose(result.test.probabilities, expected, atol=1e-6)
+
+
+def test_feature_cache_gives_the_uncached_losses(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="ctframe.test")
+    runs = {}
+    for mode in ("auto", "off"):
+        trainer = make_trainer(initial={"epochs": 3}, finetuned={"epochs": 0}, feature_cache=mode)
+        runs[mode] = trainer.fit(make_model(), make_splits(), make_context(tmp_path / mode))[0]
+    assert sum("cached frozen-backbone features" in r.message for r in caplog.records) == 1
+    for column in ("train_loss", "val_loss"):
+        cached = [record[column] for record in runs["auto"].history]
+        uncached = [record[column] for record in runs["off"].history]
+        assert len(cached) == 3
+        np.testing.assert_allclose(cached, uncached, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(runs["auto"].test.probabilities, runs["off"].test.probabilities, atol=1e-5)
+
+
+def _read_scalars(path) -> dict[str, list[tuple[int, float]]]:
+    """Decode a TensorBoard event file (TFRecord framing around Event protos)."""
+    from tensorboard.compat.proto import event_pb2
+
+    data, position, scalars = path.read_bytes(), 0, {}
+    while position < len(data):
+        (length,) = struct.unpack("<Q", data[position : position + 8])
+        event = event_pb2.Event.FromString(data[position + 12 : position + 12 + length])
+        position += 12 + length + 4
+        for value in event.summary.value:
+            scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_artifacts_and_predictions(tmp_path):
+    data = make_splits()
+    results = make_trainer(tensorboard=True).fit(make_model(), data, make_context(tmp_path))
+    titles = [(r.key, r.title) for r in results]
+    assert titles == [("initial", "Initial Model"), ("finetuned", "Fine-Tuned Model")]
+    for result in results:
+        assert result.test.sample_ids == tuple(data.test.ids)
+        assert result.val.sample_ids == tuple(data.val.ids)
+        np.testing.assert_array_equal(result.test.labels, data.test.labels)
+        assert result.test.probabilities.shape == (16, 2)
+        np.testing.assert_allclose(result.test.probabilities.sum(axis=1), 1.0, atol=1e-6)
+        with open(tmp_path / f"history_{result.key}.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert list(rows[0]) == [
+            "epoch", "phase", "train_loss", "val_loss", "val_accuracy", "lr", "images_per_s", "seconds"
+        ]
+        assert [int(row["epoch"]) for row in rows] == [r["epoch"] for r in result.history]
+        assert all(float(row["images_per_s"]) > 0 for row in rows)
+        last = load_checkpoint(tmp_path / "checkpoints" / f"{result.key}_last.pt")
+        assert {"model", "optimizer", "rng", "early_stopping", "history", "epoch", "phase"} <= set(last)
+        (events,) = (tmp_path / "tensorboard" / result.key).glob("events.out.tfevents.*")
+        scalars = _read_scalars(events)
+        steps, values = zip(*scalars["val_loss"], strict=True)
+        assert list(steps) == list(range(len(result.history)))
+        assert list(values) == pytest.approx([record["val_loss"] for record in result.history], rel=1e-6)
+    assert float(results[0].history[0]["lr"]) == 1e-2 and float(results[1].history[0]["lr"]) == 1e-3
+
+
+def test_augmented_training_is_reproducible_with_loader_workers(tmp_path):
+    def run(folder: str):
+        trainer = make_trainer(initial={"epochs": 2}, finetuned={"epochs": 1}, num_workers=1)
+        return trainer.fit(make_model(), make_splits(augment=random_flip), make_context(tmp_path / folder))
+
+    first, second = run("a"), run("b")
+    for one, two in zip(first, second, strict=True):
+        assert [r["train_loss"] for r in one.history] == [r["train_loss"] for r in two.history]
+        np.testing.assert_array_equal(one.test.probabilities, two.test.probabilities)
+
+
+def test_zero_epochs_skips_a_phase(tmp_path):
+    results = make_trainer(finetuned={"epochs": 0}).fit(make_model(), make_splits(), make_context(tmp_path))
+    assert [r.key for r in results] == ["initial"]
+    assert not (tmp_path / "checkpoints" / "finetuned_last.pt").exists()
+
+
+def test_empty_validation_split_is_a_data_error(tmp_path):
+    data = make_splits(val=0)
+    with pytest.raises(DataError, match="val split is empty"):
+        make_trainer().fit(make_model(), data, make_context(tmp_path))
+
+
+def _without_timing(history) -> list[dict]:
+    return [{k: v for k, v in record.items() if k not in ("images_per_s", "seconds")} for record in history]
+
+
+class _InterruptedImages(ToyImages):
+    """Raises KeyboardInterrupt (as Ctrl-C would) after ``limit`` item reads."""
+
+    def __init__(self, limit: int):
+        super().__init__(32, 1, prefix="train")
+        self.reads, self.limit = 0, limit
+
+    def __getitem__(self, index: int):
+        self.reads += 1
+        if self.reads > self.limit:
+            raise KeyboardInterrupt
+        return super().__getitem__(index)
+
+
+def test_ctrl_c_keeps_completed_epochs_and_resume_finishes_the_same(tmp_path):
+    def trainer():
+        return make_trainer(initial={"epochs": 3}, finetuned={"epochs": 2})
+
+    reference = trainer().fit(make_model(), make_splits(augment=random_flip), make_context(tmp_path / "ref"))
+
+    data = make_splits(augment=random_flip)
+    interrupted = type(data)(**{**data.__dict__, "train": _InterruptedImages(limit=32 + 10)})
+    with pytest.raises(KeyboardInterrupt):
+        trainer().fit(make_model(), interrupted, make_context(tmp_path / "run"))
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "initial_last.pt")["epoch"] == 0
+
+    resumed = trainer().fit(make_model(), data, make_context(tmp_path / "run", resume=True))
+    for one, two in zip(reference, resumed, strict=True):
+        assert _without_timing(one.history) == _without_timing(two.history)
+        np.testing.assert_array_equal(one.test.probabilities, two.test.probabilities)
+
+
+def test_registered_with_nested_phase_options(monkeypatch):
+    monkeypatch.setenv("CTFRAME_PLUGINS", "two_phase")
+    component = build_registry().get(Kind.TRAINER, "two_phase")
+    assert component is not None and component.options is TwoPhaseOptions
+    options = TwoPhaseOptions.model_validate({"initial": {"epochs": 4}, "finetuned": {"unfreeze_last": 10}})
+    assert (options.initial.lr, options.finetuned.lr) == (1e-4, 1e-5)
+    assert (options.finetuned.epochs, options.finetuned.unfreeze_last) == (20, 10)
+    with pytest.raises(ValueError):
+        TwoPhaseOptions.model_validate({"initial": {"epoch": 4}})
