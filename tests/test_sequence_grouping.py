@@ -82,11 +82,17 @@ def test_thumbnail_is_centred_unit_vector():
 
 def test_thumbnail_dot_is_pearson_correlation_and_ignores_brightness_contrast():
     rng = np.random.default_rng(2)
-    first, _, third = make_run(rng, 3)
+    first, _, third = make_run(rng, 3, side=64)
+
+    def block_means(rgb: np.ndarray) -> np.ndarray:
+        # Independent reference: BT.601 grey, then 2 x 2 block means (64 -> 32 px is exact area averaging).
+        grey = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        return grey.reshape(32, 2, 32, 2).mean(axis=(1, 3)).ravel()
+
     a, b = thumbnail(first), thumbnail(third)
-    # The same correlation computed independently from the vectors' un-normalised form.
-    expected = np.corrcoef(a * 7.0 + 3.0, b * 2.0 - 1.0)[0, 1]
+    expected = np.corrcoef(block_means(first), block_means(third))[0, 1]
     assert float(a @ b) == pytest.approx(expected, abs=1e-5)
+    assert 0.5 < expected < 0.999  # neighbouring-but-one slices: similar, not identical
     darker = (first.astype(np.float32) * 0.5 + 20).astype(np.uint8)
     assert float(thumbnail(darker) @ a) > 0.999
 
@@ -211,3 +217,10 @@ def test_one_image_class_empty_class_and_constant_images():
 def test_mismatched_names_and_vectors_are_rejected():
     with pytest.raises(ValueError, match="one thumbnail vector per name"):
         group_sequences(["a (1).png", "a (2).png"], np.zeros((3, 16), np.float32))
+
+
+def test_thumbnail_rejects_non_finite_values():
+    image = np.ones((8, 8), np.float32)
+    image[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        thumbnail(image)

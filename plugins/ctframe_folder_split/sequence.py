@@ -68,6 +68,8 @@ def thumbnail(image: np.ndarray, size: int = DEFAULT_THUMBNAIL_SIZE) -> np.ndarr
     if grey.size == 0:
         raise ValueError(f"cannot make a thumbnail of an empty image (shape {array.shape})")
     small = np.asarray(Image.fromarray(grey).resize((size, size), Image.Resampling.BOX), dtype=np.float32)
+    if not np.isfinite(small).all():
+        raise ValueError("cannot make a thumbnail of an image with NaN or infinite values")
     vector = small.ravel() - small.mean(dtype=np.float64)
     norm = float(np.linalg.norm(vector))
     if norm <= _CONSTANT_RMS * np.sqrt(vector.size):
