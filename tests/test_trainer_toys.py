@@ -126,3 +126,18 @@ def make_trainer(initial: dict | None = None, finetuned: dict | None = None, **o
         **options,
     }
     return TwoPhaseTrainer(TwoPhaseOptions.model_validate(values), make_context(Path(".")))
+
+
+def run_resume_scenario(run_dir: Path, resume: bool, delay_s: float = 0.0):
+    """The run the SIGKILL test kills and resumes: augmented training (RNG matters), both phases."""
+    trainer = make_trainer(initial={"epochs": 4}, finetuned={"epochs": 3})
+    data = make_splits(augment=random_flip, delay_s=delay_s)
+    return trainer.fit(make_model(), data, make_context(run_dir, resume=resume))
+
+
+if __name__ == "__main__":  # `python tests/test_trainer_toys.py RUN_DIR resume|fresh` for the SIGKILL test
+    import sys
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    run_resume_scenario(Path(sys.argv[1]), sys.argv[2] == "resume", delay_s=0.005)

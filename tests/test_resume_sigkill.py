@@ -1,0 +1,80 @@
+"""A training process killed with SIGKILL and resumed ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ctframe.rundir import load_checkpoint
+from tests.test_trainer_toys import run_resume_scenario
+
+TOYS = Path(__file__).with_name("test_trainer_toys.py")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the subprocesses use one thread too: same arithmetic, same bits
+    yield
+    torch.set_num_threads(before)
+
+
+def _start(run_dir: Path, mode: str, log: Path) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with open(log, "wb") as handle:
+        return subprocess.Popen(
+            [sys.executable, str(TOYS), str(run_dir), mode], stdout=handle, stderr=subprocess.STDOUT,
+            env=environment,
+        )
+
+
+def _kill_when(process: subprocess.Popen, path: Path, log: Path, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if process.poll() is not None:
+            pytest.fail(f"training exited ({process.returncode}) before {path.name}: {log.read_text()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no {path.name} after {timeout_s} s")
+        time.sleep(0.005)
+    assert process.poll() is None, "the process finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+
+
+def _without_timing(history) -> list[dict]:
+    return [{k: v for k, v in record.items() if k not in ("images_per_s", "seconds")} for record in history]
+
+
+def test_sigkill_in_each_phase_then_resume_matches_an_uninterrupted_run(tmp_path):
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints"
+
+    first = _start(run_dir, "fresh", tmp_path / "first.log")
+    _kill_when(first, checkpoints / "initial_last.pt", tmp_path / "first.log")
+    assert load_checkpoint(checkpoints / "initial_last.pt")["epoch"] < 3
+    assert not (checkpoints / "finetuned_last.pt").exists()
+
+    second = _start(run_dir, "resume", tmp_path / "second.log")
+    _kill_when(second, checkpoints / "finetuned_last.pt", tmp_path / "second.log")
+    assert "initial: resuming after epoch" in (tmp_path / "second.log").read_text()
+
+    resumed = run_resume_scenario(run_dir, resume=True)
+    reference = run_resume_scenario(tmp_path / "reference", resume=False)
+
+    assert [len(r.history) for r in resumed] == [4, 3]
+    for got, expected in zip(resumed, reference, strict=True):
+        assert _without_timing(got.history) == _without_timing(expected.history)
+        np.testing.assert_array_equal(got.val.probabilities, expected.val.probabilities)
+        np.testing.assert_array_equal(got.test.probabilities, expected.test.probabilities)
+        lines = (run_dir / f"history_{got.key}.csv").read_text().splitlines()
+        assert len(lines) == 1 + len(expected.history)
