@@ -1,0 +1,140 @@
+"""Read what a run directory holds, tolerating anything missing or unreadable.
+
+The report is built from these files only, so ``ctframe report RUN_DIR`` can rebuild it any time.
+Every reader returns ``None`` for a missing file and records why in ``RunArtifacts.problems``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RECIPE = "recipe.toml"
+ENVIRONMENT = "environment.json"
+SPLIT_SUMMARY = "split_summary.json"
+SPLIT_MANIFEST = "split_manifest.csv"
+METRICS = "metrics.json"
+STATUS = "status.json"
+LOG = "run.log"
+HISTORY = re.compile(r"history_(?P<key>.+)\.csv")
+PREDICTIONS = re.compile(r"predictions_(?P<key>.+)\.csv")
+
+
+@dataclass
+class RunArtifacts:
+    path: Path
+    recipe: str | None = None
+    environment: dict[str, Any] | None = None
+    split_summary: dict[str, Any] | None = None
+    manifest: list[dict[str, str]] | None = None
+    metrics: dict[str, Any] | None = None
+    status: dict[str, Any] | None = None
+    log_tail: list[str] | None = None
+    histories: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    predictions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+    """File name -> why it could not be read (missing files are simply absent attributes)."""
+
+    @property
+    def model_keys(self) -> list[str]:
+        """Models in evaluation order, then any others that left files behind."""
+        keys = list((self.metrics or {}).get("models", {}))
+        for key in [*self.predictions, *self.histories]:
+            if key not in keys:
+                keys.append(key)
+        return keys
+
+    def title(self, key: str) -> str:
+        model = (self.metrics or {}).get("models", {}).get(key, {})
+        return str(model.get("title") or key)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        for source in (self.metrics, self.split_summary):
+            if source and isinstance(source.get("class_names"), list):
+                return [str(name) for name in source["class_names"]]
+        return None
+
+    @property
+    def positive_class(self) -> str | None:
+        for source in (self.metrics, self.split_summary):
+            if source and source.get("positive_class") is not None:
+                return str(source["positive_class"])
+        return None
+
+    @property
+    def calibration_bins(self) -> int:
+        bins = (self.metrics or {}).get("calibration_bins")
+        return int(bins) if isinstance(bins, int) and bins >= 2 else 10
+
+
+def _read_json(path: Path, problems: dict[str, str]) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        problems[path.name] = f"unreadable: {error}"
+        return None
+    if not isinstance(value, dict):
+        problems[path.name] = "unreadable: expected a JSON object"
+        return None
+    return value
+
+
+def _read_csv(path: Path, problems: dict[str, str]) -> list[dict[str, str]] | None:
+    if not path.is_file():
+        return None
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        problems[path.name] = f"unreadable: {error}"
+        return None
+
+
+def _read_text(path: Path, problems: dict[str, str]) -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        problems[path.name] = f"unreadable: {error}"
+        return None
+
+
+def read_run(path: Path, log_lines: int = 60) -> RunArtifacts:
+    path = Path(path)
+    run = RunArtifacts(path)
+    problems = run.problems
+    run.recipe = _read_text(path / RECIPE, problems)
+    run.environment = _read_json(path / ENVIRONMENT, problems)
+    run.split_summary = _read_json(path / SPLIT_SUMMARY, problems)
+    run.manifest = _read_csv(path / SPLIT_MANIFEST, problems)
+    run.metrics = _read_json(path / METRICS, problems)
+    run.status = _read_json(path / STATUS, problems)
+    log = _read_text(path / LOG, problems)
+    run.log_tail = log.splitlines()[-log_lines:] if log is not None else None
+    for file in sorted(path.glob("*.csv")):
+        for pattern, target in ((HISTORY, run.histories), (PREDICTIONS, run.predictions)):
+            match = pattern.fullmatch(file.name)
+            if match:
+                rows = _read_csv(file, problems)
+                if rows is not None:
+                    target[match["key"]] = rows
+    order = {key: position for position, key in enumerate(run.model_keys)}  # evaluation order, not file order
+    run.histories = dict(sorted(run.histories.items(), key=lambda item: order[item[0]]))
+    run.predictions = dict(sorted(run.predictions.items(), key=lambda item: order[item[0]]))
+    return run
+
+
+def number(text: str | None) -> float:
+    """A CSV cell as a float; NaN for empty or non-numeric cells."""
+    try:
+        return float(text) if text not in (None, "") else float("nan")
+    except ValueError:
+        return float("nan")
