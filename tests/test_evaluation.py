@@ -232,7 +232,7 @@ def test_artifacts_and_the_console_table(metrics, tmp_path):
         assert expected in text
     accuracy = everything["models"]["finetuned"]["metrics"]["accuracy"]
     assert (
-        f"{accuracy['value']:.3f}" in text and f"({accuracy['ci_low']:.3f}-{accuracy['ci_high']:.3f})" in text
+        f"{accuracy['value']:.3f}" in text and f"{accuracy['ci_low']:.2f}-{accuracy['ci_high']:.2f}" in text
     )
 
 

@@ -56,13 +56,16 @@ def write_metrics(run_dir: RunDirectory, result: EvaluationResult) -> None:
     run_dir.write_json(ALL_METRICS, jsonable(result.as_dict()))
 
 
-def format_estimate(estimate: Estimate | None, digits: int = 3, separator: str = " ") -> str:
-    """``0.912 (0.884-0.936)``: the value and its confidence interval when there is one."""
+def format_estimate(estimate: Estimate | None, digits: int = 3, compact: bool = False) -> str:
+    """``0.912 (0.884-0.936)``, or compact for narrow table cells: ``0.912`` over ``0.88-0.94``."""
     if estimate is None or not np.isfinite(estimate.value):
         return "n/a"
     text = f"{estimate.value:.{digits}f}"
     if estimate.low is not None and np.isfinite(estimate.low) and estimate.high is not None:
-        text += f"{separator}({estimate.low:.{digits}f}-{estimate.high:.{digits}f})"
+        if compact:
+            text += f"\n{estimate.low:.2f}-{estimate.high:.2f}"
+        else:
+            text += f" ({estimate.low:.{digits}f}-{estimate.high:.{digits}f})"
     return text
 
 
@@ -74,9 +77,9 @@ def _caption(result: EvaluationResult) -> str:
         threshold = "thresholds " + ", ".join(f"{m.title} {m.threshold.describe()}" for m in result.models)
     settings = result.settings
     interval = (
-        f"{settings.confidence:.0%} CI: stratified bootstrap, {settings.bootstrap} resamples"
+        f"Below each value: {settings.confidence:.0%} CI, stratified bootstrap of {settings.bootstrap}"
         if settings.bootstrap
-        else "no confidence intervals (bootstrap = 0)"
+        else "No confidence intervals (bootstrap = 0)"
     )
     return f"Positive class: {result.positive_class!r}; {threshold}. {interval}."
 
@@ -93,10 +96,11 @@ def metrics_table(result: EvaluationResult) -> Table:
     table = Table(title="Test metrics", caption=_caption(result))
     table.add_column("Model", style="bold")
     for name in names:
-        table.add_column(titles[name], justify="right")
+        table.add_column(titles[name], justify="right", overflow="fold")  # fold, never hide digits
     for model in result.models:
         table.add_row(
-            model.title, *(format_estimate(model.estimates.get(name), separator="\n") for name in names)
+            model.title,
+            *(format_estimate(model.estimates.get(name), compact=True) for name in names),
         )
     return table
 
