@@ -67,10 +67,17 @@ class DenseHead(nn.Module):
         _glorot_uniform(self.hidden)
         _glorot_uniform(self.output)
 
+    def reduce_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The head's fixed, parameter-free first step (global pooling).
+
+        Optional extension of the Head contract: a trainer that caches frozen-backbone outputs may
+        store ``reduce_features(maps)`` instead of the maps (49x smaller for 7x7 maps), because
+        ``forward`` accepts either.
+        """
+        return self.pool(features).flatten(1) if features.dim() == 4 else features
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if features.dim() == 4:
-            features = self.pool(features).flatten(1)
-        hidden = self.activation(self.hidden(features))
+        hidden = self.activation(self.hidden(self.reduce_features(features)))
         return self.output(self.dropout(self.norm(hidden)))
 
     def penalty(self) -> torch.Tensor:

@@ -4,6 +4,7 @@ every epoch, so phase 1 computes them once and then trains only the head."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -17,12 +18,17 @@ def backbone_is_frozen(backbone: nn.Module) -> bool:
 
 @torch.no_grad()
 def compute_features(
-    backbone: nn.Module, images: ImageSource, batch_size: int, bf16: bool
+    backbone: nn.Module,
+    images: ImageSource,
+    batch_size: int,
+    bf16: bool,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[FeatureSource, float]:
     """Run ``backbone`` (in inference mode) once over ``images``; return the cache and its seconds.
 
-    Features stay on the training device in float32 so that the head sees the same numbers as
-    on the uncached path.
+    ``reduce`` is the head's parameter-free first step (``head.reduce_features``, e.g. global
+    pooling) when it has one: caching its output keeps the cache small. Features stay on the
+    training device in float32 so that the head sees the same numbers as on the uncached path.
     """
     started = time.perf_counter()
     was_training = backbone.training
@@ -34,6 +40,8 @@ def compute_features(
         ):
             with autocast(images.device, bf16):
                 output = backbone(inputs)
+                if reduce is not None:
+                    output = reduce(output)
             features.append(output.float().contiguous())
             labels.append(batch_labels)
             ids.extend(batch_ids)

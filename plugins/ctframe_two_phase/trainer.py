@@ -179,12 +179,10 @@ class TwoPhaseTrainer:
         val_source: BatchSource
         train_source, val_source = self._sources(data, context, augment=True)
         if cache:
-            train_source, train_seconds = compute_features(
-                model.backbone, train_source, self._eval_batch_size, bf16
-            )
-            val_source, val_seconds = compute_features(
-                model.backbone, val_source, self._eval_batch_size, bf16
-            )
+            reduce = getattr(model.head, "reduce_features", None)
+            batch = self._eval_batch_size
+            train_source, train_seconds = compute_features(model.backbone, train_source, batch, bf16, reduce)
+            val_source, val_seconds = compute_features(model.backbone, val_source, batch, bf16, reduce)
             logger.info(
                 f"{phase.key}: cached frozen-backbone features of {len(train_source)} train and "
                 f"{len(val_source)} val images in {train_seconds + val_seconds:.1f} s"
