@@ -37,6 +37,8 @@ def open_image(data: bytes, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
         image = Image.open(io.BytesIO(data), formats=None)
     except Image.DecompressionBombError:
         raise BadImage(f"decompression bomb (more than {max_pixels} pixels)") from None
+    except Image.UnidentifiedImageError:
+        raise BadImage(f"corrupt or truncated {kind} file (unreadable header)") from None
     except Exception as error:  # any decoder complaint means the header is broken
         raise BadImage(f"corrupt {kind} header ({_short(error)})") from None
     width, height = image.size

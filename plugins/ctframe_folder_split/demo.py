@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ctframe import DataError
-from ctframe.rundir import write_bytes, write_text
+from ctframe.rundir import write_text
 
 CLASSES = ("COVID", "non-COVID")
 FILE_STEMS = {"COVID": "Covid", "non-COVID": "Non-Covid"}
@@ -37,16 +38,16 @@ def _blob(
 def _patient(rng: np.random.Generator, covid: bool) -> dict:
     lesions = []
     if covid:
-        for _ in range(rng.integers(1, 5)):
+        for _ in range(rng.integers(2, 6)):
             lesions.append(
                 {
                     "side": rng.choice([-1.0, 1.0]),
                     "angle": rng.uniform(0, 2 * np.pi),
                     "radial": rng.uniform(0.5, 0.95),  # mostly peripheral
                     "z": rng.uniform(0.1, 0.9),
-                    "depth": rng.uniform(0.1, 0.3),
-                    "size": rng.uniform(0.18, 0.45),
-                    "strength": rng.uniform(0.25, 1.0),
+                    "depth": rng.uniform(0.25, 0.6),
+                    "size": rng.uniform(0.25, 0.5),
+                    "strength": rng.uniform(0.5, 1.0),
                 }
             )
     elif rng.random() < 0.5:
@@ -63,11 +64,14 @@ def _patient(rng: np.random.Generator, covid: bool) -> dict:
                 }
             )
     return {
-        "shift": rng.uniform(-0.06, 0.06, size=2),
-        "body": rng.uniform(0.85, 0.95, size=2) * np.array([0.62, 0.9]),
-        "lung": rng.uniform(0.55, 0.7),
+        "shift": rng.uniform(-0.25, 0.25, size=2),
+        "arms": rng.random() < 0.5,  # arms down beside the body, or raised out of the slice
+        "arm_gap": rng.uniform(0.05, 0.2),
+        "body": rng.uniform(0.6, 0.95) * rng.uniform(0.8, 1.2, size=2) * np.array([0.62, 0.9]),
+        "lung": rng.uniform(0.5, 0.75),
+        "tilt": rng.uniform(-0.4, 0.4),
         "tissue": rng.uniform(130, 165),
-        "air": rng.uniform(15, 35),
+        "air": rng.uniform(18, 28),
         "noise": rng.uniform(3, 9),
         "z0": rng.uniform(0.0, 0.3),
         "z1": rng.uniform(0.7, 1.0),
@@ -78,12 +82,19 @@ def _patient(rng: np.random.Generator, covid: bool) -> dict:
 
 def _slice(patient: dict, z: float, size: int, rng: np.random.Generator) -> np.ndarray:
     grid = (np.arange(size) + 0.5) / size * 2 - 1
-    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    rows, columns = np.meshgrid(grid, grid, indexing="ij")
     cy, cx = patient["shift"]
     body_ry, body_rx = patient["body"]
     image = np.zeros((size, size))
-    image += 60 * (np.abs(yy - (cy + body_ry + 0.05)) < 0.015)  # table
+    image += 60 * (np.abs(rows - (cy + body_ry + 0.05)) < 0.015)  # table
+    cos, sin = np.cos(patient["tilt"]), np.sin(patient["tilt"])  # patients lie slightly turned
+    yy = cy + (rows - cy) * cos - (columns - cx) * sin
+    xx = cx + (rows - cy) * sin + (columns - cx) * cos
     body = _blob(yy, xx, cy, cx, body_ry, body_rx, 0.02)
+    if patient["arms"]:
+        for side in (-1.0, 1.0):
+            arm_x = cx + side * (body_rx + patient["arm_gap"] + 0.12)
+            body = np.maximum(body, _blob(yy, xx, cy, arm_x, body_ry * 0.5, 0.12, 0.05))
     image += patient["tissue"] * body
     lung_scale = patient["lung"] * (0.55 + 0.45 * np.sin(np.pi * z))
     lungs = np.zeros_like(image)
@@ -115,7 +126,7 @@ def _slice(patient: dict, z: float, size: int, rng: np.random.Generator) -> np.n
         if patient["covid"]:  # ground glass: hazy, textured, follows the lung
             haze = _blob(yy, xx, ly, lx, radius, radius * 1.2, 0.35)
             texture = 0.7 + 0.3 * rng.random(image.shape)
-            image += 70 * lesion["strength"] * fade * haze * lungs * texture
+            image += 95 * lesion["strength"] * fade * haze * lungs * texture
         else:  # small dense nodule
             image += 120 * lesion["strength"] * fade * _blob(yy, xx, ly, lx, radius, radius, 0.15) * lungs
     image += rng.normal(0, patient["noise"], image.shape) * (0.3 + body)
@@ -126,6 +137,14 @@ def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array, "L").save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def _write_quickly(path: Path, data: bytes) -> None:
+    """Atomic (temporary file + rename) without an fsync per image; the marker is written durably."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 def _settings(per_class: int, size: int, seed: int) -> dict:
@@ -168,13 +187,13 @@ def generate_demo_data(root: Path, per_class: int = 80, size: int = 96, seed: in
         number = 0
         while number < per_class:
             patient = _patient(rng, covid=class_name == "COVID")
-            slices = int(rng.integers(5, 13))
+            slices = int(rng.integers(3, 9))
             for z in np.linspace(patient["z0"], patient["z1"], slices):
                 image = _slice(patient, float(z), size, rng)  # drawn even when the file exists: same stream
                 number += 1
                 path = root / class_name / f"{FILE_STEMS[class_name]} ({number}).png"
                 if not path.exists():
-                    write_bytes(path, _png(image))
+                    _write_quickly(path, _png(image))
                 if number == per_class:
                     break
     write_text(marker, json.dumps(wanted) + "\n")

@@ -86,7 +86,11 @@ def _walk_class(root: Path, class_name: str, entries: list[Entry], ignored: list
                 entries.append(Entry(_sample_id(path, root), path, class_name, problem))
                 continue
             if is_dir:
-                pending.append(path)
+                target = os.path.realpath(path)
+                if child.is_symlink() and (target == real or real.startswith(target + os.sep)):
+                    entries.append(Entry(_sample_id(path, root), path, class_name, "symlink loop"))
+                else:
+                    pending.append(path)
             elif is_file:
                 entries.append(Entry(_sample_id(path, root), path, class_name))
             elif child.is_symlink():

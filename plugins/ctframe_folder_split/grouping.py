@@ -64,10 +64,10 @@ def groups_from_csv(sample_ids: Sequence[str], csv_path: Path, group_column: str
             continue
         if row.get("class"):
             by_path[f"{row['class'].strip()}/{file}"] = group
-        else:
+        elif "/" in file:
             by_path[file] = group
-        name = file.rsplit("/", 1)[-1]
-        by_name[name] = group if by_name.get(name, group) == group else None  # None: ambiguous
+        else:  # a bare file name: matches that name in any class folder, unless two rows disagree
+            by_name[file] = group if by_name.get(file, group) == group else None
     labels: list[str] = []
     missing: list[str] = []
     for sample_id in sample_ids:
