@@ -44,9 +44,9 @@ def _one_line_error(output: str) -> str:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("epochs = 3", "epochz = 3", "[trainer] epochz: unknown key; did you mean 'epochs'?"),
-        ("epochs = 3", 'epochs = "three"', "[trainer] epochs: Input should be a valid integer"),
-        ("epochs = 3", "epochs = 0", "[trainer] epochs: Input should be greater than or equal to 1, got 0"),
+        ("epochs = 20", "epochz = 20", "[trainer] epochz: unknown key; did you mean 'epochs'?"),
+        ("epochs = 20", 'epochs = "three"', "[trainer] epochs: Input should be a valid integer"),
+        ("epochs = 20", "epochs = 0", "[trainer] epochs: Input should be greater than or equal to 1, got 0"),
         ("seed = 7", "seed = -1", "[run] seed: Input should be greater than or equal to 0"),
         (
             'component = "toy_trainer"',
@@ -63,7 +63,7 @@ def _one_line_error(output: str) -> str:
             "samples = 32\nsamples = 33",
             "malformed TOML: Cannot overwrite a value (at line 10, column 13)",
         ),
-        ("epochs = 3", "epochs = ", "malformed TOML: Invalid value (at line 20, column 10)"),
+        ("epochs = 20", "epochs = ", "malformed TOML: Invalid value (at line 20, column 10)"),
     ],
 )
 def test_recipe_errors(toy_site, toy_recipe, old, new, expected):

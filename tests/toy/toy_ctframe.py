@@ -20,7 +20,7 @@ from ctframe.model import classification_loss, logits_to_probabilities
 class ToyDataOptions(Options):
     samples: int = Field(48, ge=8, le=10_000, description="images per split")
     size: int = Field(8, ge=4, le=64, description="image side in pixels")
-    classes: list[str] = Field(["bright", "dark"], min_length=2, description="class names")
+    classes: list[str] = Field(["dark", "bright"], min_length=2, description="class names")
     positive_class: str = Field("bright", description="the positive class")
 
 
@@ -28,8 +28,8 @@ class ToySplit(torch.utils.data.Dataset):
     def __init__(self, count: int, size: int, num_classes: int, seed: int, prefix: str):
         generator = torch.Generator().manual_seed(seed)
         self.labels = torch.arange(count) % num_classes
-        base = (self.labels.float() * 60 + 60).view(-1, 1, 1, 1)
-        noise = torch.randn(count, 3, size, size, generator=generator) * 25
+        base = (self.labels.float() * 10 + 100).view(-1, 1, 1, 1)  # overlapping classes
+        noise = torch.randn(count, 3, size, size, generator=generator) * 40
         self.images = (base + noise).clamp(0, 255).to(torch.uint8)
         self.ids = [f"{prefix}/{i:04d}" for i in range(count)]
 
@@ -93,8 +93,8 @@ class ToyHead(nn.Module):
 
 
 class ToyTrainerOptions(Options):
-    epochs: int = Field(3, ge=1, le=1000, description="passes over the training split")
-    lr: float = Field(0.1, gt=0, le=10, description="SGD learning rate")
+    epochs: int = Field(20, ge=1, le=1000, description="passes over the training split")
+    lr: float = Field(0.05, gt=0, le=10, description="Adam learning rate")
 
 
 class ToyTrainer:
@@ -108,7 +108,7 @@ class ToyTrainer:
         return Predictions(tuple(split.ids), split.labels.numpy(), probabilities)
 
     def fit(self, model, data, context) -> list[TrainedModel]:
-        optimizer = torch.optim.SGD(model.parameters(), lr=self.options.lr)
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.options.lr)
         history = []
         for epoch in range(1, self.options.epochs + 1):
             model.train()
@@ -116,8 +116,8 @@ class ToyTrainer:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            history.append({"epoch": epoch, "train_loss": float(loss)})
-            context.logger.info("toy epoch %d loss %.4f", epoch, float(loss))
+            history.append({"epoch": epoch, "train_loss": loss.item()})
+            context.logger.info("toy epoch %d loss %.4f", epoch, loss.item())
         return [
             TrainedModel(
                 "toy",
@@ -166,7 +166,9 @@ def ctframe_register_heads(register):
 
 @hookimpl
 def ctframe_register_trainers(register):
-    register("toy_trainer", lambda options, context: ToyTrainer(options), ToyTrainerOptions, "Full-batch SGD")
+    register(
+        "toy_trainer", lambda options, context: ToyTrainer(options), ToyTrainerOptions, "Full-batch Adam"
+    )
 
 
 @hookimpl
