@@ -309,3 +309,27 @@ def test_settings_reject_bad_values():
     ):
         with pytest.raises(ValidationError):
             EvaluationSettings(**bad)
+
+
+def test_the_metric_plugin_example_in_the_docs_works():
+    import re
+    import types
+
+    source = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text()
+    example = re.findall(r"```python\n(.*?)```", source, re.S)[-1]
+    module = types.ModuleType("documented_metric")
+    exec(example, module.__dict__)
+    registry = build_registry(extra=[module], selection="")
+    component = registry.get(Kind.METRIC, "balanced_accuracy")
+    models = study_models(size=80)[:1]
+    result = evaluate(
+        models,
+        DATA,
+        [("balanced_accuracy", component.factory(component.options(), None))],
+        EvaluationSettings(bootstrap=100),
+        None,
+        0,
+    )
+    estimate = result["initial"].estimates["balanced_accuracy"]
+    assert estimate.low < estimate.value < estimate.high
+    assert result["initial"].titles["balanced_accuracy"] == "Balanced Accuracy"
