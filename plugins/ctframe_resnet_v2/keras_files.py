@@ -107,7 +107,7 @@ def read_keras_weights(path: Path, layer_order: dict[str, Sequence[str]] | None 
     try:
         handle = h5py.File(source, "r")
     except OSError as error:
-        raise KerasFileError(f"not an HDF5 file ({error})") from None
+        raise KerasFileError(f"not an HDF5 file ({str(error).splitlines()[0]})") from None
     with handle:
         if "layer_names" in handle.attrs or "layer_names0" in handle.attrs:
             return _read_legacy(handle)

@@ -34,8 +34,11 @@ EXPANSION = 4
 @dataclass(frozen=True)
 class Architecture:
     blocks: tuple[int, int, int, int]
+    """Blocks per stack conv2..conv5 (at least 2: the first and the last block differ)."""
     keras_params: int
     """Keras's ``count_params()`` without the top (weights plus BatchNorm moving statistics)."""
+    filters: tuple[int, int, int, int] = (64, 128, 256, 512)
+    """Bottleneck width per stack (Keras's; narrower ones make small models for tests)."""
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -43,7 +46,6 @@ ARCHITECTURES: dict[str, Architecture] = {
     "resnet101v2": Architecture((3, 4, 23, 3), 42_626_560),
     "resnet152v2": Architecture((3, 8, 36, 3), 58_331_648),
 }
-STACK_FILTERS = (64, 128, 256, 512)
 STACK_STRIDES = (2, 2, 2, 1)
 
 
@@ -121,8 +123,8 @@ class ResNetV2(nn.Module):
         self.conv1_conv = nn.Conv2d(3, 64, 7, stride=2, padding=3)
         stacks = []
         in_channels = 64
-        counts = ARCHITECTURES[arch].blocks
-        for filters, count, stride in zip(STACK_FILTERS, counts, STACK_STRIDES, strict=True):
+        spec = ARCHITECTURES[arch]
+        for filters, count, stride in zip(spec.filters, spec.blocks, STACK_STRIDES, strict=True):
             blocks = [
                 PreActBottleneck(
                     in_channels if index == 0 else EXPANSION * filters,

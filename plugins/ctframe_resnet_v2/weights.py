@@ -103,6 +103,12 @@ def _keras_shape(name: str, tensor: torch.Tensor) -> tuple[int, ...]:
     return (shape[2], shape[3], shape[1], shape[0]) if name == "kernel" and len(shape) == 4 else shape
 
 
+def first_line(error: BaseException) -> str:
+    """Library errors can span many lines; ctframe errors are one."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
@@ -112,7 +118,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt file, pickle with code in it, wrong format
-        reason = f"{type(error).__name__}: {error}"
+        reason = f"{type(error).__name__}: {first_line(error)}"
         raise WeightsError(f"cannot read a torch state dict from {path}: {reason}") from None
     for key in ("state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):

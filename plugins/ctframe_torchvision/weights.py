@@ -57,6 +57,12 @@ def imagenet_file(arch: str, cache_dir: Path | None, logger: logging.Logger | No
     return fetch(entry.url, target)
 
 
+def first_line(error: BaseException) -> str:
+    """Library errors can span many lines; ctframe errors are one."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
@@ -66,7 +72,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt file, pickle with code in it, wrong format
-        reason = f"{type(error).__name__}: {error}"
+        reason = f"{type(error).__name__}: {first_line(error)}"
         raise WeightsError(f"cannot read a torch state dict from {path}: {reason}") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
