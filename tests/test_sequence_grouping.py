@@ -224,3 +224,26 @@ def test_thumbnail_rejects_non_finite_values():
     image[3, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         thumbnail(image)
+
+
+def test_grouped_recipe_is_the_study_plus_sequence_grouping():
+    import tomllib
+    from pathlib import Path
+
+    from ctframe_folder_split.options import FolderSplitOptions
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    if not (recipes / "covid_ct.toml").exists():
+        pytest.skip("recipes/covid_ct.toml not present")
+    study = tomllib.loads((recipes / "covid_ct.toml").read_text(encoding="utf-8"))
+    grouped = tomllib.loads((recipes / "covid_ct_grouped.toml").read_text(encoding="utf-8"))
+    grouping_keys = {"group_by", "sequence_pattern", "group_threshold", "leakage_threshold"}
+    assert {k: v for k, v in grouped["dataset"].items() if k not in grouping_keys} == study["dataset"]
+    assert {k: v for k, v in grouped.items() if k != "dataset"} == {
+        k: v for k, v in study.items() if k != "dataset"
+    }
+    assert grouped["dataset"]["group_by"] == "sequence"
+    assert grouped["dataset"]["group_threshold"] == DEFAULT_GROUP_THRESHOLD
+    options = {k: v for k, v in grouped["dataset"].items() if k != "component"}
+    parsed = FolderSplitOptions(**options)  # every key is a real option of the dataset
+    assert file_number("Covid (123).png", parsed.sequence_pattern)[0] == 123
