@@ -295,6 +295,18 @@ def test_non_finite_test_scores_stop_evaluation_with_one_line(metrics, tmp_path)
     message = str(error.value)
     assert message.startswith("Fine-Tuned Model, test split:") and "NaN" in message and "\n" not in message
     assert not (tmp_path / "metrics.json").exists()
+    val = models[0].val.probabilities.copy()
+    val[2] = np.inf
+    models[0] = TrainedModel(
+        "initial",
+        "Initial Model",
+        Predictions(models[0].val.sample_ids, models[0].val.labels, val),
+        models[0].test,
+    )
+    with pytest.raises(
+        DataError, match=r"^Initial Model, validation split: 1 of 120 samples have NaN or inf"
+    ):
+        evaluate(models, DATA, metrics("accuracy"), EvaluationSettings(threshold="youden"), None, 0)
 
 
 def test_settings_reject_bad_values():

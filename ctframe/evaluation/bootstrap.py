@@ -72,7 +72,7 @@ def looped(metric: Callable[[MetricInput], Mapping[str, object]]) -> BatchedMetr
                 replace(inputs, labels=inputs.labels[picked], probabilities=inputs.probabilities[picked])
             )
             for name, value in values.items():
-                if isinstance(value, float | int) and not isinstance(value, bool):
+                if isinstance(value, float | int | np.floating | np.integer) and not isinstance(value, bool):
                     columns.setdefault(name, []).append(float(value))
         return {name: np.asarray(column) for name, column in columns.items()}
 

@@ -101,7 +101,10 @@ def evaluate_model(
 ) -> tuple[ModelEvaluation, np.ndarray]:
     """One model's evaluation and its predicted test labels."""
     positive = data.positive_index
-    threshold = choose_threshold(trained.val, positive, settings)
+    try:
+        threshold = choose_threshold(trained.val, positive, len(data.class_names), settings)
+    except CtframeError as error:
+        raise type(error)(f"{trained.title}, {error}") from None
     test = trained.test
     inputs = MetricInput(
         test.labels,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctframe.contracts import Predictions
+from ctframe.errors import DataError
 from ctframe.evaluation.settings import EvaluationSettings
 
 
@@ -37,7 +38,7 @@ class ThresholdChoice:
 
 
 def choose_threshold(
-    val: Predictions | None, positive_index: int, settings: EvaluationSettings
+    val: Predictions | None, positive_index: int, classes: int, settings: EvaluationSettings
 ) -> ThresholdChoice:
     """The threshold the settings ask for, computed from validation predictions when needed.
 
@@ -45,7 +46,7 @@ def choose_threshold(
     samples, or only one class among them).
     """
     fixed = ThresholdChoice("fixed", settings.fixed_threshold)
-    if val is not None and val.probabilities.ndim == 2 and val.probabilities.shape[1] > 2:
+    if classes > 2:
         return ThresholdChoice("argmax", None)
     if settings.threshold == "fixed":
         return fixed
@@ -64,9 +65,15 @@ def choose_threshold(
             note=f"validation holds one class only, so no {settings.threshold} "
             f"threshold can be chosen; used the fixed threshold {settings.fixed_threshold}",
         )
+    scores = np.asarray(val.probabilities, dtype=np.float64)[:, positive_index]
+    if not np.isfinite(scores).all():
+        bad = int((~np.isfinite(scores)).sum())
+        raise DataError(
+            f"validation split: {bad} of {len(scores)} samples have NaN or infinite scores, so no "
+            f"{settings.threshold} threshold can be chosen; the model diverged: lower the learning rate"
+        )
     from sklearn.metrics import roc_curve
 
-    scores = np.asarray(val.probabilities, dtype=np.float64)[:, positive_index]
     false_positive_rate, true_positive_rate, thresholds = roc_curve(truth, scores, drop_intermediate=False)
     if settings.threshold == "youden":
         best = int(np.argmax(true_positive_rate - false_positive_rate))  # first = highest threshold on ties
