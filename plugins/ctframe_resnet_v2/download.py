@@ -68,6 +68,12 @@ def _download(entry: WeightFile, target: Path, timeout: float) -> None:
             )
 
 
+def describe_network_error(error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    return str(getattr(error, "reason", None) or error)
+
+
 def fetch_imagenet_weights(
     arch: str, cache_dir: Path | None = None, timeout: float = 60.0, logger: logging.Logger | None = None
 ) -> Path:
@@ -84,7 +90,7 @@ def fetch_imagenet_weights(
     try:
         _download(entry, target, timeout)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-        reason = getattr(error, "reason", None) or error
+        reason = describe_network_error(error)
         raise WeightsError(
             f"cannot download {entry.url} ({reason}); fetch that file yourself and put it at {target} "
             f"(md5 {entry.md5}), or set {CACHE_ENV} to the folder that holds it"

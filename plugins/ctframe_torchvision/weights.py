@@ -24,6 +24,12 @@ def default_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def describe_network_error(error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    return str(getattr(error, "reason", None) or error)
+
+
 def fetch(url: str, target: Path) -> Path:
     """Download ``url`` to ``target`` unless it is there; torchvision file names carry a sha256 prefix
     (``resnet18-f37072fd.pth``) that the download is checked against."""
@@ -35,7 +41,7 @@ def fetch(url: str, target: Path) -> Path:
     try:
         torch.hub.download_url_to_file(url, str(target), hash_prefix=hash_prefix, progress=False)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-        reason = getattr(error, "reason", None) or error
+        reason = describe_network_error(error)
         raise WeightsError(
             f"cannot download {url} ({reason}); fetch that file yourself and put it at {target}"
         ) from None

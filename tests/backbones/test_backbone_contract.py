@@ -28,15 +28,6 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test machine's cores are shared; OpenMP threads waiting on each other cost 10x under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _cases() -> list:
     registry = build_registry(selection=PLUGINS)
     names = registry.names(Kind.BACKBONE)

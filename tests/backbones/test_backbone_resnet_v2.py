@@ -21,14 +21,6 @@ from torch import nn
 from ctframe import BuildContext, CtframeError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared cores: OpenMP threads waiting on each other cost 10x under load
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def narrow_architectures():
     """Narrow ResNetV2 variants: Keras's structure and names, a fraction of the bytes to write and read."""
