@@ -142,6 +142,8 @@ def load_torch_weights(model: ResNetV2, path: Path) -> None:
     }
     expected = model.state_dict()
     for key, tensor in expected.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            continue  # older files lack the counter; BatchNorm's loader fills it in
         owner = next((name for prefix, name in owners.items() if key.startswith(prefix)), key)
         if key not in state:
             raise WeightsError(f"{path} has no {key!r} (layer {owner!r}); is it a {model.arch} state dict?")

@@ -123,6 +123,8 @@ def load_weights(backbone: TorchvisionBackbone, path: Path) -> None:
     state = _as_backbone_keys(_torchvision_key_fixes(backbone.arch, _read_state_dict(path)))
     expected = backbone.state_dict()
     for key, tensor in expected.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            continue  # older files lack the counter; BatchNorm's loader fills it in
         if key not in state:
             name = key.removeprefix("model.")
             raise WeightsError(f"{path} has no {name!r}; is it a {backbone.arch} state dict?")
