@@ -9,6 +9,7 @@ Commands:
 * ``describe``: layer names, parameter count and the trainable weights after unfreezing the last N layers;
 * ``export``: random-weight model saved as legacy ``.h5``, ``.weights.h5`` and ``.keras``, plus random
   0..255 inputs and the model's outputs (``io.npz``) and ``describe``'s facts (``describe.json``);
+* ``predict``: load a weights file into a fresh model and save its outputs on the images of an ``.npz``;
 * ``bench``: images/s of ``predict`` and ``train_on_batch`` at the given batch sizes.
 """
 
@@ -129,6 +130,19 @@ def command_export(args: argparse.Namespace) -> dict:
             "tensorflow_version": tf.__version__}
 
 
+def command_predict(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    tf, keras = _keras()
+    _set_threads(tf, args.threads)
+    model = _build(keras, args.arch, args.size)
+    model.load_weights(args.weights)
+    images = np.load(args.inputs)["images"]
+    preprocessed = keras.applications.resnet_v2.preprocess_input(images.copy())
+    np.savez(args.out, outputs=np.asarray(model(preprocessed, training=False)))
+    return {"out": args.out}
+
+
 def _images_per_second(step, batch: int, iterations: int) -> float:
     step()  # warm-up: graph tracing and allocation
     start = time.perf_counter()
@@ -164,7 +178,7 @@ def command_bench(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("describe", "export", "bench"):
+    for name in ("describe", "export", "predict", "bench"):
         sub = commands.add_parser(name)
         sub.add_argument("--arch", choices=ARCHITECTURES, default="resnet101v2")
         sub.add_argument("--size", type=int, default=224)
@@ -175,11 +189,21 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("--batch", type=int, default=2)
     export.add_argument("--seed", type=int, default=0)
     export.add_argument("--formats", default="h5,weights.h5,keras")
+    predict = commands.choices["predict"]
+    predict.add_argument("--weights", required=True, help="a file model.load_weights accepts")
+    predict.add_argument("--inputs", required=True, help=".npz with 'images' (N, H, W, 3) in 0..255")
+    predict.add_argument("--out", required=True, help=".npz to write 'outputs' to")
     bench = commands.choices["bench"]
     bench.add_argument("--batches", default="16,32")
     bench.add_argument("--iterations", type=int, default=2)
     args = parser.parse_args(argv)
-    handler = {"describe": command_describe, "export": command_export, "bench": command_bench}[args.command]
+    handlers = {
+        "describe": command_describe,
+        "export": command_export,
+        "predict": command_predict,
+        "bench": command_bench,
+    }
+    handler = handlers[args.command]
     print(json.dumps(handler(args)))
 
 
