@@ -99,6 +99,7 @@ class RunComparison:
         }
 
     def metrics_table(self) -> Table:
+        """One column per (run, model), one row per metric: runs stay side by side however many metrics."""
         titles: dict[str, str] = {}
         for run in self.runs:
             for model in run.models.values():
@@ -106,29 +107,27 @@ class RunComparison:
                     if name != "title" and isinstance(entry, dict):
                         titles.setdefault(name, entry.get("title", name))
         table = Table(
-            title="Test metrics by run", caption="value (confidence interval) as in each run's metrics.json"
+            title="Test metrics by run", caption="value (confidence interval), from each run's metrics.json"
         )
-        table.add_column("Run", style="bold")
-        table.add_column("Model")
-        for title in titles.values():
-            table.add_column(title, justify="right")
+        table.add_column("Metric", style="bold")
+        columns: list[tuple[RunSummary, dict[str, Any] | None]] = []
         for run in self.runs:
-            if not run.models:
-                table.add_row(
-                    run.run, f"[yellow]{run.problem or 'no models'}[/yellow]", *("" for _ in titles)
-                )
-            for model in run.models.values():
-                table.add_row(run.run, model["title"], *(_cell(model.get(name)) for name in titles))
+            for model in run.models.values() or [None]:
+                columns.append((run, model))
+                heading = f"{run.run}\n{model['title'] if model else run.problem or 'no models'}"
+                table.add_column(heading, justify="right", overflow="fold")
+        for name, title in titles.items():
+            table.add_row(title, *(_cell(model.get(name)) if model else "" for _, model in columns))
         return table
 
     def facts_table(self) -> Table:
         keys = list(dict.fromkeys(k for run in self.runs for k in run.facts))
         table = Table(title="Recipes")
-        table.add_column("Run", style="bold")
-        for key in keys:
-            table.add_column(key)
+        table.add_column("Fact", style="bold")
         for run in self.runs:
-            table.add_row(run.run, *(str(run.facts.get(key, "")) for key in keys))
+            table.add_column(run.run, overflow="fold")
+        for key in keys:
+            table.add_row(key, *(str(run.facts.get(key, "")) for run in self.runs))
         return table
 
     def __rich__(self) -> Group:
