@@ -71,7 +71,11 @@ def training_curves(title: str, rows: Sequence[dict[str, str]]) -> bytes | None:
             accuracy_axis.plot(epochs[mask], accuracy, "-", color=colour, marker="o", ms=3, label=phase)
     loss_axis.set(title=f"{title}: loss", xlabel="epoch", ylabel="loss")
     accuracy_axis.set(title=f"{title}: validation accuracy", xlabel="epoch", ylabel="accuracy")
+    accuracy_axis.set_ylim(0, 1.02)  # the full scale: a flat 0.5 must look like chance, not like a trend
+    from matplotlib.ticker import MaxNLocator
+
     for axis in (loss_axis, accuracy_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         if axis.lines:
             axis.legend(fontsize="small")
