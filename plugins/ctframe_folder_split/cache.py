@@ -3,7 +3,8 @@
 * :class:`MemoryStore` -- one shared-memory uint8 tensor, so loader worker processes read it without
   copies;
 * :class:`DiskStore` -- one raw file per image under ``cache_dir/<size>/<sha[:2]>/<sha>.u8``, read
-  through ``np.memmap``; keyed by content and size, so it survives across runs and data sets;
+  straight into an array (the OS page cache keeps hot files in memory); keyed by content and size,
+  so it survives across runs and data sets;
 * :class:`NoStore` -- decodes the file again on every access.
 """
 
@@ -34,7 +35,9 @@ class MemoryStore:
         self._array[index] = image
 
     def get(self, index: int, sha256: str, path: Path) -> torch.Tensor:
-        return self.images[index].clone()
+        # A NumPy copy: torch's clone() may hand a 150 KB copy to its thread pool, which costs
+        # milliseconds of synchronisation on a busy machine.
+        return torch.from_numpy(self._array[index].copy())
 
 
 class DiskStore:
@@ -71,9 +74,14 @@ class DiskStore:
             raise
 
     def get(self, index: int, sha256: str, path: Path) -> torch.Tensor:
+        # One read into a fresh array: about 5x cheaper than setting up an np.memmap per image, and
+        # served from the OS page cache all the same.
         size = self.image_size
-        mapped = np.memmap(self._path(sha256), dtype=np.uint8, mode="r", shape=(3, size, size))
-        return torch.from_numpy(np.array(mapped))
+        image = np.empty((3, size, size), dtype=np.uint8)
+        with open(self._path(sha256), "rb", buffering=0) as handle:
+            if handle.readinto(memoryview(image).cast("B")) != self.nbytes:
+                raise DataError(f"image cache file {self._path(sha256)} is damaged; delete {self.folder}")
+        return torch.from_numpy(image)
 
 
 class NoStore:
