@@ -27,6 +27,13 @@ RATES: dict[str, Rate] = {
     "f1": lambda c: (2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"]),
 }
 
+WHY_UNDEFINED = {
+    "precision": "no sample was predicted as that class",
+    "recall": "no sample belongs to that class",
+    "specificity": "every sample belongs to that class",
+    "f1": "that class is neither in the labels nor predicted",
+}
+
 TITLES = {"precision": "Precision", "recall": "Recall", "specificity": "Specificity", "f1": "F1 Score"}
 
 
@@ -99,9 +106,10 @@ class RateMetric:
             undefined = undefined[undefined == inputs.positive_index]
         if undefined.size:
             names = [inputs.class_names[i] for i in undefined]
+            value = ZERO_DIVISION[self.options.zero_division]
             result["warnings"] = [
-                f"{TITLES[self.name]} is undefined for {names} (zero denominator); reported as "
-                f"{self.options.zero_division} (zero_division)"
+                f"{TITLES[self.name]} is undefined for {names}: {WHY_UNDEFINED[self.name]}; "
+                f"reported as {value} (zero_division = {self.options.zero_division!r})"
             ]
         return result
 
