@@ -169,7 +169,7 @@ def _leakage(options: FolderSplitOptions, records: Sequence[Record]) -> tuple[Au
     elif grouping.startswith("regex:"):
         labels = list(groups_from_regex(ids, grouping[len("regex:") :]))
     else:
-        csv_path = options.group_csv(options.root)
+        csv_path = options.group_csv(Path.cwd())  # on the command line, relative to where it runs
         assert csv_path is not None
         labels = list(groups_from_csv(ids, csv_path, options.group_column))
     vectors = {r.entry.sample_id: r.thumbnail for r in records}

@@ -43,7 +43,7 @@ def read_manifest(path: Path) -> list[ManifestRow]:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or not set(COLUMNS) <= set(reader.fieldnames):
                 raise DataError(f"{path} is not a split manifest (columns {', '.join(COLUMNS)} expected)")
-            return [
+            rows = [
                 ManifestRow(r["file"], r["sha256"], r["class"], r["split"], r["group"], r["status"])
                 for r in reader
             ]
@@ -51,6 +51,12 @@ def read_manifest(path: Path) -> list[ManifestRow]:
         raise DataError(f"split manifest {path} does not exist; fix dataset.reuse_manifest") from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"cannot read split manifest {path} ({error})") from None
+    odd = [row.file for row in rows if row.split not in ("", "train", "val", "test")]
+    if odd:
+        raise DataError(
+            f"split manifest {path} names unknown splits for {listing(odd)}; use train, val or test"
+        )
+    return rows
 
 
 def check_unchanged(recorded: Sequence[ManifestRow], current: Sequence[ManifestRow], where: Path) -> None:

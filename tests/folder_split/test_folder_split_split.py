@@ -165,3 +165,16 @@ def test_materialize_lays_out_the_split_idempotently(tmp_path, mode):
     (foreign / "x").mkdir(parents=True)
     with pytest.raises(DataError, match="did not put there"):
         build(tmp_path / "data", materialize=mode, materialize_dir=foreign)
+
+
+def test_a_damaged_manifest_is_refused(tmp_path):
+    make_folder(tmp_path / "data", per_class=6)
+    run = tmp_path / "run"
+    build(tmp_path / "data", run_dir=run)
+    text = (run / "split_manifest.csv").read_text()
+    (run / "split_manifest.csv").write_text(text.replace(",test,", ",holdout,", 1))
+    with pytest.raises(DataError, match="unknown splits"):
+        build(tmp_path / "data", run_dir=run)
+    (run / "split_manifest.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="is not a split manifest"):
+        build(tmp_path / "data", run_dir=run)
