@@ -292,3 +292,30 @@ def test_compare_runs_side_by_side(tmp_path, monkeypatch):
         assert expected in text
     with pytest.raises(RunError, match="not a run directory"):
         compare_runs([tmp_path / "missing"])
+
+
+def test_a_run_through_the_command_line_ends_with_metrics_predictions_and_report(
+    toy_site, toy_recipe, monkeypatch, capsys
+):
+    """The engine calls evaluate and build_report; `ctframe report` and `ctframe compare` read the result."""
+    from ctframe.cli import main
+
+    monkeypatch.setenv(PLUGINS_ENV, "toy,classification_metrics")
+    text = toy_recipe.read_text().replace(
+        'metrics = ["toy_accuracy"]', 'metrics = ["accuracy", "precision", "recall", "f1", "roc_auc"]'
+    )
+    toy_recipe.write_text(text + '\n[evaluation]\nthreshold = "youden"\nbootstrap = 300\n')
+    output = toy_recipe.parent / "runs"
+    assert main(["run", str(toy_recipe), "--set", f"run.output={output}", "--set", "trainer.epochs=3"]) == 0
+    printed = "".join(capsys.readouterr())  # the console may write to stdout or stderr
+    assert "ROC AUC Score" in printed and "Youden's J on validation" in printed
+    (run,) = output.iterdir()
+    for name in ("metrics.json", "report.html", "split_summary.json", "recipe.toml", "environment.json"):
+        assert (run / name).is_file(), name
+    keys = list(json.loads((run / "metrics.json").read_text())["models"])
+    assert keys and all((run / f"predictions_{key}.csv").is_file() for key in keys)
+    (run / "report.html").unlink()
+    assert main(["report", str(run)]) == 0
+    assert list(sections_of((run / "report.html").read_text(encoding="utf-8"))) == SECTIONS
+    assert main(["compare", str(run), str(run)]) == 0
+    assert "ROC AUC Score" in "".join(capsys.readouterr())
