@@ -59,7 +59,8 @@ def missing(text: str) -> str:
 
 
 def paragraph(text: str, css: str | None = None) -> str:
-    return f"<p{f' class={chr(34)}{css}{chr(34)}' if css else ''}>{escape(text)}</p>"
+    attribute = f' class="{escape(css)}"' if css else ""
+    return f"<p{attribute}>{escape(text)}</p>"
 
 
 def image(png: bytes, alt: str, caption: str = "") -> str:

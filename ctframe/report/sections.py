@@ -43,7 +43,7 @@ def overview(run: RunArtifacts) -> str:
         ["positive class", run.positive_class or "unknown (metrics.json and split_summary.json missing)"]
     )
     facts.append(["models", ", ".join(f"{run.title(k)} ({k})" for k in run.model_keys) or "none found"])
-    parts = [html.table(["", ""], facts)]
+    parts = [html.table(["item", "value"], facts)]
     if run.problems:
         parts.append(html.table(["file", "problem"], [[name, why] for name, why in run.problems.items()]))
     return "\n".join(parts)
