@@ -1,0 +1,177 @@
+"""ResNet101V2 speed: ctframe's PyTorch port against Keras, measured in the same run.
+
+    .venv/bin/python benchmarks/bench_backbone.py [--batches 16,32] [--iterations 2] [--threads N]
+
+Forward (inference) and training-step images/s at each batch size for fp32 (NCHW), channels_last,
+bf16 autocast + channels_last, and torch.compile (forward only), next to Keras's ``predict_on_batch`` and
+``train_on_batch`` of the same architecture (tensorflow in a subprocess: it must not share a process
+with torch). The training step is backbone + global average pool + Dense(1) + binary cross-entropy +
+SGD with every layer trainable, on both sides. Both frameworks get the same number of threads.
+
+On CPUs without native bf16 (no AVX512-BF16 / AMX) bf16 is emulated and far slower than fp32; the
+bf16 rows then run at the smallest batch only unless ``--full`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from ctframe_resnet_v2.keras_subprocess import keras_available, run_keras_reference
+from ctframe_resnet_v2.model import ResNetV2
+from ctframe_resnet_v2.runtime import native_cpu_bf16
+from torch import nn
+from torch.nn import functional as F
+
+ARCH = "resnet101v2"
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    channels_last: bool
+    precision: str
+    compile: bool = False
+    train: bool = True
+
+
+CONFIGS = (
+    Config("fp32", channels_last=False, precision="fp32"),
+    Config("channels_last", channels_last=True, precision="fp32"),
+    Config("bf16+channels_last", channels_last=True, precision="bf16"),
+    Config("channels_last+compile", channels_last=True, precision="fp32", compile=True, train=False),
+    Config("bf16+channels_last+compile", channels_last=True, precision="bf16", compile=True, train=False),
+)
+# (config, mode) -> minimum ratio against Keras fp32, the issue's targets.
+TARGETS = {
+    ("fp32", "train"): 1.0,
+    ("bf16+channels_last", "train"): 2.5,
+    ("bf16+channels_last+compile", "forward"): 4.0,
+}
+
+
+def _time_per_batch(step: Callable[[], object], iterations: int) -> tuple[float, float]:
+    """(seconds of the first call, mean seconds of the next ``iterations`` calls)."""
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    return first, (time.perf_counter() - start) / iterations
+
+
+def _images(batch: int, size: int, device: str) -> torch.Tensor:
+    return torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
+
+
+def torch_forward(config: Config, batch: int, size: int, iterations: int, device: str) -> tuple[float, float]:
+    model = ResNetV2(ARCH, channels_last=config.channels_last, precision=config.precision).to(device).eval()
+    if config.compile:
+        model.compile()
+    images = _images(batch, size, device)
+
+    def step() -> None:
+        with torch.inference_mode():
+            model(images)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    first, seconds = _time_per_batch(step, iterations)
+    return batch / seconds, first
+
+
+def torch_train(config: Config, batch: int, size: int, iterations: int, device: str) -> tuple[float, float]:
+    backbone = ResNetV2(ARCH, channels_last=config.channels_last, precision=config.precision)
+    head = nn.Linear(backbone.out_features, 1)
+    model = nn.ModuleDict({"backbone": backbone, "head": head}).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    images = _images(batch, size, device)
+    labels = torch.randint(0, 2, (batch,), device=device).float()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        logits = head(backbone(images).mean(dim=(2, 3)))[:, 0]
+        F.binary_cross_entropy_with_logits(logits, labels).backward()
+        optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    first, seconds = _time_per_batch(step, iterations)
+    return batch / seconds, first
+
+
+def keras_reference(batches: list[int], size: int, iterations: int, threads: int) -> dict[str, float]:
+    if not keras_available():
+        print("keras: not installed (pip install 'ctframe[keras]'); ratios left out")
+        return {}
+    arguments = ["bench", "--arch", ARCH, "--size", str(size), "--iterations", str(iterations)]
+    arguments += ["--batches", ",".join(map(str, batches))]
+    answer = run_keras_reference(arguments, timeout=3600, threads=threads)
+    print(f"keras {answer['keras_version']}, tensorflow {answer['tensorflow_version']} (subprocess, CPU)")
+    return answer["images_per_s"]
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    return f"{value / reference:5.2f}x" if value and reference else "    -"
+
+
+def _target(config: str, mode: str, value: float | None, reference: float | None) -> str:
+    goal = TARGETS.get((config, mode))
+    if goal is None or not value or not reference:
+        return ""
+    return f"target >= {goal}x: {'met' if value / reference >= goal else 'NOT met'}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="16,32")
+    parser.add_argument("--iterations", type=int, default=2, help="timed batches after one warm-up batch")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="for both frameworks")
+    parser.add_argument("--configs", default=",".join(c.name for c in CONFIGS))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--full", action="store_true", help="every batch size for emulated bf16 too")
+    parser.add_argument("--no-keras", action="store_true")
+    args = parser.parse_args()
+
+    batches = [int(b) for b in args.batches.split(",")]
+    chosen = [c for c in CONFIGS if c.name in args.configs.split(",")]
+    torch.set_num_threads(args.threads)
+    emulated_bf16 = args.device == "cpu" and not native_cpu_bf16()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"threads {args.threads}, device {args.device}, torch {torch.__version__}, "
+          f"native bf16: {not emulated_bf16}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{ARCH} at {args.size} px, {args.iterations} timed batches after a warm-up batch")
+
+    keras = {} if args.no_keras else keras_reference(batches, args.size, args.iterations, args.threads)
+    rows = []
+    for config in chosen:
+        slow = emulated_bf16 and config.precision == "bf16" and not args.full
+        for batch in batches[:1] if slow else batches:
+            modes = [("forward", torch_forward)] + ([("train", torch_train)] if config.train else [])
+            for mode, measure in modes:
+                images_per_s, first = measure(config, batch, args.size, args.iterations, args.device)
+                reference = keras.get(f"{'predict' if mode == 'forward' else 'train'}_{batch}")
+                rows.append((config.name, mode, batch, images_per_s, first, reference))
+                print(f"  measured {config.name:28s} {mode:7s} batch {batch:3d}: {images_per_s:7.2f} img/s "
+                      f"(first batch {first:.1f} s)", flush=True)
+                gc.collect()
+
+    print()
+    print(f"{'config':28s} {'mode':8s} {'batch':>5s} {'img/s':>8s} {'keras':>8s} {'ratio':>7s}  target")
+    for name, mode, batch, images_per_s, _first, reference in rows:
+        keras_value = f"{reference:8.2f}" if reference else "       -"
+        print(f"{name:28s} {mode:8s} {batch:5d} {images_per_s:8.2f} {keras_value} "
+              f"{_ratio(images_per_s, reference):>7s}  {_target(name, mode, images_per_s, reference)}")
+    print(f"load average after: {os.getloadavg()[0]:.1f} (a shared machine makes these numbers noisy)")
+
+
+if __name__ == "__main__":
+    main()
