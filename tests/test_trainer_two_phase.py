@@ -203,10 +203,13 @@ def test_ctrl_c_keeps_completed_epochs_and_resume_finishes_the_same(tmp_path):
     reference = trainer().fit(make_model(), make_splits(augment=random_flip), make_context(tmp_path / "ref"))
 
     data = make_splits(augment=random_flip)
-    interrupted = type(data)(**{**data.__dict__, "train": _InterruptedImages(limit=32 + 10)})
+    # Phase 1 reads 3 x 32 training items; stop in the middle of phase 2's second epoch.
+    interrupted = type(data)(**{**data.__dict__, "train": _InterruptedImages(limit=3 * 32 + 32 + 10)})
     with pytest.raises(KeyboardInterrupt):
         trainer().fit(make_model(), interrupted, make_context(tmp_path / "run"))
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "initial_last.pt")["epoch"] == 0
+    saved = tmp_path / "run" / "checkpoints"
+    assert load_checkpoint(saved / "initial_last.pt")["epoch"] == 2
+    assert load_checkpoint(saved / "finetuned_last.pt")["epoch"] == 0
 
     resumed = trainer().fit(make_model(), data, make_context(tmp_path / "run", resume=True))
     for one, two in zip(reference, resumed, strict=True):
