@@ -345,3 +345,34 @@ def test_the_metric_plugin_example_in_the_docs_works():
     estimate = result["initial"].estimates["balanced_accuracy"]
     assert estimate.low < estimate.value < estimate.high
     assert result["initial"].titles["balanced_accuracy"] == "Balanced Accuracy"
+
+
+def test_paired_differences_use_the_same_resamples_for_both_models(metrics, tmp_path):
+    rng = np.random.default_rng(9)
+    labels = rng.integers(0, 2, 200)
+    weak = predictions(np.clip(rng.normal(0.5 + 0.1 * (2 * labels - 1), 0.2), 0, 1), labels)
+    strong = predictions(np.clip(rng.normal(0.5 + 0.3 * (2 * labels - 1), 0.2), 0, 1), labels)
+    models = [
+        TrainedModel("initial", "Initial Model", weak, weak),
+        TrainedModel("finetuned", "Fine-Tuned Model", strong, strong),
+    ]
+    settings = EvaluationSettings(bootstrap=500)
+    result = evaluate(models, DATA, metrics("accuracy", "roc_auc"), settings, RunDirectory(tmp_path), 3)
+    (difference,) = result.differences
+    assert (difference.model, difference.reference) == ("finetuned", "initial")
+    for name in ("accuracy", "roc_auc", "ece", "brier"):
+        first = {**result["initial"].estimates, **result["initial"].calibration}[name]
+        second = {**result["finetuned"].estimates, **result["finetuned"].calibration}[name]
+        assert difference.estimates[name].value == pytest.approx(second.value - first.value)
+    auc = difference.estimates["roc_auc"]
+    assert 0 < auc.low < auc.value < auc.high  # clearly better, and the paired interval says so
+    # paired: narrower than the gap between the two separate intervals would suggest
+    separate = (
+        result["finetuned"].estimates["roc_auc"].high - result["finetuned"].estimates["roc_auc"].low
+    ) + (result["initial"].estimates["roc_auc"].high - result["initial"].estimates["roc_auc"].low)
+    assert auc.high - auc.low < separate
+    written = strict_json(tmp_path / "metrics.json")["paired_differences"]
+    assert written[0]["metrics"]["roc_auc"]["ci_low"] == pytest.approx(auc.low)
+    # different test samples: no pairing is possible
+    other = TrainedModel("other", "Other", strong, predictions(strong.probabilities[::-1, 1], labels[::-1]))
+    assert evaluate([models[0], other], DATA, metrics("accuracy"), settings, None, 3).differences == ()

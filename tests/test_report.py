@@ -65,10 +65,11 @@ def _history(path: Path, phase: str, epochs: int, start_loss: float) -> None:
         writer.writerows(rows)
 
 
-def _predictions(rng, size: int, separation: float, prefix: str) -> Predictions:
-    labels = rng.integers(0, 2, size)
+def _predictions(rng, labels: np.ndarray, separation: float, prefix: str) -> Predictions:
     scores = np.clip(rng.normal(0.5 + separation * (2 * labels - 1), 0.2), 0.001, 0.999)
-    return Predictions(tuple(f"{prefix}{i}" for i in range(size)), labels, np.stack([1 - scores, scores], 1))
+    return Predictions(
+        tuple(f"{prefix}{i}" for i in range(len(labels))), labels, np.stack([1 - scores, scores], 1)
+    )
 
 
 def make_run(folder: Path, monkeypatch, seed: int = 0, accuracy_shift: float = 0.0) -> Path:
@@ -124,15 +125,22 @@ def make_run(folder: Path, monkeypatch, seed: int = 0, accuracy_shift: float = 0
         component = registry.get(Kind.METRIC, name)
         metrics.append((name, component.factory(component.options(), None)))
     rng = np.random.default_rng(seed)
+    val_labels, test_labels = (
+        rng.integers(0, 2, 40),
+        rng.integers(0, 2, 100),
+    )  # both models see the same splits
     trained = [
         TrainedModel(
-            "initial", "Initial Model", _predictions(rng, 40, 0.1, "v"), _predictions(rng, 100, 0.1, "t")
+            "initial",
+            "Initial Model",
+            _predictions(rng, val_labels, 0.1, "v"),
+            _predictions(rng, test_labels, 0.1, "t"),
         ),
         TrainedModel(
             "finetuned",
             "Fine-Tuned Model",
-            _predictions(rng, 40, 0.2 + accuracy_shift, "v"),
-            _predictions(rng, 100, 0.2 + accuracy_shift, "t"),
+            _predictions(rng, val_labels, 0.2 + accuracy_shift, "v"),
+            _predictions(rng, test_labels, 0.2 + accuracy_shift, "t"),
         ),
     ]
     data = EvaluationData(CLASSES, "non-COVID", {f"t{i}": f"test/img{i}.png" for i in range(100)})
@@ -190,6 +198,10 @@ def test_report_holds_every_section_with_its_images(tmp_path, monkeypatch):
         "youden, chosen on val",
     ):
         assert text in found["metrics"]
+    difference = metrics["paired_differences"][0]
+    assert (difference["model"], difference["reference"]) == ("finetuned", "initial")
+    assert "Fine-Tuned Model - Initial Model" in found["metrics"]
+    assert f"{difference['metrics']['roc_auc']['value']:+.3f}" in found["metrics"]
     assert "Covid (128).png" in found["split"] and "near_duplicates_test_vs_train" in found["split"]
     assert "<th>COVID</th>" in found["split"] and "Files per split and class" in found["split"]
     assert "root = &quot;data/sample&quot;" in found["recipe"]

@@ -15,6 +15,7 @@ from ctframe.evaluation import calibration
 from ctframe.evaluation.bootstrap import Estimate, looped, percentile_interval, resample_weights
 from ctframe.evaluation.decision import checked_arrays, predicted_labels
 from ctframe.evaluation.outputs import calibration_table, metrics_table, write_metrics, write_predictions
+from ctframe.evaluation.paired import paired_differences
 from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation
 from ctframe.evaluation.settings import EvaluationSettings
 from ctframe.evaluation.threshold import choose_threshold
@@ -98,8 +99,8 @@ def evaluate_model(
     metrics: Sequence[tuple[str, Metric]],
     settings: EvaluationSettings,
     seed: int,
-) -> tuple[ModelEvaluation, np.ndarray]:
-    """One model's evaluation and its predicted test labels."""
+) -> tuple[ModelEvaluation, np.ndarray, dict[str, np.ndarray]]:
+    """One model's evaluation, its predicted test labels and its resampled values."""
     positive = data.positive_index
     try:
         threshold = choose_threshold(trained.val, positive, len(data.class_names), settings)
@@ -146,7 +147,7 @@ def evaluate_model(
         samples=len(labels),
         class_counts={name: int(n) for name, n in zip(data.class_names, counts, strict=True)},
     )
-    return evaluation, predicted_labels(probabilities, positive, inputs.threshold)
+    return evaluation, predicted_labels(probabilities, positive, inputs.threshold), resampled
 
 
 def evaluate(
@@ -162,14 +163,17 @@ def evaluate(
 
     The threshold is chosen on each model's validation predictions (when the settings ask for it)
     and applied unchanged to test. Every scalar metric and the calibration scores get stratified
-    bootstrap CIs from the same seeded resamples, so models are compared on identical resamples.
+    bootstrap CIs from the same seeded resamples, so models tested on the same samples are compared
+    on identical resamples: each later model's paired difference to the first gets its own CI.
     Writes ``predictions_<key>.csv``, ``metrics_<key>.json`` and ``metrics.json`` when ``run_dir``
     is given, and prints the metrics table when ``console`` is given.
     """
     evaluations: list[ModelEvaluation] = []
+    resampled: list[dict[str, np.ndarray]] = []
     for model in trained:
-        evaluation, predicted = evaluate_model(model, data_info, metrics, settings, seed)
+        evaluation, predicted, samples = evaluate_model(model, data_info, metrics, settings, seed)
         evaluations.append(evaluation)
+        resampled.append(samples)
         if run_dir is not None:
             write_predictions(
                 run_dir,
@@ -181,7 +185,12 @@ def evaluate(
                 data_info.files,
             )
     result = EvaluationResult(
-        tuple(evaluations), data_info.class_names, data_info.positive_class, settings, seed
+        tuple(evaluations),
+        data_info.class_names,
+        data_info.positive_class,
+        settings,
+        seed,
+        paired_differences(trained, evaluations, resampled, settings),
     )
     if run_dir is not None:
         write_metrics(run_dir, result)

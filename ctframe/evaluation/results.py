@@ -14,6 +14,7 @@ from ctframe.evaluation.threshold import ThresholdChoice
 
 if TYPE_CHECKING:
     from ctframe.contracts import DataSplits
+    from ctframe.evaluation.paired import PairedDifference
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class EvaluationResult:
     positive_class: str
     settings: EvaluationSettings
     seed: int
+    differences: tuple[PairedDifference, ...] = ()
+    """Paired bootstrap differences of later models to the first (same test samples only)."""
 
     def __getitem__(self, key: str) -> ModelEvaluation:
         for model in self.models:
@@ -104,7 +107,11 @@ class EvaluationResult:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.header(), "models": {model.key: model.as_dict() for model in self.models}}
+        return {
+            **self.header(),
+            "models": {model.key: model.as_dict() for model in self.models},
+            "paired_differences": [difference.as_dict() for difference in self.differences],
+        }
 
 
 def jsonable(value: Any) -> Any:

@@ -58,6 +58,15 @@ def _estimate(entry: Any) -> str:
     return text
 
 
+def _signed(entry: Any) -> str:
+    if not isinstance(entry, dict) or not isinstance(entry.get("value"), int | float):
+        return "n/a"
+    text = f"{entry['value']:+.3f}"
+    if isinstance(entry.get("ci_low"), int | float) and isinstance(entry.get("ci_high"), int | float):
+        text += f" ({entry['ci_low']:+.3f} to {entry['ci_high']:+.3f})"
+    return text
+
+
 def _threshold(entry: Any) -> str:
     if not isinstance(entry, dict):
         return "?"
@@ -102,6 +111,22 @@ def metrics(run: RunArtifacts) -> str:
         html.paragraph(f"Test split, positive class {run.positive_class!r}. {interval}"),
         html.table(columns, rows),
     ]
+    differences = [d for d in run.metrics.get("paired_differences") or [] if isinstance(d, dict)]
+    if differences:
+        parts.append("<h3>Paired differences</h3>")
+        parts.append(
+            html.paragraph(
+                "Each model minus the first, on the same test samples and the same bootstrap resamples; an "
+                "interval that excludes 0 indicates a difference beyond resampling noise."
+            )
+        )
+        names = list(dict.fromkeys(n for d in differences for n in (d.get("metrics") or {})))
+        titles = [((differences[0].get("metrics") or {}).get(n) or {}).get("title", n) for n in names]
+        rows = [
+            [d.get("title", "?"), *(_signed((d.get("metrics") or {}).get(n)) for n in names)]
+            for d in differences
+        ]
+        parts.append(html.table(["Comparison", *titles], rows))
     for model in models.values():
         for warning in model.get("warnings") or []:
             parts.append(html.paragraph(f"Warning ({model.get('title', '?')}): {warning}", "warning"))
