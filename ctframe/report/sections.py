@@ -107,8 +107,15 @@ def metrics(run: RunArtifacts) -> str:
         )
     else:
         interval = "No confidence intervals (bootstrap disabled)."
+    first = next(iter(models.values()), {})
+    counts = first.get("test_class_counts") or {}
+    size = (
+        f" ({first.get('test_samples')} samples: {', '.join(f'{k} {v}' for k, v in counts.items())})"
+        if counts
+        else ""
+    )
     parts = [
-        html.paragraph(f"Test split, positive class {run.positive_class!r}. {interval}"),
+        html.paragraph(f"Test split{size}, positive class {run.positive_class!r}. {interval}"),
         html.table(columns, rows),
     ]
     differences = [d for d in run.metrics.get("paired_differences") or [] if isinstance(d, dict)]
