@@ -16,9 +16,15 @@ if TYPE_CHECKING:
     from ctframe.hookspecs import Register
 
 
+def build_folder_split(options: Any, context: Any) -> Any:
+    """The dataset factory; torch and the image pipeline load only when a run needs them."""
+    from ctframe_folder_split.factory import build_folder_split as build
+
+    return build(options, context)
+
+
 @hookimpl
 def ctframe_register_datasets(register: Register) -> None:
-    from ctframe_folder_split.factory import build_folder_split
     from ctframe_folder_split.options import FolderSplitOptions
 
     register(
