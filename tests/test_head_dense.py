@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,3 +78,10 @@ def test_registered_through_the_plugin_entry_point(monkeypatch):
         DenseHeadOptions.model_validate({"unit": 4})
     with pytest.raises(ValidationError):
         DenseHeadOptions.model_validate({"dropout": 1.5})
+
+
+def test_every_option_is_documented():
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    spans = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    for name in DenseHeadOptions.model_fields:
+        assert any(re.search(rf"\b{name}\b", span) for span in spans), f"docs/training.md lacks {name}"

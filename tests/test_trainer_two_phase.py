@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from ctframe_two_phase.early_stopping import EarlyStopping
-from ctframe_two_phase.options import TwoPhaseOptions
+from ctframe_two_phase.options import FinetuneOptions, TwoPhaseOptions
 
 from ctframe import DataError, Kind
 from ctframe.plugins import build_registry
@@ -226,3 +228,11 @@ def test_registered_with_nested_phase_options(monkeypatch):
     assert (options.finetuned.epochs, options.finetuned.unfreeze_last) == (20, 10)
     with pytest.raises(ValueError):
         TwoPhaseOptions.model_validate({"initial": {"epoch": 4}})
+
+
+def test_every_option_is_documented():
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    spans = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    for schema in (TwoPhaseOptions, FinetuneOptions):
+        for name in schema.model_fields:
+            assert any(re.search(rf"\b{name}\b", span) for span in spans), f"docs/training.md lacks {name}"

@@ -103,14 +103,9 @@ class TwoPhaseTrainer:
         with tempfile.TemporaryDirectory(prefix="ctframe-two-phase-") as folder:  # validating / ad hoc use
             yield Path(folder)
 
-    def _sources(
-        self, data: DataSplits, context: BuildContext, augment: bool
-    ) -> tuple[ImageSource, ImageSource]:
+    def _images(self, dataset, data: DataSplits, context: BuildContext, augment=None) -> ImageSource:
         workers = self.options.num_workers if self.options.num_workers is not None else data.num_workers
-        make = lambda dataset, aug: ImageSource(  # noqa: E731
-            dataset, context.device, workers, aug, self.options.channels_last
-        )
-        return make(data.train, data.augment if augment else None), make(data.val, None)
+        return ImageSource(dataset, context.device, workers, augment, self.options.channels_last)
 
     @property
     def _eval_batch_size(self) -> int:
@@ -177,7 +172,8 @@ class TwoPhaseTrainer:
         cache = frozen and data.augment is None and self.options.feature_cache == "auto"
         train_source: BatchSource
         val_source: BatchSource
-        train_source, val_source = self._sources(data, context, augment=True)
+        train_source = self._images(data.train, data, context, data.augment)
+        val_source = self._images(data.val, data, context)
         if cache:
             reduce = getattr(model.head, "reduce_features", None)
             batch = self._eval_batch_size
@@ -290,10 +286,9 @@ class TwoPhaseTrainer:
         """Val and test predictions of the phase's chosen weights (already loaded into ``model``)."""
         model.eval()
         bf16 = use_bf16(self.options.precision, context.device)
-        workers = self.options.num_workers if self.options.num_workers is not None else data.num_workers
 
         def predict(dataset) -> Predictions:
-            source = ImageSource(dataset, context.device, workers, None, self.options.channels_last)
+            source = self._images(dataset, data, context)
             result = evaluate(model, model.head.penalty, source, self._eval_batch_size, bf16, context.device)
             return Predictions(result.sample_ids, result.labels, result.probabilities)
 
