@@ -17,6 +17,15 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path``; it replaces ``path`` only if the block succeeds."""
@@ -32,6 +41,7 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes files owner-only; use the usual mode
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -91,7 +91,7 @@ def test_verbose_listing_shows_options(toy_site, capsys):
     assert main(["list-plugins", "--json", "--verbose", "--kind", "trainer"]) == 0
     (trainer,) = json.loads(capsys.readouterr().out)["components"]
     options = {o["name"]: o for o in trainer["options"]}
-    assert options["epochs"]["default"] == 3
+    assert options["epochs"]["default"] == 20
     assert options["epochs"]["description"] == "passes over the training split"
 
 

@@ -42,3 +42,12 @@ def test_run_directories_are_unique(tmp_path):
     second = RunDirectory.create(tmp_path, "quick", now)
     assert first.path.name == "quick-20260102-030405"
     assert second.path.name == "quick-20260102-030405-1"
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = write_text(tmp_path / "report.html", "<html></html>")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -39,7 +39,7 @@ def test_schema_carries_option_help(toy_site, capsys):
     schema = _schema(capsys)
     (trainer,) = schema["properties"]["trainer"]["oneOf"]
     assert trainer["properties"]["epochs"]["description"] == "passes over the training split"
-    assert trainer["properties"]["epochs"]["default"] == 3
+    assert trainer["properties"]["epochs"]["default"] == 20
 
 
 @pytest.mark.parametrize("hook", HOOKS)
