@@ -11,7 +11,7 @@ from typing import Any
 from ctframe import BuildContext, DataError, DataSplits
 from ctframe_folder_split.cache import DiskStore, MemoryStore, NoStore, Store
 from ctframe_folder_split.dataset import FolderImageDataset, build_augment
-from ctframe_folder_split.files import check_layout, discover
+from ctframe_folder_split.files import Discovery, check_layout, discover
 from ctframe_folder_split.grouping import groups_from_csv, groups_from_regex, listing
 from ctframe_folder_split.manifest import (
     MANIFEST,
@@ -147,64 +147,14 @@ def _counts(rows: Sequence[ManifestRow], classes: Sequence[str]) -> tuple[dict, 
 
 
 def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> DataSplits:
-    log = context.logger
     check(options, context)
-    started = time.perf_counter()
-    discovery = discover(options.root, options.classes)
-    if discovery.ignored:
-        log.info("ignoring %d hidden file(s): %s", len(discovery.ignored), listing(discovery.ignored))
-    entries = discovery.entries
-    store = _make_store(options, len(entries))
-    thumbnails = options.leakage_check or options.group_by == "sequence"
-    records = scan(
-        entries, store, options.image_size, options.max_image_pixels, options.num_workers, thumbnails
-    )
-    bad = [record for record in records if not record.ok]
-    _report_bad(options, bad, context)
-    counts_by_class = Counter(record.entry.class_name for record in records if record.ok)
-    left_empty = [c for c in options.classes if counts_by_class[c] == 0]
-    if left_empty:
-        raise DataError(
-            f"class(es) {', '.join(left_empty)} have no usable image left after skipping bad files"
-        )
-    log.info("read %d images in %.1f s", len(records) - len(bad), time.perf_counter() - started)
-
+    discovery, store, records = _read_images(options, context)
     rows, reused = _split_rows(options, context, records)
     if context.run_dir is not None:
         write_manifest(context.run_dir / MANIFEST, rows)
+    datasets = _datasets(options, store, records, rows)
+    summary = _summary(options, context, discovery, records, rows, reused)
     materialized = _materialize(options, context, rows)
-
-    index_of = {record.entry.sample_id: i for i, record in enumerate(records)}
-    datasets = {}
-    for split in SPLITS:
-        chosen = [row for row in rows if row.split == split]
-        positions = [index_of[row.file] for row in chosen]
-        datasets[split] = FolderImageDataset(
-            store,
-            positions,
-            [row.sha256 for row in chosen],
-            [records[i].entry.path for i in positions],
-            [options.classes.index(row.class_name) for row in chosen],
-            [row.file for row in chosen],
-        )
-    duplicates = _duplicates([record for record in records if record.ok])
-    if duplicates["across_classes"]:
-        log.warning("%d identical file(s) sit in more than one class folder", duplicates["across_classes"])
-    images, groups = _counts(rows, options.classes)
-    summary: dict[str, Any] = {
-        "root": str(options.root),
-        "classes": list(options.classes),
-        "positive_class": options.positive_class,
-        "seed": context.seed,
-        "image_size": options.image_size,
-        "group_by": options.group_by,
-        "reused_recorded_split": reused,
-        "counts": images,
-        "groups": groups,
-        "duplicates": duplicates,
-        "skipped": [{"file": r.entry.sample_id, "reason": r.problem} for r in bad],
-        "ignored": discovery.ignored,
-    }
     if materialized is not None:
         summary["materialized"] = materialized
     if options.leakage_check:
@@ -227,6 +177,85 @@ def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> Da
         files={record.entry.sample_id: str(record.entry.path) for record in records if record.ok},
         summary=summary,
     )
+
+
+def _read_images(options: FolderSplitOptions, context: BuildContext) -> tuple[Discovery, Store, list[Record]]:
+    """Find, read, check and cache every file; stop here (before any training) on bad files."""
+    started = time.perf_counter()
+    discovery = discover(options.root, options.classes)
+    if discovery.ignored:
+        context.logger.info(
+            "ignoring %d hidden file(s): %s", len(discovery.ignored), listing(discovery.ignored)
+        )
+    store = _make_store(options, len(discovery.entries))
+    thumbnails = options.leakage_check or options.group_by == "sequence"
+    records = scan(
+        discovery.entries,
+        store,
+        options.image_size,
+        options.max_image_pixels,
+        options.num_workers,
+        thumbnails,
+    )
+    bad = [record for record in records if not record.ok]
+    _report_bad(options, bad, context)
+    usable = Counter(record.entry.class_name for record in records if record.ok)
+    left_empty = [c for c in options.classes if usable[c] == 0]
+    if left_empty:
+        raise DataError(
+            f"class(es) {', '.join(left_empty)} have no usable image left after skipping bad files"
+        )
+    context.logger.info("read %d images in %.1f s", sum(usable.values()), time.perf_counter() - started)
+    return discovery, store, records
+
+
+def _datasets(
+    options: FolderSplitOptions, store: Store, records: Sequence[Record], rows: Sequence[ManifestRow]
+) -> dict[str, FolderImageDataset]:
+    index_of = {record.entry.sample_id: i for i, record in enumerate(records)}
+    datasets = {}
+    for split in SPLITS:
+        chosen = [row for row in rows if row.split == split]
+        positions = [index_of[row.file] for row in chosen]
+        datasets[split] = FolderImageDataset(
+            store,
+            positions,
+            [row.sha256 for row in chosen],
+            [records[i].entry.path for i in positions],
+            [options.classes.index(row.class_name) for row in chosen],
+            [row.file for row in chosen],
+        )
+    return datasets
+
+
+def _summary(
+    options: FolderSplitOptions,
+    context: BuildContext,
+    discovery: Discovery,
+    records: Sequence[Record],
+    rows: Sequence[ManifestRow],
+    reused: bool,
+) -> dict[str, Any]:
+    duplicates = _duplicates([record for record in records if record.ok])
+    if duplicates["across_classes"]:
+        context.logger.warning(
+            "%d set(s) of identical files sit in more than one class folder", duplicates["across_classes"]
+        )
+    images, groups = _counts(rows, options.classes)
+    return {
+        "root": str(options.root),
+        "classes": list(options.classes),
+        "positive_class": options.positive_class,
+        "seed": context.seed,
+        "image_size": options.image_size,
+        "group_by": options.group_by,
+        "reused_recorded_split": reused,
+        "counts": images,
+        "groups": groups,
+        "duplicates": duplicates,
+        "skipped": [{"file": r.entry.sample_id, "reason": r.problem} for r in records if not r.ok],
+        "ignored": discovery.ignored,
+    }
 
 
 def _materialize(

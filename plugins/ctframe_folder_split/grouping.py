@@ -29,7 +29,10 @@ def groups_from_regex(sample_ids: Sequence[str], pattern: str) -> list[str]:
             unmatched.append(sample_id)
             labels.append("")
             continue
-        labels.append(match.group(1) if compiled.groups else match.group(0))
+        # Names restart per class folder ("Covid (1)", "Non-Covid (1)"), so a regex group is per class;
+        # a CSV of patient ids, in contrast, is global.
+        class_name = sample_id.split("/", 1)[0]
+        labels.append(f"{class_name}/{match.group(1) if compiled.groups else match.group(0)}")
     if unmatched:
         raise DataError(
             f"group_by regex {pattern!r} matches no part of {len(unmatched)} file name(s): "

@@ -112,7 +112,8 @@ def assign_splits(
     for group in groups:
         by_class[group.label].append(group)
     split_of_group: dict[str, str] = {}
-    for label, class_groups in sorted(by_class.items()):
+    for label in sorted({item.label for item in items}):
+        class_groups = by_class[label]  # empty when every image of the class is a copy of another class's
         if len(class_groups) < 3:
             raise DataError(
                 f"class {class_names[label]!r} has only {len(class_groups)} independent group(s) of images "

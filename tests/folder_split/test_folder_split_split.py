@@ -178,3 +178,15 @@ def test_a_damaged_manifest_is_refused(tmp_path):
     (run / "split_manifest.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="is not a split manifest"):
         build(tmp_path / "data", run_dir=run)
+
+
+def test_a_class_made_only_of_copies_of_another_class_is_refused(tmp_path):
+    make_folder(tmp_path, per_class=6)
+    for k in range(2):  # non-COVID's two images are copies of COVID images: they join COVID's groups
+        (tmp_path / "non-COVID" / f"img{k:03d}.png").write_bytes(
+            (tmp_path / "COVID" / f"img{k:03d}.png").read_bytes()
+        )
+    for path in sorted((tmp_path / "non-COVID").iterdir())[2:]:
+        path.unlink()
+    with pytest.raises(DataError, match="'non-COVID' has only 0 independent group"):
+        build(tmp_path)
