@@ -84,7 +84,8 @@ class DenseHead(nn.Module):
         """Keras ``regularizers.L2(l2)`` on the hidden kernel: ``l2 * sum(w ** 2)``."""
         if self.l2 == 0.0:
             return self.hidden.weight.new_zeros(())
-        return self.l2 * self.hidden.weight.float().square().sum()
+        kernel = self.hidden.weight.reshape(-1)
+        return self.l2 * torch.dot(kernel, kernel)  # one pass, no temporary: it runs every step
 
 
 def build_dense_head(
