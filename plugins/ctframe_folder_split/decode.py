@@ -13,6 +13,8 @@ from PIL import Image, ImageOps
 
 from ctframe_folder_split.files import sniff_format
 
+NOT_AN_IMAGE = "not an image (unknown content; PNG, JPEG, BMP, TIFF, GIF, WEBP are read)"
+
 
 class BadImage(Exception):
     """A file that cannot be used as an image; the message is the reason, a few words long."""
@@ -32,7 +34,7 @@ def open_image(data: bytes, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
         raise BadImage("empty file (0 bytes)")
     kind = sniff_format(data[:16])
     if kind is None:
-        raise BadImage("not an image (unknown content; PNG, JPEG, BMP, TIFF, GIF, WEBP are read)")
+        raise BadImage(NOT_AN_IMAGE)
     try:
         image = Image.open(io.BytesIO(data), formats=None)
     except Image.DecompressionBombError:

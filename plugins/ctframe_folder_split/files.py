@@ -148,7 +148,18 @@ def discover(root: Path, classes: list[str]) -> Discovery:
     return Discovery(entries, sorted(ignored))
 
 
-def read_file(path: Path) -> bytes:
-    """The file's bytes; raises OSError with a readable reason."""
+class NotAnImage(Exception):
+    """The first bytes match no supported image format."""
+
+
+def read_file(path: Path, images_only: bool = False) -> bytes:
+    """The file's bytes; raises OSError with a readable reason.
+
+    With ``images_only``, a non-empty file whose first bytes are no image signature raises
+    :class:`NotAnImage` after reading only those bytes (a stray archive is never loaded whole).
+    """
     with open(path, "rb") as handle:
-        return handle.read()
+        head = handle.read(16)
+        if images_only and head and sniff_format(head) is None:
+            raise NotAnImage(str(path))
+        return head + handle.read()

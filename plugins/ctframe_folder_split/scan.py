@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctframe_folder_split.cache import Store
-from ctframe_folder_split.decode import BadImage, ImageInfo, decode_canonical
-from ctframe_folder_split.files import Entry, read_file
+from ctframe_folder_split.decode import NOT_AN_IMAGE, BadImage, ImageInfo, decode_canonical
+from ctframe_folder_split.files import Entry, NotAnImage, read_file
 from ctframe_folder_split.sequence import thumbnail
 
 
@@ -48,7 +48,9 @@ def scan_entry(
     if entry.problem:
         return Record(entry, "", entry.problem)
     try:
-        data = read_file(entry.path)
+        data = read_file(entry.path, images_only=True)
+    except NotAnImage:
+        return Record(entry, "", NOT_AN_IMAGE)
     except OSError as error:
         return Record(entry, "", _read_reason(error))
     sha256 = hashlib.sha256(data).hexdigest()

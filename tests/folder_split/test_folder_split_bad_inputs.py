@@ -132,10 +132,10 @@ def test_unreadable_file_is_reported(tmp_path, monkeypatch):
 
         real = scan.read_file
 
-        def deny(path):
+        def deny(path, **kwargs):
             if path == secret:
                 raise PermissionError(13, "Permission denied", str(path))
-            return real(path)
+            return real(path, **kwargs)
 
         monkeypatch.setattr(scan, "read_file", deny)
     else:
