@@ -22,9 +22,27 @@ from ctframe import DataError
 from ctframe_folder_split.decode import BadImage, decode_canonical
 from ctframe_folder_split.files import read_file
 
+MEMORY_SHARE_LIMIT = 0.75
+"""Refuse a memory cache larger than this share of the machine's physical memory."""
+
+
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not available on this platform
+        return None
+
 
 class MemoryStore:
     def __init__(self, count: int, image_size: int):
+        needed = count * 3 * image_size * image_size
+        available = physical_memory()
+        if available is not None and needed > MEMORY_SHARE_LIMIT * available:
+            raise DataError(
+                f"caching {count} images of {image_size} px needs {needed / 2**30:.1f} GiB, more than "
+                f"{MEMORY_SHARE_LIMIT:.0%} of this machine's {available / 2**30:.1f} GiB; "
+                'set dataset.cache = "disk" (or a smaller dataset.image_size)'
+            )
         self.images = torch.zeros((count, 3, image_size, image_size), dtype=torch.uint8).share_memory_()
         self._array = self.images.numpy()
 
@@ -62,16 +80,27 @@ class DiskStore:
 
     def put(self, index: int, sha256: str, image: np.ndarray) -> None:
         path = self._path(sha256)
-        path.parent.mkdir(exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+        try:
+            path.parent.mkdir(exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+        except OSError as error:
+            raise self._write_error(error) from None
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
             os.replace(temporary, path)  # concurrent writers of the same key write the same bytes
-        except BaseException:
+        except BaseException as error:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+            if isinstance(error, OSError):
+                raise self._write_error(error) from None
             raise
+
+    def _write_error(self, error: OSError) -> DataError:
+        return DataError(
+            f"cannot write to the image cache {self.folder} ({error.strerror or error}); free space there, "
+            'set dataset.cache_dir elsewhere or use dataset.cache = "memory"'
+        )
 
     def get(self, index: int, sha256: str, path: Path) -> torch.Tensor:
         # One read into a fresh array: about 5x cheaper than setting up an np.memmap per image, and

@@ -89,10 +89,13 @@ def scan(
             if progress:
                 progress(count)
         return records
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ctframe-decode") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ctframe-decode")
+    try:
         records = []
-        for count, record in enumerate(pool.map(one, enumerate(entries), chunksize=8), 1):
+        for count, record in enumerate(pool.map(one, enumerate(entries)), 1):
             records.append(record)
             if progress:
                 progress(count)
         return records
+    finally:  # on Ctrl-C, drop the queued files instead of decoding them all first
+        pool.shutdown(wait=True, cancel_futures=True)

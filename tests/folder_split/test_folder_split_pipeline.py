@@ -12,7 +12,7 @@ import torch
 from folder_split_support import CLASSES, build, make_folder
 from typer.testing import CliRunner
 
-from ctframe import DataSplits
+from ctframe import DataError, DataSplits
 from ctframe.contracts import Kind
 from ctframe.plugins import build_registry
 
@@ -136,3 +136,14 @@ def test_group_and_image_counts_are_consistent(tmp_path, kind):
     counts = data.summary["counts"]
     assert sum(counts[s][c] for s in counts for c in CLASSES) == 18
     assert counts == data.summary["groups"]  # no grouping: one group per distinct file
+
+
+def test_caches_that_cannot_work_fail_with_one_line(tmp_path, monkeypatch):
+    make_folder(tmp_path / "data", per_class=4)
+    monkeypatch.setattr(cache, "physical_memory", lambda: 1000)  # bytes
+    with pytest.raises(DataError, match='cache = "disk"'):
+        build(tmp_path / "data")
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    with pytest.raises(DataError, match="cannot create the image cache folder"):
+        build(tmp_path / "data", cache="disk", cache_dir=blocked)
