@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 from ctframe_two_phase.features import compute_features
-from ctframe_two_phase.loops import ImageSource, epoch_batches, model_forward, train_one_epoch
+from ctframe_two_phase.loops import ImageSource, epoch_batches, model_forward, set_train_mode, train_one_epoch
 from ctframe_two_phase.optimizer import KerasRMSprop
-from ctframe_two_phase.trainer import set_train_mode
 
 from ctframe import BuildContext, Kind
 from ctframe.model import Classifier, set_trainable_layers

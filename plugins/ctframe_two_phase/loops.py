@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ctframe.model import classification_loss, logits_to_probabilities
+from ctframe.model import Classifier, classification_loss, freeze_inactive_batchnorm, logits_to_probabilities
+from ctframe_two_phase.checkpoints import seed_everything
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 """Maps a batch of inputs (images or cached features) to logits."""
@@ -217,3 +218,57 @@ def model_forward(model: nn.Module, backbone_frozen: bool) -> Forward:
         return model(images)
 
     return forward
+
+
+def set_train_mode(model: Classifier, backbone_frozen: bool, update_batchnorm: bool) -> None:
+    """Training mode, except what Keras runs in inference mode: frozen BatchNorm layers (and, when
+    ``update_batchnorm`` is off, every backbone BatchNorm). A fully frozen backbone is a fixed
+    feature extractor and runs in eval mode, which is what makes the feature cache exact."""
+    model.train()
+    if backbone_frozen:
+        model.backbone.eval()  # type: ignore[attr-defined]
+    else:
+        freeze_inactive_batchnorm(model.backbone, update_trainable=update_batchnorm)  # type: ignore[arg-type]
+    freeze_inactive_batchnorm(model.head)  # type: ignore[arg-type]
+
+
+@dataclass
+class EpochRunner:
+    """What every epoch of one phase shares; ``run`` is one epoch: train, then validate."""
+
+    model: Classifier
+    forward: Forward
+    optimizer: torch.optim.Optimizer
+    train: BatchSource
+    val: BatchSource
+    backbone_frozen: bool
+    update_batchnorm: bool
+    batch_size: int
+    eval_batch_size: int
+    bf16: bool
+    device: str
+
+    def run(
+        self, seed: int, on_batch: Callable[[int, float], None] | None = None
+    ) -> tuple[EpochResult, Evaluation]:
+        """Seed everything from ``seed`` first, so an epoch repeats exactly when a run resumes."""
+        seed_everything(seed)
+        order = epoch_batches(len(self.train), self.batch_size, torch.Generator().manual_seed(seed))
+        set_train_mode(self.model, self.backbone_frozen, self.update_batchnorm)
+        penalty = self.model.head.penalty  # type: ignore[attr-defined]
+        result = train_one_epoch(
+            self.forward,
+            penalty,
+            self.optimizer,
+            self.train,
+            order,
+            seed,
+            self.bf16,
+            self.device,
+            on_batch or (lambda images, loss: None),
+        )
+        self.model.eval()
+        return result, evaluate(self.forward, penalty, self.val, self.eval_batch_size, self.bf16, self.device)
+
+    def batches_per_epoch(self) -> int:
+        return len(epoch_batches(len(self.train), self.batch_size, None))

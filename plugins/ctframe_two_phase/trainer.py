@@ -12,21 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ctframe import BuildContext, DataError, DataSplits, Predictions, TrainedModel
-from ctframe.model import Classifier, freeze_inactive_batchnorm, set_trainable_layers
+from ctframe.model import Classifier, set_trainable_layers
 from ctframe_two_phase import checkpoints
 from ctframe_two_phase.early_stopping import EarlyStopping
 from ctframe_two_phase.features import backbone_is_frozen, compute_features
 from ctframe_two_phase.loops import (
     BatchSource,
+    EpochResult,
+    EpochRunner,
     Evaluation,
+    Forward,
     ImageSource,
-    epoch_batches,
     evaluate,
     model_forward,
-    train_one_epoch,
 )
 from ctframe_two_phase.optimizer import KerasRMSprop
 from ctframe_two_phase.options import PhaseOptions, TwoPhaseOptions
@@ -47,18 +47,6 @@ def use_bf16(precision: str, device: str) -> bool:
     if precision == "auto":
         return device.startswith("cuda") and torch.cuda.is_bf16_supported()
     return precision == "bf16"
-
-
-def set_train_mode(model: Classifier, backbone_frozen: bool, update_batchnorm: bool) -> None:
-    """Training mode, except what Keras runs in inference mode: frozen BatchNorm layers (and, when
-    ``update_batchnorm`` is off, every backbone BatchNorm). A fully frozen backbone is a fixed
-    feature extractor and runs in eval mode, which is what makes the feature cache exact."""
-    model.train()
-    if backbone_frozen:
-        model.backbone.eval()  # type: ignore[attr-defined]
-    else:
-        freeze_inactive_batchnorm(model.backbone, update_trainable=update_batchnorm)  # type: ignore[arg-type]
-    freeze_inactive_batchnorm(model.head)  # type: ignore[arg-type]
 
 
 class TwoPhaseTrainer:
@@ -153,6 +141,40 @@ class TwoPhaseTrainer:
         model.load_state_dict(checkpoints.load(chosen)["model"])
         return chosen, history
 
+    def _runner(
+        self, phase: Phase, model: Classifier, data: DataSplits, context: BuildContext, optimizer
+    ) -> EpochRunner:
+        """Batch sources and forward function of a phase: cached features when the backbone is
+        frozen and nothing is augmented, images through the whole model otherwise."""
+        bf16 = use_bf16(self.options.precision, context.device)
+        frozen = backbone_is_frozen(model.backbone)
+        train: BatchSource = self._images(data.train, data, context, data.augment)
+        val: BatchSource = self._images(data.val, data, context)
+        forward: Forward = model_forward(model, frozen)
+        if frozen and data.augment is None and self.options.feature_cache == "auto":
+            reduce = getattr(model.head, "reduce_features", None)
+            batch = self._eval_batch_size
+            train, train_seconds = compute_features(model.backbone, train, batch, bf16, reduce)
+            val, val_seconds = compute_features(model.backbone, val, batch, bf16, reduce)
+            context.logger.info(
+                f"{phase.key}: cached frozen-backbone features of {len(train)} train and "
+                f"{len(val)} val images in {train_seconds + val_seconds:.1f} s"
+            )
+            forward = model.head
+        return EpochRunner(
+            model,
+            forward,
+            optimizer,
+            train,
+            val,
+            frozen,
+            phase.update_batchnorm,
+            self.options.batch_size,
+            self._eval_batch_size,
+            bf16,
+            context.device,
+        )
+
     def _train_epochs(
         self,
         phase: Phase,
@@ -165,27 +187,9 @@ class TwoPhaseTrainer:
         history: list[dict[str, Any]],
         start_epoch: int,
     ) -> None:
-        options, logger, device = phase.options, context.logger, context.device
+        options, logger = phase.options, context.logger
         best_path, last_path = checkpoints.checkpoint_paths(run_path, phase.key)
-        bf16 = use_bf16(self.options.precision, device)
-        frozen = backbone_is_frozen(model.backbone)
-        cache = frozen and data.augment is None and self.options.feature_cache == "auto"
-        train_source: BatchSource
-        val_source: BatchSource
-        train_source = self._images(data.train, data, context, data.augment)
-        val_source = self._images(data.val, data, context)
-        if cache:
-            reduce = getattr(model.head, "reduce_features", None)
-            batch = self._eval_batch_size
-            train_source, train_seconds = compute_features(model.backbone, train_source, batch, bf16, reduce)
-            val_source, val_seconds = compute_features(model.backbone, val_source, batch, bf16, reduce)
-            logger.info(
-                f"{phase.key}: cached frozen-backbone features of {len(train_source)} train and "
-                f"{len(val_source)} val images in {train_seconds + val_seconds:.1f} s"
-            )
-            forward: nn.Module | Any = model.head
-        else:
-            forward = model_forward(model, frozen)
+        runner = self._runner(phase, model, data, context, optimizer)
         tensorboard = TensorBoardLog(run_path / "tensorboard" / phase.key, self.options.tensorboard, logger)
         epoch = start_epoch
         try:
@@ -194,34 +198,14 @@ class TwoPhaseTrainer:
                     if stopper.stopped:
                         break
                     started = time.perf_counter()
-                    seed = checkpoints.epoch_seed(context.seed, phase.index, epoch)
-                    checkpoints.seed_everything(seed)
-                    order = epoch_batches(
-                        len(train_source), self.options.batch_size, torch.Generator().manual_seed(seed)
-                    )
-                    set_train_mode(model, frozen, phase.update_batchnorm)
-                    progress.start(f"{phase.key} {epoch + 1}/{options.epochs}", len(order))
-                    result = train_one_epoch(
-                        forward,
-                        model.head.penalty,
-                        optimizer,
-                        train_source,
-                        order,
-                        seed,
-                        bf16,
-                        device,
-                        progress.advance,
+                    progress.start(f"{phase.key} {epoch + 1}/{options.epochs}", runner.batches_per_epoch())
+                    result, val = runner.run(
+                        checkpoints.epoch_seed(context.seed, phase.index, epoch), progress.advance
                     )
                     progress.stop()
-                    model.eval()
-                    val = evaluate(
-                        forward, model.head.penalty, val_source, self._eval_batch_size, bf16, device
-                    )
                     improved = stopper.update(val.loss, epoch)
-                    record = self._record(
-                        phase, epoch, result.loss, val, options.lr, result.images_per_s, started
-                    )
-                    history.append(record)
+                    history.append(self._record(phase, epoch, result, val, started))
+                    # best before last: a kill in between redoes this epoch and rewrites the same best
                     if improved:
                         checkpoints.save_best(best_path, model, phase.key, epoch, val.loss)
                     checkpoints.save_last(
@@ -234,8 +218,8 @@ class TwoPhaseTrainer:
                         history=history,
                     )
                     write_history(run_path / f"history_{phase.key}.csv", history)
-                    tensorboard.log(record, epoch)
-                    logger.info(self._summary(phase, record, improved))
+                    tensorboard.log(history[-1], epoch)
+                    logger.info(self._summary(phase, history[-1], improved))
             if stopper.stopped:
                 logger.info(
                     f"{phase.key}: early stopping after epoch {epoch + 1}; "
@@ -252,16 +236,16 @@ class TwoPhaseTrainer:
 
     @staticmethod
     def _record(
-        phase: Phase, epoch: int, train_loss: float, val: Evaluation, lr: float, rate: float, started: float
+        phase: Phase, epoch: int, result: EpochResult, val: Evaluation, started: float
     ) -> dict[str, Any]:
         return {
             "epoch": epoch + 1,
             "phase": phase.key,
-            "train_loss": train_loss,
+            "train_loss": result.loss,
             "val_loss": val.loss,
             "val_accuracy": val.accuracy,
-            "lr": lr,
-            "images_per_s": rate,
+            "lr": phase.options.lr,
+            "images_per_s": result.images_per_s,
             "seconds": time.perf_counter() - started,
         }
 
