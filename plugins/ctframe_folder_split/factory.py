@@ -189,6 +189,13 @@ def _read_images(options: FolderSplitOptions, context: BuildContext) -> tuple[Di
         )
     store = _make_store(options, len(discovery.entries))
     thumbnails = options.leakage_check or options.group_by == "sequence"
+    total = len(discovery.entries)
+    step = max(total // 10, 500)  # a line every 10 % on large folders, none on small ones
+
+    def progress(done: int) -> None:
+        if done % step == 0 and done < total:
+            context.logger.info("read %d of %d files", done, total)
+
     records = scan(
         discovery.entries,
         store,
@@ -196,6 +203,7 @@ def _read_images(options: FolderSplitOptions, context: BuildContext) -> tuple[Di
         options.max_image_pixels,
         options.num_workers,
         thumbnails,
+        progress,
     )
     bad = [record for record in records if not record.ok]
     _report_bad(options, bad, context)
