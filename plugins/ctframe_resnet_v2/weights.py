@@ -20,8 +20,8 @@ class WeightsError(DataError):
     """A weights file that is missing, unreadable or made for another model."""
 
 
-def _torch_view(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """The module's tensors in Keras's variable order, with Keras's variable names."""
+def keras_variables(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """A Conv2d's or BatchNorm2d's tensors, named and ordered as Keras does (kernel, bias; gamma, ...)."""
     if isinstance(module, nn.Conv2d):
         pairs = [("kernel", module.weight)]
         if module.bias is not None:
@@ -60,7 +60,7 @@ def load_keras_weights(model: ResNetV2, path: Path) -> None:
             raise WeightsError(
                 f"{path} has no weights for layer {layer.name!r}; is it a {model.arch} file without the top?"
             )
-        for name, tensor in _torch_view(layer.module):
+        for name, tensor in keras_variables(layer.module):
             if name not in variables:
                 raise WeightsError(f"{path}: layer {layer.name!r} lacks the variable {name!r}")
             array = _to_torch_layout(name, variables[name])
@@ -82,7 +82,7 @@ def keras_weights_of(model: ResNetV2) -> KerasWeights:
         if layer.module is not None:
             weights[layer.name] = {
                 name: _from_torch_layout(name, tensor.detach().cpu().float().numpy())
-                for name, tensor in _torch_view(layer.module)
+                for name, tensor in keras_variables(layer.module)
             }
     return weights
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from ctframe_resnet_v2.keras_subprocess import keras_available, run_keras_reference
 from ctframe_resnet_v2.model import ARCHITECTURES, ResNetV2
-from ctframe_resnet_v2.weights import _torch_view, load_weights, save_keras_h5
+from ctframe_resnet_v2.weights import keras_variables, load_weights, save_keras_h5
 
 from ctframe.model import set_trainable_layers
 
@@ -78,7 +78,7 @@ def test_unfreezing_last_150_trains_exactly_keras_weights(keras_facts: dict) -> 
         f"{layer.name}/{name}"
         for layer in model.layers
         if layer.module is not None
-        for name, tensor in _torch_view(layer.module)
+        for name, tensor in keras_variables(layer.module)
         if isinstance(tensor, torch.nn.Parameter) and tensor.requires_grad
     }
     assert trainable == set(keras_facts["trainable_after_last"])
