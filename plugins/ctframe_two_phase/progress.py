@@ -55,13 +55,13 @@ class EpochProgress:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} img/s"),
+            TextColumn("loss {task.fields[loss]}  {task.fields[rate]} img/s"),
             TimeRemainingColumn(),
             console=self._console,
             transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task(description, total=batches, loss=float("nan"), rate=0.0)
+        self._task = self._progress.add_task(description, total=batches, loss="-", rate="-")
         self._started, self._images, self._loss_sum = time.perf_counter(), 0, 0.0
 
     def advance(self, images: int, loss: float) -> None:
@@ -71,7 +71,10 @@ class EpochProgress:
         self._loss_sum += loss * images
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         self._progress.update(
-            self._task, advance=1, loss=self._loss_sum / self._images, rate=self._images / elapsed
+            self._task,
+            advance=1,
+            loss=f"{self._loss_sum / self._images:.4f}",
+            rate=f"{self._images / elapsed:.1f}",
         )
 
     def stop(self) -> None:
