@@ -111,19 +111,19 @@ def list_plugins(
         return
     table = Table("component", "kind", "plugin", "version", "description")
     for entry in listing["components"]:
-        table.add_row(
-            entry["component"],
-            entry["kind"],
-            entry["package"]
+        plugin = (
+            entry["plugin"]
             if entry["package"] == entry["plugin"]
-            else f"{entry['plugin']} ({entry['package']})",
-            entry["version"],
-            entry["description"],
+            else f"{entry['plugin']} ({entry['package']})"
         )
-        for option in entry.get("options", []):
-            default = "required" if option["required"] else f"= {option['default']!r}"
-            table.add_row("", "", "", "", f"  {option['name']} {default}: {option['description']}")
+        table.add_row(entry["component"], entry["kind"], plugin, entry["version"], entry["description"])
     out.print(table)
+    for entry in listing["components"] if verbose else ():
+        options = Table("option", "default", "description", title=f"{entry['kind']} {entry['component']}")
+        for option in entry["options"]:
+            default = "(required)" if option["required"] else repr(option["default"])
+            options.add_row(option["name"], default, option["description"])
+        out.print(options)
     for broken in listing["broken"]:
         err.print(
             f"plugin {broken['plugin']!r} ({broken['package']} {broken['version']}) failed: {broken['error']}"

@@ -135,7 +135,12 @@ class Backbone(Protocol):
 
 @runtime_checkable
 class Head(Protocol):
-    """Classifier head contract (implemented by an ``nn.Module``)."""
+    """Classifier head contract (implemented by an ``nn.Module``).
+
+    Optional: ``reduce_features(features) -> Tensor``, the head's parameter-free first step (global
+    pooling, say). A trainer that caches frozen-backbone outputs may store its result instead of the
+    full feature maps; ``forward`` must then accept that reduced form as well.
+    """
 
     num_outputs: int
     """1 for a two-class sigmoid output (probability of class index 1), else one per class."""

@@ -5,22 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from ctframe.contracts import Kind
+from ctframe.options import Options
 from ctframe.plugins import Registry
 
 
-def option_rows(options: Any) -> list[dict[str, Any]]:
+def option_rows(options: Any, prefix: str = "") -> list[dict[str, Any]]:
+    """One row per option; nested option groups (``[trainer.initial]``) become dotted names."""
     rows = []
     for name, field in options.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Options):
+            rows.extend(option_rows(annotation, f"{prefix}{name}."))
+            continue
         default = None if field.is_required() else field.get_default(call_default_factory=True)
+        plain = isinstance(default, str | int | float | bool | list | type(None))
         rows.append(
             {
-                "name": name,
-                "type": getattr(field.annotation, "__name__", None)
-                or str(field.annotation).replace("typing.", ""),
+                "name": f"{prefix}{name}",
+                "type": getattr(annotation, "__name__", None) or str(annotation).replace("typing.", ""),
                 "required": field.is_required(),
-                "default": default
-                if isinstance(default, str | int | float | bool | list | type(None))
-                else str(default),
+                "default": default if plain else str(default),
                 "description": field.description or "",
             }
         )

@@ -7,6 +7,7 @@ is validated against it before any work starts, and ``ctframe schema`` turns it 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +25,8 @@ def _resolve_against_recipe(value: Path, info: ValidationInfo) -> Path:
     value = value.expanduser()
     if base is not None and not value.is_absolute():
         value = Path(base) / value
-    return Path(value).absolute()
+    # normpath folds "recipes/../data" without resolving symlinks the user chose on purpose
+    return Path(os.path.normpath(Path(value).absolute()))
 
 
 RecipePath = Annotated[Path, AfterValidator(_resolve_against_recipe)]

@@ -162,6 +162,6 @@ def test_relative_paths_resolve_against_the_recipe_folder(toy_site, toy_recipe, 
 
     monkeypatch.chdir(tmp_path)
     options = validate_options(WithPath, {"root": "../data/x"}, toy_recipe, "dataset")
-    assert options.root == (toy_recipe.parent / "../data/x").absolute()
+    assert options.root == toy_recipe.parent.parent / "data" / "x"
     absolute = validate_options(WithPath, {"root": "/srv/data"}, toy_recipe, "dataset")
     assert absolute.root == Path("/srv/data")
