@@ -56,6 +56,8 @@ class Component:
     description: str
     plugin: str
     """Name of the plugin that registered it."""
+    check: Callable[..., None] | None = None
+    """Optional ``check(options, context)``: cheap checks run before a run directory is created."""
 
 
 @dataclass(frozen=True)

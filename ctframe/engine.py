@@ -74,9 +74,17 @@ def build_metrics(recipe: Recipe, context: BuildContext) -> list[tuple[str, Any]
     return [(m.component.name, m.component.factory(m.options, context)) for m in recipe.metrics]
 
 
+def precheck(recipe: Recipe, context: BuildContext) -> None:
+    """Run the components' own cheap checks (data paths, weight files) before any work."""
+    for config in recipe.components():
+        if config.component.check is not None:
+            config.component.check(config.options, context)
+
+
 def check_recipe(recipe: Recipe) -> list[str]:
     """Everything checkable without training: device, data (paths, files, split), model, trainer."""
     context = make_context(recipe, run_dir=None)
+    precheck(recipe, context)
     data = build_data(recipe, context)
     model = build_model(recipe, context, data.class_names)
     recipe.trainer.component.factory(recipe.trainer.options, context)
@@ -188,7 +196,7 @@ def start_run(
 ) -> RunResult:
     """Create ``<output>/<stem>-<timestamp>/``, save the resolved recipe, run everything."""
     registry = registry or get_registry()
-    _resolved_device(recipe)  # fail before creating anything
+    precheck(recipe, make_context(recipe, run_dir=None))  # fail before creating anything
     run_dir = RunDirectory.create(Path(output) if output else recipe.run.output, recipe.stem)
     header = f"# resolved recipe of this run (from {recipe.path})\n"
     run_dir.write_text(RunDirectory.RECIPE, header + tomli_w.dumps(recipe.to_dict()))

@@ -3,13 +3,16 @@
 Each ``ctframe_register_<kind>`` hook is called once per plugin when the registry is built. The
 plugin calls ``register`` once per component it provides::
 
-    register(name, factory, options, description)
+    register(name, factory, options, description, check=None)
 
 * ``name`` -- what recipes write in ``component = "..."``; unique across all plugins.
 * ``factory`` -- builds the component (signature per kind below).
 * ``options`` -- a :class:`ctframe.Options` subclass: every option typed, with a default and a
   one-line ``description``.
 * ``description`` -- one line for ``ctframe list-plugins``.
+* ``check`` (optional) -- ``check(options, context)``, cheap checks (paths exist, files are
+  reachable) that ``ctframe run`` and ``ctframe validate`` call before any work or any run
+  directory; raise a :class:`ctframe.CtframeError` subclass with one line.
 
 Implementations may accept fewer arguments than a spec names (pluggy passes only what they ask
 for), so new arguments can be added without breaking existing plugins. Results of the register
@@ -43,6 +46,7 @@ class Register(Protocol):
         factory: Callable[..., Any],
         options: type[Options],
         description: str,
+        check: Callable[..., None] | None = None,
     ) -> None: ...
 
 

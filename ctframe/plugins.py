@@ -128,7 +128,13 @@ def build_plugin_manager(
 
 
 def _make_register(registry: Registry, kind: Kind, plugin: str) -> Callable[..., None]:
-    def register(name: str, factory: Callable[..., Any], options: type[Options], description: str) -> None:
+    def register(
+        name: str,
+        factory: Callable[..., Any],
+        options: type[Options],
+        description: str,
+        check: Callable[..., None] | None = None,
+    ) -> None:
         if not isinstance(name, str) or not name.isidentifier():
             raise PluginError(f"plugin {plugin!r} registered {kind} name {name!r}; use a Python identifier")
         if not callable(factory):
@@ -147,7 +153,11 @@ def _make_register(registry: Registry, kind: Kind, plugin: str) -> Callable[...,
                 f"uninstall one or exclude it with {PLUGINS_ENV}"
             )
         summary = " ".join(description.split())
-        registry.components[kind][name] = Component(kind, name, factory, options, summary, plugin)
+        if check is not None and not callable(check):
+            raise PluginError(
+                f"plugin {plugin!r} registered {kind} {name!r} with a check that is not callable"
+            )
+        registry.components[kind][name] = Component(kind, name, factory, options, summary, plugin, check)
 
     return register
 

@@ -23,6 +23,13 @@ def build_folder_split(options: Any, context: Any) -> Any:
     return build(options, context)
 
 
+def check_folder_split(options: Any, context: Any) -> None:
+    """Cheap checks before a run directory exists: the root and class folders, the group file."""
+    from ctframe_folder_split.factory import check
+
+    check(options, context)
+
+
 @hookimpl
 def ctframe_register_datasets(register: Register) -> None:
     from ctframe_folder_split.options import FolderSplitOptions
@@ -32,6 +39,7 @@ def ctframe_register_datasets(register: Register) -> None:
         build_folder_split,
         FolderSplitOptions,
         "Images in one folder per class; seeded stratified group-aware train/val/test split with manifest",
+        check=check_folder_split,
     )
 
 

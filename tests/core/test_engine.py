@@ -125,3 +125,20 @@ def test_internal_failure_is_one_line_and_exit_code_1(toy_site, toy_recipe, tmp_
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
     assert "Traceback" in (run_dir / "run.log").read_text()  # the details go to the log
+
+
+def test_component_checks_fail_before_any_run_directory(toy_site, toy_recipe, tmp_path, capsys):
+    output = tmp_path / "runs"
+    assert (
+        main(["run", str(toy_recipe), "--output", str(output), "--set", "dataset.require_file=labels.csv"])
+        == 2
+    )
+    missing = toy_recipe.parent / "labels.csv"
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: {missing} does not exist; create it or drop dataset.require_file"
+    )
+    assert not output.exists()
+    assert main(["validate", str(toy_recipe), "--set", "dataset.require_file=labels.csv"]) == 2
+    missing.write_text("id,label\n")
+    assert main(["validate", str(toy_recipe), "--set", "dataset.require_file=labels.csv"]) == 0

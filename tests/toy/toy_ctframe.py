@@ -13,7 +13,7 @@ from pydantic import Field
 from sklearn.metrics import accuracy_score
 from torch import nn
 
-from ctframe import DataSplits, Layer, Options, Predictions, TrainedModel, hookimpl
+from ctframe import DataError, DataSplits, Layer, Options, Predictions, RecipePath, TrainedModel, hookimpl
 from ctframe.model import classification_loss, logits_to_probabilities
 
 
@@ -22,6 +22,12 @@ class ToyDataOptions(Options):
     size: int = Field(8, ge=4, le=64, description="image side in pixels")
     classes: list[str] = Field(["dark", "bright"], min_length=2, description="class names")
     positive_class: str = Field("bright", description="the positive class")
+    require_file: RecipePath | None = Field(None, description="a file that must exist (exercises checks)")
+
+
+def check_data(options: ToyDataOptions, context) -> None:
+    if options.require_file is not None and not options.require_file.is_file():
+        raise DataError(f"{options.require_file} does not exist; create it or drop dataset.require_file")
 
 
 class ToySplit(torch.utils.data.Dataset):
@@ -141,7 +147,7 @@ def toy_accuracy(inputs) -> dict[str, float]:
 
 @hookimpl
 def ctframe_register_datasets(register):
-    register("toy_data", build_data, ToyDataOptions, "Synthetic bright/dark squares")
+    register("toy_data", build_data, ToyDataOptions, "Synthetic bright/dark squares", check=check_data)
 
 
 @hookimpl
