@@ -16,7 +16,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,keras]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,keras,tensorboard]'
 	touch $@ $(VENV)/.installed-run
 
 setup: $(VENV)/.installed-run

@@ -4,6 +4,7 @@ artifacts, reproducibility and Ctrl-C."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import logging
 import re
 import struct
@@ -149,8 +150,11 @@ def test_artifacts_and_predictions(tmp_path):
         assert all(float(row["images_per_s"]) > 0 for row in rows)
         last = load_checkpoint(tmp_path / "checkpoints" / f"{result.key}_last.pt")
         assert {"model", "optimizer", "rng", "early_stopping", "history", "epoch", "phase"} <= set(last)
-        (events,) = (tmp_path / "tensorboard" / result.key).glob("events.out.tfevents.*")
-        scalars = _read_scalars(events)
+        events = list((tmp_path / "tensorboard" / result.key).glob("events.out.tfevents.*"))
+        if importlib.util.find_spec("tensorboard") is None:  # optional extra: then no event files
+            assert events == []
+            continue
+        scalars = _read_scalars(events[0])
         steps, values = zip(*scalars["val_loss"], strict=True)
         assert list(steps) == list(range(len(result.history)))
         assert list(values) == pytest.approx([record["val_loss"] for record in result.history], rel=1e-6)
