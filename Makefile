@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine: `make run` and `make test`. Both are idempotent: the
-# virtual environment is rebuilt only when pyproject.toml changes.
+# installation is redone only when pyproject.toml or this Makefile changes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,11 +11,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-run: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,keras,tensorboard]'
 	touch $@ $(VENV)/.installed-run
 
