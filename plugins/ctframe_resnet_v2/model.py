@@ -23,8 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ctframe import Layer
-
-from .runtime import autocast
+from ctframe.precision import autocast
 
 BN_EPSILON = 1.001e-5
 BN_MOMENTUM = 0.01  # torch's momentum is 1 - Keras's 0.99

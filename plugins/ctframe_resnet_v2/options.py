@@ -25,6 +25,6 @@ class ResNetV2Options(Options):
     precision: Precision = Field(
         "fp32",
         description="'fp32' (Keras's numbers), 'auto' (bf16 autocast on CPUs with native bf16 and on CUDA "
-        "that has it, fp16 on older CUDA, else fp32), or force 'bf16' / 'fp16' autocast",
+        "that has it, else fp32), or force 'bf16' / 'fp16' autocast",
     )
     compile: bool = Field(False, description="torch.compile the backbone (slow first batch, faster after)")

@@ -16,9 +16,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ctframe import Layer
+from ctframe.precision import autocast
 
 from .options import FAMILIES
-from .runtime import autocast
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -42,7 +42,7 @@ class TorchvisionOptions(Options):
     channels_last: bool = Field(True, description="run convolutions in NHWC memory format")
     precision: Precision = Field(
         "fp32",
-        description="'fp32', 'auto' (bf16 autocast on CPUs with native bf16 and on CUDA that has it, fp16 on "
-        "older CUDA, else fp32), or force 'bf16' / 'fp16' autocast",
+        description="'fp32', 'auto' (bf16 autocast on CPUs with native bf16 and on CUDA that has it, "
+        "else fp32), or force 'bf16' / 'fp16' autocast",
     )
     compile: bool = Field(False, description="torch.compile the backbone (slow first batch, faster after)")

@@ -57,7 +57,7 @@ class TwoPhaseOptions(Options):
         None, ge=0, description="data loader worker processes; unset: what the dataset recommends"
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on CUDA that supports it, else fp32"
+        "auto", description="auto: bf16 autocast on CUDA and CPUs that run bf16 natively, else fp32"
     )
     channels_last: bool = Field(False, description="NHWC memory format for the model and its inputs")
     feature_cache: Literal["auto", "off"] = Field(

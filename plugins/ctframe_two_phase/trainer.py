@@ -15,6 +15,7 @@ import torch
 
 from ctframe import BuildContext, DataError, DataSplits, Predictions, TrainedModel
 from ctframe.model import Classifier, set_trainable_layers
+from ctframe.precision import autocast_dtype
 from ctframe_two_phase import checkpoints
 from ctframe_two_phase.early_stopping import EarlyStopping
 from ctframe_two_phase.features import backbone_is_frozen, compute_features
@@ -44,9 +45,8 @@ class Phase:
 
 
 def use_bf16(precision: str, device: str) -> bool:
-    if precision == "auto":
-        return device.startswith("cuda") and torch.cuda.is_bf16_supported()
-    return precision == "bf16"
+    """bf16 autocast when asked for, or for "auto" where the hardware runs bf16 natively."""
+    return autocast_dtype(precision, device.split(":")[0]) is torch.bfloat16
 
 
 class TwoPhaseTrainer:

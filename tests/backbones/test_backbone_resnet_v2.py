@@ -9,7 +9,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from ctframe_resnet_v2 import runtime
 from ctframe_resnet_v2.factory import build_resnet_v2
 from ctframe_resnet_v2.keras_files import VARIABLES
 from ctframe_resnet_v2.model import ARCHITECTURES, BN_EPSILON, Architecture, ResNetV2
@@ -19,6 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ctframe import BuildContext, CtframeError
+from ctframe import precision as runtime
 
 
 @pytest.fixture(scope="module", autouse=True)
