@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ctframe import hookimpl
 
-from .factory import factory_for
+from .factory import checker_for, factory_for
 from .options import ResNetV2Options
 
 DESCRIPTIONS = {
@@ -20,4 +20,4 @@ DESCRIPTIONS = {
 @hookimpl
 def ctframe_register_backbones(register) -> None:
     for arch, description in DESCRIPTIONS.items():
-        register(arch, factory_for(arch), ResNetV2Options, description)
+        register(arch, factory_for(arch), ResNetV2Options, description, check=checker_for(arch))

@@ -25,6 +25,24 @@ def build_resnet_v2(arch: str, options: ResNetV2Options, context: BuildContext):
     return model
 
 
+def check_weights(arch: str, options: ResNetV2Options, context: BuildContext) -> None:
+    """Before a run starts: the ImageNet file is cached (fetched now if not), or the named file exists."""
+    from .download import fetch_imagenet_weights
+    from .weights import WeightsError
+
+    if options.weights == "imagenet":
+        fetch_imagenet_weights(arch, options.cache_dir, logger=context.logger)
+    elif options.weights != "none" and not options.weights.is_file():
+        raise WeightsError(f"weights file {options.weights} does not exist; fix backbone.weights")
+
+
+def checker_for(arch: str) -> Callable[[ResNetV2Options, BuildContext], None]:
+    def check(options: ResNetV2Options, context: BuildContext) -> None:
+        check_weights(arch, options, context)
+
+    return check
+
+
 def factory_for(arch: str) -> Callable[[ResNetV2Options, BuildContext], object]:
     def factory(options: ResNetV2Options, context: BuildContext):
         return build_resnet_v2(arch, options, context)

@@ -85,9 +85,7 @@ def _read_keras3(root, layer_order: dict[str, Sequence[str]]) -> KerasWeights:
             name = names[index]
         labels = VARIABLES.get(kind, ())
         arrays = [np.asarray(variables[str(i)]) for i in range(len(variables))]
-        weights[name] = {
-            (labels[i] if i < len(labels) else str(i)): array for i, array in enumerate(arrays)
-        }
+        weights[name] = {(labels[i] if i < len(labels) else str(i)): array for i, array in enumerate(arrays)}
     return weights
 
 

@@ -126,8 +126,12 @@ def command_export(args: argparse.Namespace) -> dict:
     np.savez(out / "io.npz", images=images, outputs=outputs)
     facts = _describe(model, args.last)
     (out / "describe.json").write_text(json.dumps(facts))
-    return {"out": str(out), "params": facts["params"], "keras_version": facts["keras_version"],
-            "tensorflow_version": tf.__version__}
+    return {
+        "out": str(out),
+        "params": facts["params"],
+        "keras_version": facts["keras_version"],
+        "tensorflow_version": tf.__version__,
+    }
 
 
 def command_predict(args: argparse.Namespace) -> dict:
