@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from ctframe_resnet_v2.options import ResNetV2Options
+from ctframe_resnet_v2.weights import WeightsError
 
 from ctframe import BuildContext
 from ctframe.plugins import build_registry
-from ctframe_resnet_v2.options import ResNetV2Options
-from ctframe_resnet_v2.weights import WeightsError
 
 
 def _context(tmp_path: Path) -> BuildContext:
