@@ -122,3 +122,40 @@ class RunDirectory:
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
+
+
+def first_line(error: BaseException) -> str:
+    """Library errors can span many lines; ctframe's messages are one."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def read_state_dict(path: Path, error_type: type[Exception] | None = None) -> dict[str, Any]:
+    """A flat ``{name: tensor}`` state dict from ``.safetensors`` or a torch file, loaded weights-only.
+
+    Unwraps the common ``{"state_dict": ...}`` / ``{"model": ...}`` checkpoint wrappers. Anything else
+    (a corrupt file, a pickle carrying code, nested objects) raises ``error_type`` with one line.
+    """
+    import torch
+
+    from ctframe.errors import DataError
+
+    error_type = error_type or DataError
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise error_type(
+            f"cannot read a torch state dict from {path}: {type(error).__name__}: {first_line(error)}"
+        ) from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise error_type(f"{path} does not hold a flat state dict of tensors")
+    return state

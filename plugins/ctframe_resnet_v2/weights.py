@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ctframe import DataError
+from ctframe.rundir import read_state_dict
 
 from .keras_files import KerasFileError, KerasWeights, read_keras_weights, write_legacy_h5
 from .model import ResNetV2
@@ -103,28 +104,8 @@ def _keras_shape(name: str, tensor: torch.Tensor) -> tuple[int, ...]:
     return (shape[2], shape[3], shape[1], shape[0]) if name == "kernel" and len(shape) == 4 else shape
 
 
-def first_line(error: BaseException) -> str:
-    """Library errors can span many lines; ctframe errors are one."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else ""
-
-
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt file, pickle with code in it, wrong format
-        reason = f"{type(error).__name__}: {first_line(error)}"
-        raise WeightsError(f"cannot read a torch state dict from {path}: {reason}") from None
-    for key in ("state_dict", "model"):  # common checkpoint wrappers
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path} does not hold a flat state dict of tensors")
+    state = read_state_dict(path, WeightsError)
     if state and all(key.startswith("backbone.") for key in state):  # saved from a whole Classifier
         state = {key.removeprefix("backbone."): value for key, value in state.items()}
     return state

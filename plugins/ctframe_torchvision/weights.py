@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ctframe import DataError
-from ctframe.rundir import atomic_open
+from ctframe.rundir import atomic_open, read_state_dict
 
 from .model import HEAD_ATTRIBUTES, TorchvisionBackbone
 
@@ -72,31 +72,6 @@ def imagenet_file(arch: str, cache_dir: Path | None, logger: logging.Logger | No
     return fetch(entry.url, target)
 
 
-def first_line(error: BaseException) -> str:
-    """Library errors can span many lines; ctframe errors are one."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else ""
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt file, pickle with code in it, wrong format
-        reason = f"{type(error).__name__}: {first_line(error)}"
-        raise WeightsError(f"cannot read a torch state dict from {path}: {reason}") from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path} does not hold a flat state dict of tensors")
-    return state
-
-
 def _as_backbone_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Accept this backbone's own keys, a Classifier's (``backbone.``) or a whole torchvision model's."""
     if state and all(key.startswith("backbone.") for key in state):
@@ -129,7 +104,7 @@ def load_weights(backbone: TorchvisionBackbone, path: Path) -> None:
     if path.suffix not in TORCH_SUFFIXES:
         suffixes = ", ".join(TORCH_SUFFIXES)
         raise WeightsError(f"{path}: torchvision weights must be a torch state dict ({suffixes})")
-    state = _as_backbone_keys(_torchvision_key_fixes(backbone.arch, _read_state_dict(path)))
+    state = _as_backbone_keys(_torchvision_key_fixes(backbone.arch, read_state_dict(path, WeightsError)))
     expected = backbone.state_dict()
     for key, tensor in expected.items():
         if key.endswith("num_batches_tracked") and key not in state:
