@@ -64,3 +64,25 @@ def test_auto_precision_uses_bf16_only_where_it_is_native(monkeypatch):
     assert precision.autocast_dtype("auto", "cpu") is torch.bfloat16
     with pytest.raises(ValueError, match="unknown precision 'half'"):
         precision.autocast_dtype("half", "cpu")
+
+
+def test_state_dicts_are_read_weights_only_from_either_format(tmp_path):
+    from safetensors.torch import save_file
+
+    from ctframe.errors import DataError
+    from ctframe.rundir import read_state_dict
+
+    weights = {"conv.weight": torch.ones(2, 3)}
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": weights, "epoch": 4}, tmp_path / "wrapped.pt")
+    for name in ("w.safetensors", "wrapped.pt"):
+        assert torch.equal(read_state_dict(tmp_path / name)["conv.weight"], weights["conv.weight"])
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match=r"cannot read a torch state dict from .*broken.pt: \w+"):
+        read_state_dict(tmp_path / "broken.pt")
+    torch.save({"payload": Sneaky()}, tmp_path / "code.pt")
+    with pytest.raises(DataError, match="cannot read a torch state dict"):
+        read_state_dict(tmp_path / "code.pt")
+    torch.save({"a": {"b": torch.ones(1)}, "c": 1}, tmp_path / "nested.pt")
+    with pytest.raises(DataError, match="does not hold a flat state dict of tensors"):
+        read_state_dict(tmp_path / "nested.pt")
