@@ -1,9 +1,19 @@
-"""ctframe built-in plugin: the study's dense classifier head (``component = "dense"``)."""
+"""ctframe built-in plugin: the study's dense classifier head (``component = "dense"``).
+
+Registration imports only the options; torch and the module load when a run builds the head.
+"""
 
 from ctframe import hookimpl
-from ctframe_dense_head.head import DenseHead, DenseHeadOptions, build_dense_head
+from ctframe_dense_head.options import DenseHeadOptions
 
-__all__ = ["DenseHead", "DenseHeadOptions", "build_dense_head"]
+__all__ = ["DenseHeadOptions", "build_dense_head"]
+
+
+def build_dense_head(options, context, in_features: int, num_classes: int):
+    """The head factory (see :class:`ctframe_dense_head.head.DenseHead`)."""
+    from ctframe_dense_head.head import build_dense_head as build
+
+    return build(options, context, in_features, num_classes)
 
 
 @hookimpl

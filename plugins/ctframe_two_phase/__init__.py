@@ -1,10 +1,19 @@
-"""ctframe built-in plugin: the study's two-phase trainer (``component = "two_phase"``)."""
+"""ctframe built-in plugin: the study's two-phase trainer (``component = "two_phase"``).
+
+Registration imports only the options; torch and the training code load when a run builds the trainer.
+"""
 
 from ctframe import hookimpl
 from ctframe_two_phase.options import FinetuneOptions, PhaseOptions, TwoPhaseOptions
-from ctframe_two_phase.trainer import TwoPhaseTrainer, build_two_phase
 
-__all__ = ["FinetuneOptions", "PhaseOptions", "TwoPhaseOptions", "TwoPhaseTrainer", "build_two_phase"]
+__all__ = ["FinetuneOptions", "PhaseOptions", "TwoPhaseOptions", "build_two_phase"]
+
+
+def build_two_phase(options, context):
+    """The trainer factory (see :class:`ctframe_two_phase.trainer.TwoPhaseTrainer`)."""
+    from ctframe_two_phase.trainer import build_two_phase as build
+
+    return build(options, context)
 
 
 @hookimpl
