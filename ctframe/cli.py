@@ -83,14 +83,18 @@ def run(
 
 @app.command()
 def validate(
-    recipe: Annotated[Path, typer.Argument(help="recipe TOML file")], overrides: SetOption = None
+    recipe: Annotated[Path, typer.Argument(help="recipe TOML file")],
+    overrides: SetOption = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="only the schema and the components' cheap checks")
+    ] = False,
 ) -> None:
     """Check RECIPE without training: schema, components, device, data, model."""
     from ctframe.engine import check_recipe
     from ctframe.recipe import load_recipe
 
     loaded = load_recipe(recipe, overrides or ())
-    for line in check_recipe(loaded):
+    for line in check_recipe(loaded, quick=quick):
         out.print(f"  {line}")
     out.print(f"{recipe}: OK")
 

@@ -81,10 +81,15 @@ def precheck(recipe: Recipe, context: BuildContext) -> None:
             config.component.check(config.options, context)
 
 
-def check_recipe(recipe: Recipe) -> list[str]:
-    """Everything checkable without training: device, data (paths, files, split), model, trainer."""
+def check_recipe(recipe: Recipe, quick: bool = False) -> list[str]:
+    """Everything checkable without training: device, data (paths, files, split), model, trainer.
+
+    ``quick`` stops after the components' own cheap checks (no image is decoded, no model built).
+    """
     context = make_context(recipe, run_dir=None)
     precheck(recipe, context)
+    if quick:
+        return [f"device: {context.device}", "component checks passed (quick: data and model not built)"]
     data = build_data(recipe, context)
     model = build_model(recipe, context, data.class_names)
     recipe.trainer.component.factory(recipe.trainer.options, context)

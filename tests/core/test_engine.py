@@ -142,3 +142,10 @@ def test_component_checks_fail_before_any_run_directory(toy_site, toy_recipe, tm
     assert main(["validate", str(toy_recipe), "--set", "dataset.require_file=labels.csv"]) == 2
     missing.write_text("id,label\n")
     assert main(["validate", str(toy_recipe), "--set", "dataset.require_file=labels.csv"]) == 0
+
+
+def test_quick_validation_runs_only_the_component_checks(toy_site, toy_recipe, capsys):
+    assert main(["validate", "--quick", str(toy_recipe)]) == 0
+    output = capsys.readouterr().out
+    assert "component checks passed" in output and "train /" not in output
+    assert main(["validate", "--quick", str(toy_recipe), "--set", "dataset.require_file=nope.csv"]) == 2
