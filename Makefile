@@ -17,6 +17,8 @@ $(VENV)/.installed-run: pyproject.toml Makefile | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,keras,tensorboard]'
+	# the Keras parity tests skip without tensorflow: fail here instead if the extra did not install
+	$(BIN)/python -c "import keras, tensorflow, tensorboard"
 	touch $@ $(VENV)/.installed-run
 
 setup: $(VENV)/.installed-run

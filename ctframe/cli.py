@@ -237,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted")
         return 130
+    except OSError as error:  # a path the user named cannot be read or written
+        where = f": {error.filename}" if error.filename else ""
+        reason = error.strerror or str(error)
+        err.print(f"error: {reason}{where}; check the path and its permissions", markup=False)
+        return 2
     except CtframeError as error:
         err.print(f"error: {error}", soft_wrap=True, markup=False)
         return error.exit_code

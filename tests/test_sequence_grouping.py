@@ -233,8 +233,6 @@ def test_grouped_recipe_is_the_study_plus_sequence_grouping():
     from ctframe_folder_split.options import FolderSplitOptions
 
     recipes = Path(__file__).resolve().parents[1] / "recipes"
-    if not (recipes / "covid_ct.toml").exists():
-        pytest.skip("recipes/covid_ct.toml not present")
     study = tomllib.loads((recipes / "covid_ct.toml").read_text(encoding="utf-8"))
     grouped = tomllib.loads((recipes / "covid_ct_grouped.toml").read_text(encoding="utf-8"))
     grouping_keys = {"group_by", "sequence_pattern", "group_threshold", "leakage_threshold"}

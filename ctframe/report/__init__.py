@@ -53,12 +53,16 @@ def render(run: RunArtifacts, plot: sections.PlotWriter) -> str:
     return html.page(f"Run {run.path.name}", subtitle, parts)
 
 
+RUN_MARKERS = ("recipe.toml", "metrics.json")
+"""A folder holding neither was not made by ``ctframe run``: never write a report into it."""
+
+
 def build_report(run_dir: Path) -> Path:
     """Write ``report.html`` and ``plots/*.png`` into ``run_dir``; return the report's path."""
     from ctframe.errors import RunError
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if not run_dir.is_dir() or not any((run_dir / name).is_file() for name in RUN_MARKERS):
         raise RunError(f"{run_dir} is not a run directory; pass the folder a run created under its output")
     run = read_run(run_dir)
     page = render(run, sections.PlotWriter(run_dir / PLOTS))

@@ -149,3 +149,19 @@ def test_quick_validation_runs_only_the_component_checks(toy_site, toy_recipe, c
     output = capsys.readouterr().out
     assert "component checks passed" in output and "train /" not in output
     assert main(["validate", "--quick", str(toy_recipe), "--set", "dataset.require_file=nope.csv"]) == 2
+
+
+def test_report_refuses_a_folder_no_run_created(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written into someone else's folder
+
+
+def test_unwritable_output_is_a_one_line_user_error(toy_site, toy_recipe, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", str(toy_recipe), "--output", str(blocker / "runs")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: Not a directory: ")
+    assert error.endswith("check the path and its permissions")
+    assert "\n" not in error
