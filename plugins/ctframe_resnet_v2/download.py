@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctframe.rundir import atomic_open
+from ctframe.download import download_checked, file_digest
 
 from .weights import WeightsError
 
@@ -47,31 +44,7 @@ def default_cache_dir() -> Path:
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _download(entry: WeightFile, target: Path, timeout: float) -> None:
-    """Stream ``entry.url`` to ``target``; the file appears only complete and with the right md5."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with urllib.request.urlopen(entry.url, timeout=timeout) as response, atomic_open(target, "wb") as handle:
-        for chunk in iter(lambda: response.read(1 << 20), b""):
-            digest.update(chunk)
-            handle.write(chunk)
-        if digest.hexdigest() != entry.md5:
-            raise WeightsError(
-                f"download of {entry.url} has md5 {digest.hexdigest()}, expected {entry.md5}; "
-                f"retry, or fetch it by hand into {target}"
-            )
-
-
-def describe_network_error(error: Exception) -> str:
-    if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code} {error.reason}"
-    return str(getattr(error, "reason", None) or error)
+    return file_digest(path, "md5")
 
 
 def fetch_imagenet_weights(
@@ -87,14 +60,13 @@ def fetch_imagenet_weights(
             return target
         (logger or logging.getLogger("ctframe")).warning("%s has the wrong md5; downloading it again", target)
     (logger or logging.getLogger("ctframe")).info("downloading %s to %s", entry.url, target)
-    try:
-        _download(entry, target, timeout)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-        reason = describe_network_error(error)
-        raise WeightsError(
-            f"cannot download {entry.url} ({reason}); fetch that file yourself and put it at {target} "
-            f"(md5 {entry.md5}), or set {CACHE_ENV} to the folder that holds it"
-        ) from None
-    except OSError as error:
-        raise WeightsError(f"cannot write {target} ({error}); set {CACHE_ENV} to a writable folder") from None
+    download_checked(
+        entry.url,
+        target,
+        "md5",
+        entry.md5,
+        timeout=timeout,
+        error_type=WeightsError,
+        hint=f"; or set {CACHE_ENV} to the folder that holds it",
+    )
     return target

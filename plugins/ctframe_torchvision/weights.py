@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import torch
 
 from ctframe import DataError
-from ctframe.rundir import atomic_open, read_state_dict
+from ctframe.download import download_checked
+from ctframe.rundir import read_state_dict
 
 from .model import HEAD_ATTRIBUTES, TorchvisionBackbone
 
@@ -27,12 +25,6 @@ def default_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def describe_network_error(error: Exception) -> str:
-    if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code} {error.reason}"
-    return str(getattr(error, "reason", None) or error)
-
-
 def fetch(url: str, target: Path, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``target`` unless it is there. torchvision file names carry a sha256 prefix
     (``resnet18-f37072fd.pth``) that the download is checked against; the file appears only complete."""
@@ -40,25 +32,7 @@ def fetch(url: str, target: Path, timeout: float = 60.0) -> Path:
         return target
     stem = target.name.split(".")[0]
     hash_prefix = stem.rsplit("-", 1)[-1] if "-" in stem else ""
-    digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_open(target, "wb") as handle:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                digest.update(chunk)
-                handle.write(chunk)
-            if not digest.hexdigest().startswith(hash_prefix):
-                raise WeightsError(
-                    f"download of {url} is corrupt (sha256 {digest.hexdigest()[:12]}..., the name says "
-                    f"{hash_prefix}); retry, or fetch it by hand into {target}"
-                )
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-        reason = describe_network_error(error)
-        raise WeightsError(
-            f"cannot download {url} ({reason}); fetch that file yourself and put it at {target}"
-        ) from None
-    except OSError as error:
-        raise WeightsError(f"cannot write {target} ({error}); choose a writable cache_dir") from None
-    return target
+    return download_checked(url, target, "sha256", hash_prefix, timeout=timeout, error_type=WeightsError)
 
 
 def imagenet_file(arch: str, cache_dir: Path | None, logger: logging.Logger | None = None) -> Path:

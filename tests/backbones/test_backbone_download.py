@@ -121,7 +121,7 @@ def test_bad_checksum_missing_file_and_no_server_are_clear(
     with pytest.raises(WeightsError) as error:
         fetch_imagenet_weights(tiny_arch, cache)
     message = _one_line(error)
-    assert f"has md5 {hashlib.md5(b'some bytes').hexdigest()}, expected {'0' * 32}" in message
+    assert f"is corrupt (md5 {hashlib.md5(b'some bytes').hexdigest()}, expected {'0' * 32})" in message
     assert not cache.exists() or not any(cache.iterdir()), "a bad download must leave nothing behind"
 
     monkeypatch.setitem(download.IMAGENET_WEIGHTS, tiny_arch, WeightFile(server.url("absent.h5"), "0" * 32))
