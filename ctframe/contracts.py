@@ -98,6 +98,9 @@ class DataSplits:
     """Sample id -> the file it came from, for predictions and reports."""
     summary: Mapping[str, Any] = field(default_factory=dict)
     """JSON-able facts about the split (counts per class and split, groups, duplicates)."""
+    groups: Mapping[str, str] = field(default_factory=dict)
+    """Sample id -> group (patient, scan sequence) when samples are not independent; empty otherwise.
+    Evaluation resamples whole groups for its confidence intervals when this is set."""
 
     @property
     def positive_index(self) -> int:
