@@ -1,6 +1,6 @@
 """Evidence for the sequence-grouping threshold and the leakage level on the real SARS-CoV-2 CT sample.
 
-Run: .venv/bin/python benchmarks/sequence_evidence.py [ROOT]
+Run: .venv/bin/python benchmarks/sequence_evidence.py [ROOT] [--smoke]
 (ROOT defaults to ../shared/data/sarscov2-ct-sample next to the repository.)
 
 The sample holds 120 of the 2,481 files, so most files have no scan neighbour in it. The script
@@ -8,16 +8,23 @@ compares the thumbnail correlation of consecutive (numbers 1 apart) and nearby (
 class with that of unrelated files (same class, numbers more than 50 apart; or different classes),
 shows where each file's most similar other file sits, counts what each candidate threshold would join,
 groups the sample, and runs the leakage check on image-level and grouped splits of it.
+
+``--smoke`` runs every step on a small generated sample named like the study's files (CT-like scan
+sequences of the demo data, one exact copy per class) and 2 split seeds, so it needs no data and takes
+seconds; its numbers are no evidence of anything.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
+from ctframe_folder_split.demo import _patient, _slice
 from ctframe_folder_split.leakage import leakage_check
 from ctframe_folder_split.sequence import DEFAULT_GROUP_THRESHOLD, group_sequences, thumbnail
 from PIL import Image
@@ -28,6 +35,22 @@ NUMBER = re.compile(r"\((\d+)\)")
 NEARBY_MAX = 4
 UNRELATED_MIN = 50
 SPLIT_SEEDS = range(20)
+SMOKE_SPLIT_SEEDS = range(2)
+
+
+def generate_sample(root: Path) -> Path:
+    """Per class 3 patients x 4 consecutive slices, patients 100 numbers apart, plus one exact copy."""
+    rng = np.random.default_rng(0)
+    for class_name, prefix, covid in (("COVID", "Covid", True), ("non-COVID", "Non-Covid", False)):
+        folder = root / class_name
+        folder.mkdir(parents=True)
+        for patient_index in range(3):
+            patient = _patient(rng, covid=covid)
+            for index, z in enumerate(np.linspace(0.4, 0.6, 4)):
+                number = 100 * patient_index + index + 1
+                Image.fromarray(_slice(patient, float(z), 64, rng)).save(folder / f"{prefix} ({number}).png")
+        (folder / f"{prefix} (999).png").write_bytes((folder / f"{prefix} (1).png").read_bytes())
+    return root
 
 
 def load(root: Path):
@@ -52,7 +75,7 @@ def describe(values: np.ndarray) -> str:
     return f"n={values.size:5d}  " + "  ".join(f"{name} {value:6.3f}" for name, value in named)
 
 
-def main(root: Path) -> None:
+def main(root: Path, split_seeds: range = SPLIT_SEEDS) -> None:
     if not root.is_dir():
         sys.exit(f"sample folder {root} not found")
     names, classes, numbers, digests, vectors = load(root)
@@ -110,12 +133,12 @@ def main(root: Path) -> None:
     print(f"sequence groups at the default threshold {DEFAULT_GROUP_THRESHOLD}: {len(sizes)} groups for {n} "
           f"files, {int((sizes > 1).sum())} with more than one file (largest {sizes.max()})")
 
-    print(f"leakage check (level 0.95; test vs train, 30% test; mean over {len(SPLIT_SEEDS)} seeds):")
+    print(f"leakage check (level 0.95; test vs train, 30% test; mean over {len(split_seeds)} seeds):")
     for title, unit in (("image-level, copies split freely", np.arange(n).astype(str)),
                         ("image-level, copies kept together", digests),
                         ("grouped by sequence", groups.astype(str))):
         shares, chances, medians, profiles, loud = [], [], [], [], 0
-        for seed in SPLIT_SEEDS:
+        for seed in split_seeds:
             is_test = split_units(unit, classes, seed)
             report = leakage_check(vectors[is_test], vectors[~is_test], names[is_test], names[~is_test],
                                    test_classes=classes[is_test], train_classes=classes[~is_test])
@@ -125,7 +148,7 @@ def main(root: Path) -> None:
             profiles.append([(share, chance) for _, share, chance in report.profile])
             loud += report.loud
         print(f"  {title:36s} share above {np.mean(shares):5.1%}  chance {np.mean(chances):5.1%}  "
-              f"median nearest {np.mean(medians):.3f}  loud in {loud}/{len(SPLIT_SEEDS)}")
+              f"median nearest {np.mean(medians):.3f}  loud in {loud}/{len(split_seeds)}")
         mean_profile = np.mean(profiles, axis=0)
         print("      share / chance at " + ", ".join(
             f"{level:.2f}: {share:.1%} / {chance:.1%}"
@@ -141,4 +164,12 @@ def split_units(unit: np.ndarray, classes: np.ndarray, seed: int) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_ROOT)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", type=Path, default=DEFAULT_ROOT, help="one folder per class")
+    parser.add_argument("--smoke", action="store_true", help="generated sample, seconds: checks that it runs")
+    arguments = parser.parse_args()
+    if arguments.smoke:
+        with tempfile.TemporaryDirectory(prefix="sequence-evidence-") as scratch:
+            main(generate_sample(Path(scratch)), SMOKE_SPLIT_SEEDS)
+    else:
+        main(arguments.root)
