@@ -211,14 +211,11 @@ def compare(run_dirs: Annotated[list[Path], typer.Argument(help="run directories
 
 
 def _add_plugin_commands() -> None:
-    from ctframe.plugins import get_registry
+    # Plugin commands join at the first command lookup, so `--version` (handled while parsing) builds no
+    # registry; app.registered_commands stays core-only, so names are checked against core commands alone.
+    from ctframe.plugins import plugin_command_group
 
-    get_registry().manager.hook.ctframe_register_commands(cli=app)
-    # main() may run many times in one process (tests): keep one registration per command name
-    unique = {}
-    for command in app.registered_commands:
-        unique[command.name or command.callback.__name__] = command
-    app.registered_commands = list(unique.values())
+    app.info.cls = plugin_command_group(lambda line: err.print(f"warning: {line}", markup=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,4 +108,9 @@ def ctframe_audit(root: Path, options: dict[str, Any]) -> AuditReport | None:
 
 @hookspec
 def ctframe_register_commands(cli: typer.Typer) -> None:
-    """Add sub-commands to the ``ctframe`` command line (``@cli.command()``)."""
+    """Add sub-commands to the ``ctframe`` command line (``@cli.command()``).
+
+    ``cli`` is a ``typer.Typer`` of this plugin's own; its commands are copied into ``ctframe``,
+    except a core command's name (refused with a warning naming the plugin; the core one stays) and
+    a name two plugins add. A plugin whose hook raises is reported as broken; the others still load.
+    """

@@ -6,7 +6,7 @@ from typing import Any
 
 from ctframe.contracts import Kind
 from ctframe.options import Options
-from ctframe.plugins import Registry
+from ctframe.plugins import PLUGINS_ENV, Registry
 
 
 def option_rows(options: Any, prefix: str = "") -> list[dict[str, Any]]:
@@ -48,8 +48,28 @@ def describe_plugins(registry: Registry, kind: Kind | None = None, verbose: bool
         if verbose:
             entry["options"] = option_rows(component.options)
         components.append(entry)
+    # Every plugin problem, one line each: "component" is null when the whole plugin failed, and names
+    # the one refused component when the plugin shares that name with another plugin.
     broken = [
-        {"plugin": p.name, "package": p.package, "version": p.version, "error": p.error}
+        {"plugin": p.name, "package": p.package, "version": p.version, "component": None, "error": p.error}
         for p in registry.broken()
     ]
+    for (clash_kind, name), plugins in sorted(registry.clashes.items()):
+        for plugin in plugins:
+            info = registry.plugins[plugin]
+            others = [p for p in plugins if p != plugin]
+            owners = f"plugin{'s' if len(others) > 1 else ''} {' and '.join(repr(p) for p in others)}"
+            error = (
+                f"{clash_kind} {name!r} is also registered by {owners}; recipes naming it are refused "
+                f"(uninstall one or exclude it with {PLUGINS_ENV})"
+            )
+            broken.append(
+                {
+                    "plugin": plugin,
+                    "package": info.package,
+                    "version": info.version,
+                    "component": f"{clash_kind} {name}",
+                    "error": error,
+                }
+            )
     return {"components": components, "broken": broken}

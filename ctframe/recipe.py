@@ -203,6 +203,12 @@ def validate_options(schema: type[Options], values: Mapping[str, Any], path: Pat
 
 
 def _unknown_component_message(registry: Registry, kind: Kind, name: str) -> str:
+    clash = registry.clash_message(kind, name)
+    if clash:
+        return clash
+    owner = registry.dropped.get((kind, name))
+    if owner:
+        return f"{kind} {name!r} comes from plugin {owner!r}, which failed: {registry.plugins[owner].error}"
     available = registry.names(kind)
     message = f"unknown {kind} component {name!r}{_suggest(name, available)}"
     message += f"; available: {', '.join(available) if available else 'none installed'}"
