@@ -13,6 +13,7 @@ from ctframe.contracts import (
     MetricInput,
     Predictions,
     TrainedModel,
+    TrainingData,
 )
 from ctframe.errors import CtframeError, DataError, PluginError, RecipeError, RunError
 from ctframe.hookspecs import hookimpl
@@ -38,6 +39,17 @@ __all__ = [
     "RecipePath",
     "RunError",
     "TrainedModel",
+    "TrainingData",
     "__version__",
     "hookimpl",
+    "load_model",
 ]
+
+
+def __getattr__(name: str):
+    # load_model needs torch; importing ctframe must stay cheap, so it is resolved on first use
+    if name == "load_model":
+        from ctframe.modelfile import load_model
+
+        return load_model
+    raise AttributeError(f"module 'ctframe' has no attribute {name!r}")

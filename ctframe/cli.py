@@ -210,6 +210,107 @@ def compare(run_dirs: Annotated[list[Path], typer.Argument(help="run directories
     out.print(compare_runs(run_dirs))
 
 
+OnBadImage = Annotated[
+    str, typer.Option("--on-bad-image", help="error: stop at an unreadable file; skip: list it and go on")
+]
+
+
+def _on_bad_image(value: str) -> str:
+    if value not in ("error", "skip"):
+        raise CtframeError(f"--on-bad-image takes 'error' or 'skip', not {value!r}")
+    return value
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="a model .json, or a run directory")],
+    paths: Annotated[list[Path], typer.Argument(help="image files or folders (searched recursively)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write")] = Path("predictions.csv"),
+    key: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--model", "-m", help="which model of a run (default: the last one, e.g. finetuned)"),
+    ] = None,
+    on_bad_image: OnBadImage = "error",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="images per step")] = 32,
+) -> None:
+    """Predict class probabilities for new images with a trained model."""
+    from ctframe.inference import predict_files
+
+    written, count, skipped = predict_files(
+        model,
+        paths,
+        output,
+        model_key=key,
+        on_bad_image=_on_bad_image(on_bad_image),
+        batch_size=batch_size,
+        console=err,
+    )
+    for file, reason in skipped:
+        err.print(f"skipped {file}: {reason}", markup=False)
+    out.print(f"wrote {written} ({count} images{f', {len(skipped)} skipped' if skipped else ''})")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run_dir: Annotated[Path, typer.Argument(help="a completed run directory")],
+    data: Annotated[
+        Path, typer.Option("--data", help="labelled folder (one sub-folder per class) or a dataset recipe")
+    ],
+    class_map: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--class-map", help="DATA=MODEL class pairs, e.g. CT_COVID=COVID,CT_NonCOVID=non-COVID"),
+    ] = None,
+    name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--name", help="results go to RUN/external/NAME (default: the data folder's name)"),
+    ] = None,
+    on_bad_image: OnBadImage = "error",
+) -> None:
+    """Evaluate every model of a run on external labelled data, at each model's stored threshold."""
+    from ctframe.external import evaluate_external
+
+    folder = evaluate_external(
+        run_dir, data, class_map=class_map, name=name, on_bad_image=_on_bad_image(on_bad_image), console=err
+    )
+    out.print(f"external evaluation: {folder}")
+
+
+@app.command()
+def metrics(
+    predictions: Annotated[Path, typer.Argument(help="a predictions CSV (true_class, p_<class> columns)")],
+    positive: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--positive", help="the positive class (default: the file's positive_class column)"),
+    ] = None,
+    threshold: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--threshold", min=0.0, max=1.0, help="decision threshold (default: the file's or 0.5)"),
+    ] = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", "-o", help="folder for metrics and report (default: <file>_metrics)"),
+    ] = None,
+    metric: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--metric", help="metric component to compute (repeatable; default: all installed)"),
+    ] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="bootstrap resamples for CIs")] = 1000,
+) -> None:
+    """Score any predictions file: metrics with bootstrap CIs, calibration and an HTML report."""
+    from ctframe.scoring import score_predictions
+
+    folder = score_predictions(
+        predictions,
+        positive=positive,
+        threshold=threshold,
+        output=output,
+        metric_names=metric or (),
+        bootstrap=bootstrap,
+        console=err,
+    )
+    out.print(f"metrics and report: {folder}")
+
+
 def _add_plugin_commands() -> None:
     # Plugin commands join at the first command lookup, so `--version` (handled while parsing) builds no
     # registry; app.registered_commands stays core-only, so names are checked against core commands alone.

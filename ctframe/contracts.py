@@ -10,7 +10,8 @@ The core never looks inside a component; it only relies on these shapes:
   it normalises its own input and lists its layers in order (:class:`Layer`);
 * a **head** factory returns a :class:`Head`: an ``nn.Module`` mapping feature maps to logits;
 * a **trainer** factory returns a :class:`Trainer`, which fits a :class:`~ctframe.model.Classifier`
-  and returns one :class:`TrainedModel` per model it wants evaluated;
+  on :class:`TrainingData` (no test split) and returns the weights of each model it wants
+  evaluated (:class:`TrainedModel`); the engine predicts validation and test itself;
 * a **metric** factory returns a :class:`Metric`, a callable from :class:`MetricInput` to named
   numbers.
 """
@@ -58,6 +59,9 @@ class Component:
     """Name of the plugin that registered it."""
     check: Callable[..., None] | None = None
     """Optional ``check(options, context)``: cheap checks run before a run directory is created."""
+    reader: Callable[..., FileReader] | None = None
+    """Datasets only, optional: ``reader(options, context) -> FileReader``, which reads given image
+    files exactly as training did (``ctframe predict`` and ``evaluate`` need it)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class BuildContext:
     """The run directory, or ``None`` when only validating or auditing."""
     resume: bool = False
     """True when continuing an interrupted run in ``run_dir``."""
+    restoring: bool = False
+    """True when the caller loads trained weights into what the factory builds (``load_model``):
+    a backbone skips fetching or reading its pretrained weights."""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("ctframe"))
 
 
@@ -106,9 +113,38 @@ class DataSplits:
     def positive_index(self) -> int:
         return self.class_names.index(self.positive_class)
 
+    def for_training(self) -> TrainingData:
+        return TrainingData(
+            self.class_names, self.positive_class, self.train, self.val, self.augment, self.num_workers
+        )
+
     def __post_init__(self) -> None:
         if self.positive_class not in self.class_names:
             raise ValueError(f"positive class {self.positive_class!r} is not one of {list(self.class_names)}")
+
+
+@dataclass(frozen=True)
+class ReadFiles:
+    """What a :class:`FileReader` read: items ``(image, -1, sample_id)`` and the files behind them."""
+
+    images: Dataset
+    files: Mapping[str, str]
+    """Sample id -> file (printable form, see :mod:`ctframe.filenames`)."""
+    skipped: Sequence[tuple[str, str]] = ()
+    """``(file, reason)`` of every file left out with ``on_bad_image="skip"``."""
+
+
+@runtime_checkable
+class FileReader(Protocol):
+    """A dataset component's way of reading new files as its training images were read."""
+
+    def read(self, paths: Sequence[Path], on_bad_image: str = "error") -> ReadFiles:
+        """Files and folders (searched recursively) -> decoded, canonical images in a stable order.
+
+        ``on_bad_image="error"`` raises :class:`ctframe.DataError` naming the first unreadable file;
+        ``"skip"`` leaves such files out and lists them in ``skipped``.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -169,24 +205,59 @@ class Predictions:
 
 
 @dataclass(frozen=True)
+class TrainingData:
+    """What a trainer sees of the data: everything but the test split, which only the engine reads."""
+
+    class_names: tuple[str, ...]
+    positive_class: str
+    train: Dataset
+    val: Dataset
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    num_workers: int = 0
+
+    @property
+    def positive_index(self) -> int:
+        return self.class_names.index(self.positive_class)
+
+
+@dataclass(frozen=True)
 class TrainedModel:
-    """One model a trainer hands back for evaluation (the study has two: initial and fine-tuned)."""
+    """One model a trainer hands back; the engine predicts, evaluates and saves it.
+
+    ``state_dict`` holds the weights of the whole :class:`~ctframe.model.Classifier` (keys
+    ``backbone.*`` and ``head.*``, as ``Classifier.state_dict()`` names them).
+    """
 
     key: str
-    """Short identifier used in file names, e.g. ``"initial"``."""
+    """Short identifier used in file names, e.g. ``"initial"``; letters, digits, ``_`` and ``-``."""
     title: str
     """Row title in reports, e.g. ``"Initial Model"``."""
-    val: Predictions
-    test: Predictions
-    checkpoint: Path | None = None
-    history: Sequence[Mapping[str, float]] = ()
-    """Per-epoch records (epoch, losses, metrics, images/s)."""
+    state_dict: Mapping[str, torch.Tensor]
+    history: Sequence[Mapping[str, Any]] = ()
+    """Per-epoch records; see :data:`HISTORY_COLUMNS` for the columns the report reads."""
+
+
+HISTORY_COLUMNS = {
+    "epoch": "1-based epoch number within the model's training",
+    "train_loss": "mean training loss of the epoch (including any regularisation penalty)",
+    "val_loss": "validation loss after the epoch (what early stopping watches)",
+    "val_accuracy": "validation accuracy after the epoch",
+    "images_per_s": "training throughput of the epoch",
+    "seconds": "wall time of the epoch",
+}
+"""History columns the core's report and ``compare`` read. ``epoch`` and ``train_loss`` are required;
+the others are shown when present; any further columns are kept in the CSV and otherwise ignored."""
+REQUIRED_HISTORY_COLUMNS = ("epoch", "train_loss")
 
 
 @runtime_checkable
 class Trainer(Protocol):
-    def fit(self, model: Classifier, data: DataSplits, context: BuildContext) -> list[TrainedModel]:
-        """Train ``model`` on ``data`` inside ``context.run_dir``; return the models to evaluate."""
+    def fit(self, model: Classifier, data: TrainingData, context: BuildContext) -> list[TrainedModel]:
+        """Train ``model`` inside ``context.run_dir``; return the weights of each model to evaluate.
+
+        An empty list means the trainer trained nothing (every phase has 0 epochs): the engine
+        then evaluates the model as built, and says so.
+        """
         ...
 
 

@@ -141,11 +141,131 @@ def _split_summary(data: DataSplits) -> dict[str, Any]:
     }
 
 
+def _record_precision(recipe: Recipe, trainer: Any, device: str) -> dict[str, Any]:
+    from ctframe.precision import cpu_bf16_features, resolve
+
+    requested = getattr(trainer, "precision", None)
+    training = resolve(requested, device).as_dict() if requested else {"resolved": "set by the trainer"}
+    return {
+        "training": training,
+        "evaluation": resolve(recipe.evaluation.precision, device).as_dict(),
+        "cpu_bf16_features": cpu_bf16_features(),
+    }
+
+
+def _initial_weights(recipe: Recipe, model: Any, logger: logging.Logger) -> None:
+    """``[run] weights``: a whole classifier (backbone and head) to start from."""
+    from ctframe.modelfile import read_model_info
+
+    path = recipe.run.weights
+    if path is None:
+        return
+    if path.suffix == ".json":
+        path = read_model_info(path).weights_path
+    from ctframe.rundir import read_state_dict
+
+    state = read_state_dict(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unused = [k for k in state if k not in own]
+    if missing:
+        raise RecipeError(
+            f"{recipe.path}: [run] weights {path} lacks {len(missing)} tensors of this model (first: "
+            f"{missing[0]!r}); it must hold the whole classifier (backbone.* and head.*)"
+        )
+    for name, tensor in own.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise RecipeError(
+                f"{recipe.path}: [run] weights {path}: {name!r} has shape {tuple(state[name].shape)}, "
+                f"the model expects {tuple(tensor.shape)}"
+            )
+    model.load_state_dict({k: state[k] for k in own}, strict=True)
+    if unused:
+        logger.warning("[run] weights %s: %d tensors not loaded (first: %s)", path, len(unused), unused[0])
+    logger.info("started from the classifier weights in %s", path)
+
+
+def _as_built(model: Any, logger: logging.Logger) -> list[TrainedModel]:
+    logger.warning("the trainer trained nothing (every phase has 0 epochs): evaluating the model as built")
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return [TrainedModel("as_built", "Model As Built (no training)", state, ())]
+
+
+def _predict_and_evaluate(
+    recipe: Recipe,
+    run_dir: RunDirectory,
+    data: DataSplits,
+    model: Any,
+    trained: list[TrainedModel],
+    context: BuildContext,
+    console: Console | None,
+) -> Any:
+    """Core step after training: predict val and test of every model, evaluate, save model files."""
+    from ctframe.evaluation import EvaluationData, evaluate
+    from ctframe.evaluation.results import ModelPredictions
+    from ctframe.history import check_history, write_history
+    from ctframe.predict import predict_dataset
+
+    settings = recipe.evaluation
+    scored = []
+    for entry in trained:
+        check_history(entry.history, f"trainer {recipe.trainer.component.name!r}, model {entry.key!r}")
+        write_history(run_dir.path, entry.key, entry.history)
+        model.load_state_dict(dict(entry.state_dict), strict=True)
+
+        def predict(dataset: Any) -> Any:
+            return predict_dataset(
+                model,
+                dataset,
+                device=context.device,
+                precision=settings.precision,
+                batch_size=settings.batch_size,
+                num_workers=data.num_workers,
+            )
+
+        scored.append(ModelPredictions(entry.key, entry.title, predict(data.val), predict(data.test)))
+    evaluation = evaluate(
+        scored,
+        EvaluationData(
+            class_names=data.class_names,
+            positive_class=data.positive_class,
+            files=dict(data.files),
+            groups=dict(data.groups),
+        ),
+        build_metrics(recipe, context),
+        settings,
+        run_dir,
+        recipe.run.seed,
+        console,
+    )
+    _save_models(recipe, run_dir, data, model, trained, evaluation)
+    return evaluation
+
+
+def _save_models(
+    recipe: Recipe, run_dir: RunDirectory, data: DataSplits, model: Any, trained: list, evaluation: Any
+) -> None:
+    from ctframe.environment import plugin_versions
+    from ctframe.modelfile import MODELS_DIR, model_metadata, save_model, sha256_file
+
+    folder = run_dir.subdir(MODELS_DIR)
+    run_facts = {
+        "path": str(run_dir.path),
+        "recipe_sha256": sha256_file(run_dir / RunDirectory.RECIPE),
+        "versions": plugin_versions(),
+    }
+    by_key = {e.key: e for e in evaluation.models}
+    for entry in trained:
+        model.load_state_dict(dict(entry.state_dict), strict=True)
+        metadata = model_metadata(recipe, data, entry.title, by_key[entry.key].threshold, run_facts)
+        save_model(folder, entry.key, model, metadata)
+    run_dir.write_json(f"{MODELS_DIR}/index.json", {"models": [e.key for e in trained]})
+
+
 def execute(
     recipe: Recipe, run_dir: RunDirectory, registry: Registry, console: Console | None, resume: bool = False
 ) -> RunResult:
     """Run every step of a validated recipe inside ``run_dir``."""
-    from ctframe.evaluation import EvaluationData, evaluate
     from ctframe.report import build_report
 
     context = make_context(recipe, run_dir, resume)
@@ -153,7 +273,6 @@ def execute(
         logger.info("%s run %s", "resuming" if resume else "starting", run_dir.path)
         plugins = {p.name: f"{p.package} {p.version}" for p in registry.plugins.values() if not p.error}
         environment = describe_environment(context.device, recipe.run.seed, recipe.path.parent, plugins)
-        run_dir.write_json("environment.json" if not resume else "environment_resume.json", environment)
         _write_status(run_dir, "running")
         seed_everything(recipe.run.seed)
         try:
@@ -161,20 +280,13 @@ def execute(
             run_dir.write_json("split_summary.json", _split_summary(data))
             logger.info("data: %d train / %d val / %d test", len(data.train), len(data.val), len(data.test))
             model = build_model(recipe, context, data.class_names)
+            _initial_weights(recipe, model, logger)
             trainer = recipe.trainer.component.factory(recipe.trainer.options, context)
-            trained = trainer.fit(model, data, context)
-            metrics = build_metrics(recipe, context)
-            evaluation = evaluate(
-                trained,
-                EvaluationData(
-                    class_names=data.class_names, positive_class=data.positive_class, files=dict(data.files)
-                ),
-                metrics,
-                recipe.evaluation,
-                run_dir,
-                recipe.run.seed,
-                console,
-            )
+            environment["precision"] = _record_precision(recipe, trainer, context.device)
+            run_dir.write_json("environment.json" if not resume else "environment_resume.json", environment)
+            trained = trainer.fit(model, data.for_training(), context) or _as_built(model, logger)
+            evaluation = _predict_and_evaluate(recipe, run_dir, data, model, trained, context, console)
+            _write_status(run_dir, "completed")
             report = build_report(run_dir.path)
             logger.info("report: %s", report)
         except KeyboardInterrupt:
@@ -188,7 +300,6 @@ def execute(
             _write_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
             logger.exception("internal failure")
             raise
-        _write_status(run_dir, "completed")
         logger.info("finished: %s", run_dir.path)
     return RunResult(run_dir, trained, evaluation)
 

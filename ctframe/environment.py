@@ -60,6 +60,11 @@ def git_commit(folder: Path) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
+def plugin_versions() -> dict[str, str | None]:
+    """Versions of the packages a model file depends on (the core's tracked packages)."""
+    return {name: _version(name) for name in TRACKED_PACKAGES}
+
+
 def describe_environment(device: str, seed: int, recipe_dir: Path, plugins: dict[str, str]) -> dict[str, Any]:
     import torch
 

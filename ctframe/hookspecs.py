@@ -47,6 +47,7 @@ class Register(Protocol):
         options: type[Options],
         description: str,
         check: Callable[..., None] | None = None,
+        reader: Callable[..., Any] | None = None,
     ) -> None: ...
 
 

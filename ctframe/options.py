@@ -8,8 +8,9 @@ is validated against it before any work starts, and ``ctframe schema`` turns it 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
@@ -19,10 +20,18 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
+    removed_options: ClassVar[Mapping[str, str]] = {}
+    """Keys this component no longer takes -> where the setting lives now; a recipe that still sets
+    one gets that hint instead of a bare "unknown key"."""
+
 
 def _resolve_against_recipe(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
-    value = value.expanduser()
+    try:
+        value = value.expanduser()
+    except RuntimeError:  # "~name" for a user this machine does not know, or no home directory at all
+        user = value.parts[0]
+        raise ValueError(f"{user} names no known user's home folder; write the path out in full") from None
     if base is not None and not value.is_absolute():
         value = Path(base) / value
     # normpath folds "recipes/../data" without resolving symlinks the user chose on purpose
@@ -31,6 +40,12 @@ def _resolve_against_recipe(value: Path, info: ValidationInfo) -> Path:
 
 RecipePath = Annotated[Path, AfterValidator(_resolve_against_recipe)]
 """A filesystem path option; a relative value is resolved against the recipe's folder."""
+
+
+PRECISION_MOVED = (
+    "precision is no longer a backbone option: set [trainer] precision for training and "
+    "[evaluation] precision for predictions"
+)
 
 
 class NoOptions(Options):

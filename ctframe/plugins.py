@@ -209,6 +209,7 @@ def _make_register(kind: Kind, plugin: str, registered: list[Component]) -> Call
         options: type[Options],
         description: str,
         check: Callable[..., None] | None = None,
+        reader: Callable[..., Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.isidentifier():
             raise PluginError(f"plugin {plugin!r} registered {kind} name {name!r}; use a Python identifier")
@@ -225,10 +226,14 @@ def _make_register(kind: Kind, plugin: str, registered: list[Component]) -> Call
             raise PluginError(
                 f"plugin {plugin!r} registered {kind} {name!r} with a check that is not callable"
             )
+        if reader is not None and (kind is not Kind.DATASET or not callable(reader)):
+            raise PluginError(
+                f"plugin {plugin!r} registered {kind} {name!r} with a reader; only datasets take one"
+            )
         if any(c.kind == kind and c.name == name for c in registered):
             raise PluginError(f"plugin {plugin!r} registered {kind} {name!r} twice")
         summary = " ".join(str(description).split())
-        registered.append(Component(kind, name, factory, options, summary, plugin, check))
+        registered.append(Component(kind, name, factory, options, summary, plugin, check, reader))
 
     return register
 

@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError
 
 from ctframe.contracts import Component, Kind
 from ctframe.errors import RecipeError
-from ctframe.options import Options
+from ctframe.options import Options, RecipePath
 from ctframe.plugins import Registry
 
 COMPONENT_KEY = "component"
@@ -39,6 +39,11 @@ class RunSettings(Options):
     )
     name: str | None = Field(
         None, pattern=r"^[\w.-]+$", description="run directory prefix (default: the recipe file's stem)"
+    )
+    weights: RecipePath | None = Field(
+        None,
+        description="start from these classifier weights (backbone and head): a ctframe model .json, or a "
+        ".safetensors state dict of the whole classifier (e.g. from ctframe import-keras)",
     )
 
 
@@ -117,6 +122,8 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise RecipeError(f"{path}: malformed TOML: {error}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise RecipeError(f"{path}: malformed TOML: arrays or tables nested too deeply") from None
 
 
 def _override_value(raw: str) -> Any:
@@ -160,7 +167,10 @@ def _format_validation_error(path: Path, section: str, error: ValidationError, s
     loc = [str(p) for p in first["loc"]]
     where = f"{path}: [{section}] {_dotted(loc) or '(section)'}"
     kind = first["type"]
-    if kind == "extra_forbidden":
+    moved = _removed_hint(schema, loc)
+    if kind == "extra_forbidden" and moved:
+        message = moved
+    elif kind == "extra_forbidden":
         fields = _fields_at(schema, loc[:-1])
         message = f"unknown key{_suggest(loc[-1], fields)}"
         if fields and not _suggest(loc[-1], fields):
@@ -182,6 +192,16 @@ def _fields_at(schema: type[Options], loc: Sequence[str]) -> list[str]:
             return []
         model = field.annotation
     return list(getattr(model, "model_fields", {}))
+
+
+def _removed_hint(schema: type[Options], loc: Sequence[str]) -> str:
+    model: Any = schema
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        model = field.annotation
+    return (getattr(model, "removed_options", None) or {}).get(loc[-1], "") if loc else ""
 
 
 def _field_description(schema: type[Options], loc: Sequence[str]) -> str:

@@ -11,10 +11,11 @@ import pytest
 from rich.console import Console
 from sklearn.metrics import brier_score_loss
 
-from ctframe import DataError, Kind, MetricInput, Predictions, TrainedModel
+from ctframe import DataError, Kind, MetricInput, Predictions
 from ctframe.evaluation import EvaluationData, EvaluationSettings, evaluate
 from ctframe.evaluation import calibration as cal
 from ctframe.evaluation.bootstrap import stratified_counts
+from ctframe.evaluation.results import ModelPredictions
 from ctframe.plugins import PLUGINS_ENV, build_registry
 from ctframe.rundir import RunDirectory
 
@@ -50,11 +51,11 @@ def noisy(rng, size, separation=0.25, prefix="s") -> Predictions:
     return predictions(scores, labels, prefix)
 
 
-def study_models(seed=0, size=300) -> list[TrainedModel]:
+def study_models(seed=0, size=300) -> list[ModelPredictions]:
     rng = np.random.default_rng(seed)
     return [
-        TrainedModel("initial", "Initial Model", noisy(rng, 120, 0.15, "v"), noisy(rng, size, 0.15)),
-        TrainedModel("finetuned", "Fine-Tuned Model", noisy(rng, 120, 0.25, "v"), noisy(rng, size, 0.25)),
+        ModelPredictions("initial", "Initial Model", noisy(rng, 120, 0.15, "v"), noisy(rng, size, 0.15)),
+        ModelPredictions("finetuned", "Fine-Tuned Model", noisy(rng, 120, 0.25, "v"), noisy(rng, size, 0.25)),
     ]
 
 
@@ -72,7 +73,7 @@ def test_youden_threshold_is_chosen_on_validation_and_applied_unchanged_to_test(
     # validation separates perfectly at 0.55: Youden's J = 1 there and lower everywhere else
     val = predictions([0.55, 0.7, 0.9, 0.1, 0.3, 0.5], [1, 1, 1, 0, 0, 0], "v")
     test = predictions([0.52, 0.6, 0.95, 0.2, 0.4, 0.56], [1, 1, 1, 0, 0, 0])
-    model = TrainedModel("m", "Model", val, test)
+    model = ModelPredictions("m", "Model", val, test)
     settings = EvaluationSettings(threshold="youden", bootstrap=0)
     result = evaluate([model], DATA, metrics("recall", "precision"), settings, RunDirectory(tmp_path), 1)
     chosen = result["m"].threshold
@@ -81,7 +82,7 @@ def test_youden_threshold_is_chosen_on_validation_and_applied_unchanged_to_test(
     assert result["m"].estimates["recall"].value == pytest.approx(2 / 3)
     assert result["m"].estimates["precision"].value == pytest.approx(2 / 3)
     rows = list(csv.DictReader((tmp_path / "predictions_m.csv").open()))
-    assert [r["predicted_label"] for r in rows] == [
+    assert [r["predicted_class"] for r in rows] == [
         "COVID",
         "non-COVID",
         "non-COVID",
@@ -90,21 +91,21 @@ def test_youden_threshold_is_chosen_on_validation_and_applied_unchanged_to_test(
         "non-COVID",
     ]
     # the test predictions never move the threshold
-    shifted = TrainedModel("m", "Model", val, predictions([0.01] * 3 + [0.99] * 3, [1, 1, 1, 0, 0, 0]))
+    shifted = ModelPredictions("m", "Model", val, predictions([0.01] * 3 + [0.99] * 3, [1, 1, 1, 0, 0, 0]))
     assert evaluate([shifted], DATA, metrics("recall"), settings, None, 1)["m"].threshold.value == 0.55
 
 
 @pytest.mark.parametrize("target, expected", [(0.75, 0.4), (1.0, 0.2), (0.25, 0.8)])
 def test_sensitivity_threshold_is_the_highest_reaching_the_target(metrics, target, expected):
     val = predictions([0.2, 0.4, 0.6, 0.8, 0.1, 0.3, 0.5, 0.7], [1, 1, 1, 1, 0, 0, 0, 0], "v")
-    model = TrainedModel("m", "Model", val, noisy(np.random.default_rng(0), 40))
+    model = ModelPredictions("m", "Model", val, noisy(np.random.default_rng(0), 40))
     settings = EvaluationSettings(threshold="sensitivity", target_sensitivity=target, bootstrap=0)
     assert evaluate([model], DATA, metrics("recall"), settings, None, 1)["m"].threshold.value == expected
 
 
 def test_validation_with_one_class_falls_back_to_the_fixed_threshold_with_a_warning(metrics, tmp_path):
     val = predictions([0.2, 0.6], [1, 1], "v")
-    model = TrainedModel("m", "Model", val, noisy(np.random.default_rng(0), 40))
+    model = ModelPredictions("m", "Model", val, noisy(np.random.default_rng(0), 40))
     settings = EvaluationSettings(threshold="youden", fixed_threshold=0.4, bootstrap=0)
     result = evaluate([model], DATA, metrics("recall"), settings, RunDirectory(tmp_path), 1)
     assert (result["m"].threshold.method, result["m"].threshold.value) == ("fixed", 0.4)
@@ -210,10 +211,15 @@ def test_artifacts_and_the_console_table(metrics, tmp_path):
         assert single["values"]["confusion_matrix"]["labels"] == list(CLASSES)
         assert sum(map(sum, single["values"]["confusion_matrix"]["matrix"])) == single["test_samples"] == 300
         rows = list(csv.DictReader((tmp_path / f"predictions_{key}.csv").open()))
-        assert list(rows[0]) == ["sample_id", "file", "true_label", "score", "predicted_label"]
+        assert list(rows[0]) == [
+            "file", "sample_id", "true_class", "predicted_class", "positive_class", "threshold",
+            "p_COVID", "p_non-COVID",
+        ]
         assert len(rows) == 300 and rows[3]["file"] == "/data/img3.png"
         for row in rows:
-            assert row["predicted_label"] == ("non-COVID" if float(row["score"]) >= 0.5 else "COVID")
+            assert row["positive_class"] == "non-COVID" and float(row["threshold"]) == 0.5
+            assert float(row["p_COVID"]) + float(row["p_non-COVID"]) == pytest.approx(1.0)
+            assert row["predicted_class"] == ("non-COVID" if float(row["p_non-COVID"]) >= 0.5 else "COVID")
     text = console.export_text()
     for expected in (
         "Initial Model",
@@ -245,7 +251,7 @@ def test_more_than_two_classes_use_the_most_probable_class(metrics, tmp_path):
     data = EvaluationData(("a", "b", "c"), "b")
     settings = EvaluationSettings(threshold="youden", bootstrap=100)
     result = evaluate(
-        [TrainedModel("m", "Model", test, test)],
+        [ModelPredictions("m", "Model", test, test)],
         data,
         metrics("precision", "roc_auc"),
         settings,
@@ -255,18 +261,19 @@ def test_more_than_two_classes_use_the_most_probable_class(metrics, tmp_path):
     assert result["m"].threshold.method == "argmax" and result["m"].threshold.value is None
     assert set(result["m"].estimates) == {"precision_macro", "roc_auc_macro"}
     rows = list(csv.DictReader((tmp_path / "predictions_m.csv").open()))
-    assert list(rows[0])[-3:] == ["probability_a", "probability_b", "probability_c"]
+    assert list(rows[0])[-3:] == ["p_a", "p_b", "p_c"]
     assert all(
-        r["predicted_label"] == "abc"[int(np.argmax(p))] for r, p in zip(rows, probabilities, strict=True)
+        r["predicted_class"] == "abc"[int(np.argmax(p))] for r, p in zip(rows, probabilities, strict=True)
     )
-    assert all(float(r["score"]) == pytest.approx(p[1]) for r, p in zip(rows, probabilities, strict=True))
+    assert all(float(r["p_b"]) == pytest.approx(p[1]) for r, p in zip(rows, probabilities, strict=True))
+    assert {r["threshold"] for r in rows} == {""}  # argmax: no threshold
 
 
 def test_one_class_test_set_records_undefined_auc_without_crashing(metrics, tmp_path):
     test = predictions([0.3, 0.8, 0.9], [1, 1, 1])
     val = predictions([0.2, 0.7], [0, 1], "v")
     result = evaluate(
-        [TrainedModel("m", "Model", val, test)],
+        [ModelPredictions("m", "Model", val, test)],
         DATA,
         metrics("roc_auc", "recall"),
         EvaluationSettings(bootstrap=100),
@@ -284,7 +291,7 @@ def test_non_finite_test_scores_stop_evaluation_with_one_line(metrics, tmp_path)
     models = study_models(size=50)
     broken = models[1].test.probabilities.copy()
     broken[7] = np.nan
-    models[1] = TrainedModel(
+    models[1] = ModelPredictions(
         "finetuned",
         "Fine-Tuned Model",
         models[1].val,
@@ -297,7 +304,7 @@ def test_non_finite_test_scores_stop_evaluation_with_one_line(metrics, tmp_path)
     assert not (tmp_path / "metrics.json").exists()
     val = models[0].val.probabilities.copy()
     val[2] = np.inf
-    models[0] = TrainedModel(
+    models[0] = ModelPredictions(
         "initial",
         "Initial Model",
         Predictions(models[0].val.sample_ids, models[0].val.labels, val),
@@ -353,8 +360,8 @@ def test_paired_differences_use_the_same_resamples_for_both_models(metrics, tmp_
     weak = predictions(np.clip(rng.normal(0.5 + 0.1 * (2 * labels - 1), 0.2), 0, 1), labels)
     strong = predictions(np.clip(rng.normal(0.5 + 0.3 * (2 * labels - 1), 0.2), 0, 1), labels)
     models = [
-        TrainedModel("initial", "Initial Model", weak, weak),
-        TrainedModel("finetuned", "Fine-Tuned Model", strong, strong),
+        ModelPredictions("initial", "Initial Model", weak, weak),
+        ModelPredictions("finetuned", "Fine-Tuned Model", strong, strong),
     ]
     settings = EvaluationSettings(bootstrap=500)
     result = evaluate(models, DATA, metrics("accuracy", "roc_auc"), settings, RunDirectory(tmp_path), 3)
@@ -374,5 +381,6 @@ def test_paired_differences_use_the_same_resamples_for_both_models(metrics, tmp_
     written = strict_json(tmp_path / "metrics.json")["paired_differences"]
     assert written[0]["metrics"]["roc_auc"]["ci_low"] == pytest.approx(auc.low)
     # different test samples: no pairing is possible
-    other = TrainedModel("other", "Other", strong, predictions(strong.probabilities[::-1, 1], labels[::-1]))
+    reversed_test = predictions(strong.probabilities[::-1, 1], labels[::-1])
+    other = ModelPredictions("other", "Other", strong, reversed_test)
     assert evaluate([models[0], other], DATA, metrics("accuracy"), settings, None, 3).differences == ()

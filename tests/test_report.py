@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctframe import Kind, Predictions, RunError, TrainedModel
+from ctframe import Kind, Predictions, RunError
 from ctframe.evaluation import EvaluationData, EvaluationSettings, evaluate
+from ctframe.evaluation.results import ModelPredictions
 from ctframe.plugins import PLUGINS_ENV, build_registry
 from ctframe.report import build_report
 from ctframe.rundir import RunDirectory, write_json, write_text
@@ -25,6 +26,7 @@ SECTIONS = [
     "curves",
     "confusion",
     "calibration",
+    "external",
     "split",
     "recipe",
     "environment",
@@ -130,13 +132,13 @@ def make_run(folder: Path, monkeypatch, seed: int = 0, accuracy_shift: float = 0
         rng.integers(0, 2, 100),
     )  # both models see the same splits
     trained = [
-        TrainedModel(
+        ModelPredictions(
             "initial",
             "Initial Model",
             _predictions(rng, val_labels, 0.1, "v"),
             _predictions(rng, test_labels, 0.1, "t"),
         ),
-        TrainedModel(
+        ModelPredictions(
             "finetuned",
             "Fine-Tuned Model",
             _predictions(rng, val_labels, 0.2 + accuracy_shift, "v"),
@@ -258,7 +260,7 @@ def test_report_of_a_three_class_run(tmp_path, monkeypatch):
     probabilities /= probabilities.sum(1, keepdims=True)
     test = Predictions(tuple(f"s{i}" for i in range(60)), labels, probabilities)
     evaluate(
-        [TrainedModel("only", "Model", test, test)],
+        [ModelPredictions("only", "Model", test, test)],
         EvaluationData(("a", "b", "c"), "c"),
         [("roc_auc", component.factory(component.options(), None))],
         EvaluationSettings(bootstrap=50),

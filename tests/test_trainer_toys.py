@@ -18,8 +18,9 @@ from ctframe_two_phase.trainer import TwoPhaseTrainer
 from torch import nn
 from torch.utils.data import Dataset
 
-from ctframe import BuildContext, DataSplits, Layer
+from ctframe import BuildContext, DataSplits, Layer, Predictions
 from ctframe.model import Classifier
+from ctframe.predict import predict_dataset
 from ctframe.rundir import RunDirectory
 
 CLASSES = ("COVID", "non-COVID")
@@ -117,7 +118,9 @@ def make_context(run_dir: Path, seed: int = 7, resume: bool = False, logger: log
 
 
 def make_trainer(initial: dict | None = None, finetuned: dict | None = None, **options) -> TwoPhaseTrainer:
+    """Trains in fp32 unless a test passes ``precision``: numeric expectations below mean fp32."""
     values = {
+        "precision": "fp32",
         "initial": {"epochs": 3, "lr": 1e-2, **(initial or {})},
         "finetuned": {"epochs": 2, "lr": 1e-3, "unfreeze_last": 3, **(finetuned or {})},
         "batch_size": 8,
@@ -128,11 +131,23 @@ def make_trainer(initial: dict | None = None, finetuned: dict | None = None, **o
     return TwoPhaseTrainer(TwoPhaseOptions.model_validate(values), make_context(Path(".")))
 
 
+def fit(trainer: TwoPhaseTrainer, model: Classifier, data: DataSplits, context: BuildContext):
+    """What the engine does: the trainer sees everything but the test split."""
+    return trainer.fit(model, data.for_training(), context)
+
+
+def predict(state_dict, dataset: Dataset, precision: str = "fp32", **model_options) -> Predictions:
+    """Probabilities of trained weights on ``dataset`` through the core's prediction loop."""
+    model = make_model(**model_options)
+    model.load_state_dict(dict(state_dict))
+    return predict_dataset(model, dataset, device="cpu", precision=precision, batch_size=16)
+
+
 def run_resume_scenario(run_dir: Path, resume: bool, delay_s: float = 0.0):
     """The run the SIGKILL test kills and resumes: augmented training (RNG matters), both phases."""
     trainer = make_trainer(initial={"epochs": 4}, finetuned={"epochs": 3})
     data = make_splits(augment=random_flip, delay_s=delay_s)
-    return trainer.fit(make_model(), data, make_context(run_dir, resume=resume))
+    return fit(trainer, make_model(), data, make_context(run_dir, resume=resume))
 
 
 if __name__ == "__main__":  # `python tests/test_trainer_toys.py RUN_DIR resume|fresh` for the SIGKILL test

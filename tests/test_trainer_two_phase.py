@@ -3,7 +3,6 @@ artifacts, reproducibility and Ctrl-C."""
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import logging
 import re
@@ -18,15 +17,19 @@ from ctframe_two_phase.options import FinetuneOptions, TwoPhaseOptions
 
 from ctframe import DataError, Kind
 from ctframe.plugins import build_registry
+from ctframe.precision import resolve
 from ctframe.rundir import load_checkpoint
 from tests.test_trainer_toys import (
     ToyImages,
+    fit,
     make_context,
     make_model,
     make_splits,
     make_trainer,
+    predict,
     random_flip,
 )
+from tests.tolerances import BF16_PROBABILITY_ATOL
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +56,7 @@ def test_phase_one_trains_the_head_phase_two_the_last_layers(tmp_path, finetune_
     trainer = make_trainer(
         initial={"epochs": 2}, finetuned={"epochs": 2, "finetune_batchnorm": finetune_batchnorm}
     )
-    trainer.fit(model, make_splits(), make_context(tmp_path))
+    fit(trainer, model, make_splits(), make_context(tmp_path))
     initial = load_checkpoint(tmp_path / "checkpoints" / "initial_best.pt")["model"]
     finetuned = load_checkpoint(tmp_path / "checkpoints" / "finetuned_best.pt")["model"]
 
@@ -86,19 +89,15 @@ def test_trainer_stops_early_and_evaluates_the_best_epoch(tmp_path):
     # min_delta so large that only the first epoch counts as an improvement.
     trainer = make_trainer(initial={"epochs": 20, "patience": 2, "min_delta": 1e6}, finetuned={"epochs": 0})
     model = make_model()
-    (result,) = trainer.fit(model, make_splits(), make_context(tmp_path))
+    (result,) = fit(trainer, model, make_splits(), make_context(tmp_path))
     assert [record["epoch"] for record in result.history] == [1, 2, 3]
     best = load_checkpoint(tmp_path / "checkpoints" / "initial_best.pt")
     last = load_checkpoint(tmp_path / "checkpoints" / "initial_last.pt")
     assert (best["epoch"], last["epoch"]) == (0, 2)
-    assert result.checkpoint == tmp_path / "checkpoints" / "initial_best.pt"
-    fresh = make_model()
-    fresh.load_state_dict(best["model"])
-    fresh.eval()
-    with torch.no_grad():
-        images = torch.stack([make_splits().test[i][0] for i in range(16)])
-        expected = fresh.probabilities(fresh(images)).double().numpy()
-    np.testing.assert_allclose(result.test.probabilities, expected, atol=1e-6)
+    # the returned weights are the best epoch's, not the last one's (fp32 training)
+    for name, tensor in best["model"].items():
+        assert torch.equal(result.state_dict[name], tensor), name
+    assert any(not torch.equal(last["model"][n], t) for n, t in best["model"].items())
 
 
 def test_feature_cache_gives_the_uncached_losses(tmp_path, caplog):
@@ -106,14 +105,16 @@ def test_feature_cache_gives_the_uncached_losses(tmp_path, caplog):
     runs = {}
     for mode in ("auto", "off"):
         trainer = make_trainer(initial={"epochs": 3}, finetuned={"epochs": 0}, feature_cache=mode)
-        runs[mode] = trainer.fit(make_model(), make_splits(), make_context(tmp_path / mode))[0]
+        runs[mode] = fit(trainer, make_model(), make_splits(), make_context(tmp_path / mode))[0]
     assert sum("cached frozen-backbone features" in r.message for r in caplog.records) == 1
     for column in ("train_loss", "val_loss"):
         cached = [record[column] for record in runs["auto"].history]
         uncached = [record[column] for record in runs["off"].history]
         assert len(cached) == 3
         np.testing.assert_allclose(cached, uncached, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(runs["auto"].test.probabilities, runs["off"].test.probabilities, atol=1e-5)
+    test = make_splits().test
+    cached, uncached = (predict(runs[mode].state_dict, test).probabilities for mode in ("auto", "off"))
+    np.testing.assert_allclose(cached, uncached, atol=1e-5)  # fp32 training and prediction
 
 
 def _read_scalars(path) -> dict[str, list[tuple[int, float]]]:
@@ -132,22 +133,20 @@ def _read_scalars(path) -> dict[str, list[tuple[int, float]]]:
 
 def test_artifacts_and_predictions(tmp_path):
     data = make_splits()
-    results = make_trainer(tensorboard=True).fit(make_model(), data, make_context(tmp_path))
+    results = fit(make_trainer(tensorboard=True), make_model(), data, make_context(tmp_path))
     titles = [(r.key, r.title) for r in results]
     assert titles == [("initial", "Initial Model"), ("finetuned", "Fine-Tuned Model")]
     for result in results:
-        assert result.test.sample_ids == tuple(data.test.ids)
-        assert result.val.sample_ids == tuple(data.val.ids)
-        np.testing.assert_array_equal(result.test.labels, data.test.labels)
-        assert result.test.probabilities.shape == (16, 2)
-        np.testing.assert_allclose(result.test.probabilities.sum(axis=1), 1.0, atol=1e-6)
-        with open(tmp_path / f"history_{result.key}.csv", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        assert list(rows[0]) == [
-            "epoch", "phase", "train_loss", "val_loss", "val_accuracy", "lr", "images_per_s", "seconds"
-        ]
-        assert [int(row["epoch"]) for row in rows] == [r["epoch"] for r in result.history]
-        assert all(float(row["images_per_s"]) > 0 for row in rows)
+        assert set(result.state_dict) == set(make_model().state_dict())
+        test = predict(result.state_dict, data.test)
+        assert test.sample_ids == tuple(data.test.ids)
+        np.testing.assert_array_equal(test.labels, data.test.labels)
+        assert test.probabilities.shape == (16, 2)
+        np.testing.assert_allclose(test.probabilities.sum(axis=1), 1.0, atol=1e-6)
+        assert {"epoch", "train_loss", "val_loss", "val_accuracy", "images_per_s", "seconds"} <= set(
+            result.history[0]
+        )
+        assert all(record["images_per_s"] > 0 for record in result.history)
         last = load_checkpoint(tmp_path / "checkpoints" / f"{result.key}_last.pt")
         assert {"model", "optimizer", "rng", "early_stopping", "history", "epoch", "phase"} <= set(last)
         events = list((tmp_path / "tensorboard" / result.key).glob("events.out.tfevents.*"))
@@ -164,16 +163,17 @@ def test_artifacts_and_predictions(tmp_path):
 def test_augmented_training_is_reproducible_with_loader_workers(tmp_path):
     def run(folder: str):
         trainer = make_trainer(initial={"epochs": 2}, finetuned={"epochs": 1}, num_workers=1)
-        return trainer.fit(make_model(), make_splits(augment=random_flip), make_context(tmp_path / folder))
+        return fit(trainer, make_model(), make_splits(augment=random_flip), make_context(tmp_path / folder))
 
     first, second = run("a"), run("b")
     for one, two in zip(first, second, strict=True):
         assert [r["train_loss"] for r in one.history] == [r["train_loss"] for r in two.history]
-        np.testing.assert_array_equal(one.test.probabilities, two.test.probabilities)
+        for name, tensor in one.state_dict.items():
+            assert torch.equal(two.state_dict[name], tensor), name
 
 
 def test_zero_epochs_skips_a_phase(tmp_path):
-    results = make_trainer(finetuned={"epochs": 0}).fit(make_model(), make_splits(), make_context(tmp_path))
+    results = fit(make_trainer(finetuned={"epochs": 0}), make_model(), make_splits(), make_context(tmp_path))
     assert [r.key for r in results] == ["initial"]
     assert not (tmp_path / "checkpoints" / "finetuned_last.pt").exists()
 
@@ -181,7 +181,7 @@ def test_zero_epochs_skips_a_phase(tmp_path):
 def test_empty_validation_split_is_a_data_error(tmp_path):
     data = make_splits(val=0)
     with pytest.raises(DataError, match="val split is empty"):
-        make_trainer().fit(make_model(), data, make_context(tmp_path))
+        fit(make_trainer(), make_model(), data, make_context(tmp_path))
 
 
 def _without_timing(history) -> list[dict]:
@@ -206,21 +206,22 @@ def test_ctrl_c_keeps_completed_epochs_and_resume_finishes_the_same(tmp_path):
     def trainer():
         return make_trainer(initial={"epochs": 3}, finetuned={"epochs": 2})
 
-    reference = trainer().fit(make_model(), make_splits(augment=random_flip), make_context(tmp_path / "ref"))
+    reference = fit(trainer(), make_model(), make_splits(augment=random_flip), make_context(tmp_path / "ref"))
 
     data = make_splits(augment=random_flip)
     # Phase 1 reads 3 x 32 training items; stop in the middle of phase 2's second epoch.
     interrupted = type(data)(**{**data.__dict__, "train": _InterruptedImages(limit=3 * 32 + 32 + 10)})
     with pytest.raises(KeyboardInterrupt):
-        trainer().fit(make_model(), interrupted, make_context(tmp_path / "run"))
+        fit(trainer(), make_model(), interrupted, make_context(tmp_path / "run"))
     saved = tmp_path / "run" / "checkpoints"
     assert load_checkpoint(saved / "initial_last.pt")["epoch"] == 2
     assert load_checkpoint(saved / "finetuned_last.pt")["epoch"] == 0
 
-    resumed = trainer().fit(make_model(), data, make_context(tmp_path / "run", resume=True))
+    resumed = fit(trainer(), make_model(), data, make_context(tmp_path / "run", resume=True))
     for one, two in zip(reference, resumed, strict=True):
         assert _without_timing(one.history) == _without_timing(two.history)
-        np.testing.assert_array_equal(one.test.probabilities, two.test.probabilities)
+        for name, tensor in one.state_dict.items():
+            assert torch.equal(two.state_dict[name], tensor), name
 
 
 def test_registered_with_nested_phase_options(monkeypatch):
@@ -240,3 +241,22 @@ def test_every_option_is_documented():
     for schema in (TwoPhaseOptions, FinetuneOptions):
         for name in schema.model_fields:
             assert any(re.search(rf"\b{name}\b", span) for span in spans), f"docs/training.md lacks {name}"
+
+
+@pytest.mark.parametrize("requested", ["auto", "bf16"])
+def test_training_precision_is_what_the_setting_resolves_to(tmp_path, requested):
+    """``auto`` is fp32 or bf16 by machine (or $CTFRAME_NATIVE_BF16); either way the model trains, and
+    bf16 differs from fp32 only within bf16's tolerance."""
+    resolved = resolve(requested, "cpu").resolved
+    runs = {}
+    for precision in (requested, "fp32"):
+        trainer = make_trainer(initial={"epochs": 2}, finetuned={"epochs": 1}, precision=precision)
+        runs[precision] = fit(trainer, make_model(), make_splits(), make_context(tmp_path / precision))
+    test = make_splits().test
+    got = predict(runs[requested][-1].state_dict, test).probabilities  # predictions in fp32
+    reference = predict(runs["fp32"][-1].state_dict, test).probabilities
+    if resolved == "fp32":
+        np.testing.assert_array_equal(got, reference)
+    else:
+        np.testing.assert_allclose(got, reference, atol=BF16_PROBABILITY_ATOL)
+        assert not np.array_equal(got, reference)  # bf16 really ran

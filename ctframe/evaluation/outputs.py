@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 from rich.table import Table
@@ -18,6 +19,41 @@ MODEL_METRICS = "metrics_{key}.json"
 ALL_METRICS = "metrics.json"
 
 
+PROBABILITY_PREFIX = "p_"
+"""Each class's probability column is named ``p_<class name>``."""
+
+
+def predictions_header(class_names: tuple[str, ...], labelled: bool = True) -> list[str]:
+    truth = ["true_class"] if labelled else []
+    classes = [PROBABILITY_PREFIX + name for name in class_names]
+    return ["file", "sample_id", *truth, "predicted_class", "positive_class", "threshold", *classes]
+
+
+def write_predictions_csv(
+    path: Path,
+    predictions: Predictions,
+    predicted: np.ndarray,
+    class_names: tuple[str, ...],
+    positive_index: int,
+    threshold: float | None,
+    files: Mapping[str, str],
+    labelled: bool = True,
+) -> Path:
+    """One row per sample: file, id, true and predicted class, the positive class and threshold the
+    prediction used, and one probability column per class (docs/metrics.md, predictions files)."""
+    with atomic_open(path) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(predictions_header(class_names, labelled))
+        positive = class_names[positive_index]
+        shown_threshold = "" if threshold is None else f"{threshold:.8g}"
+        for row, sample_id in enumerate(predictions.sample_ids):
+            truth = [class_names[int(predictions.labels[row])]] if labelled else []
+            record = [files.get(sample_id, ""), sample_id, *truth, class_names[int(predicted[row])]]
+            record += [positive, shown_threshold, *(f"{p:.8g}" for p in predictions.probabilities[row])]
+            writer.writerow(record)
+    return Path(path)
+
+
 def write_predictions(
     run_dir: RunDirectory,
     key: str,
@@ -26,27 +62,17 @@ def write_predictions(
     class_names: tuple[str, ...],
     positive_index: int,
     files: Mapping[str, str],
+    threshold: float | None = None,
 ) -> None:
-    """One row per test sample; ``score`` is the positive class's probability."""
-    per_class = len(class_names) > 2
-    header = ["sample_id", "file", "true_label", "score", "predicted_label"]
-    if per_class:
-        header += [f"probability_{name}" for name in class_names]
-    with atomic_open(run_dir / PREDICTIONS.format(key=key)) as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for row, sample_id in enumerate(predictions.sample_ids):
-            probabilities = predictions.probabilities[row]
-            record = [
-                sample_id,
-                files.get(sample_id, ""),
-                class_names[int(predictions.labels[row])],
-                f"{probabilities[positive_index]:.8g}",
-                class_names[int(predicted[row])],
-            ]
-            if per_class:
-                record += [f"{p:.8g}" for p in probabilities]
-            writer.writerow(record)
+    write_predictions_csv(
+        run_dir / PREDICTIONS.format(key=key),
+        predictions,
+        predicted,
+        class_names,
+        positive_index,
+        threshold,
+        files,
+    )
 
 
 def write_metrics(run_dir: RunDirectory, result: EvaluationResult) -> None:

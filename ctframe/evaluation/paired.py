@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ctframe.contracts import TrainedModel
 from ctframe.evaluation.bootstrap import Estimate, percentile_interval
-from ctframe.evaluation.results import ModelEvaluation
+from ctframe.evaluation.results import ModelEvaluation, ModelPredictions
 from ctframe.evaluation.settings import EvaluationSettings
 
 
@@ -41,14 +40,14 @@ class PairedDifference:
         }
 
 
-def _same_samples(first: TrainedModel, second: TrainedModel) -> bool:
+def _same_samples(first: ModelPredictions, second: ModelPredictions) -> bool:
     return tuple(first.test.sample_ids) == tuple(second.test.sample_ids) and np.array_equal(
         np.asarray(first.test.labels), np.asarray(second.test.labels)
     )
 
 
 def paired_differences(
-    trained: Sequence[TrainedModel],
+    trained: Sequence[ModelPredictions],
     evaluations: Sequence[ModelEvaluation],
     resampled: Sequence[Mapping[str, np.ndarray]],
     settings: EvaluationSettings,

@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ctframe.contracts import Metric, MetricInput, TrainedModel
+from ctframe.contracts import Metric, MetricInput
 from ctframe.errors import CtframeError
 from ctframe.evaluation import calibration
 from ctframe.evaluation.bootstrap import Estimate, looped, percentile_interval, resample_weights
 from ctframe.evaluation.decision import checked_arrays, predicted_labels
 from ctframe.evaluation.outputs import calibration_table, metrics_table, write_metrics, write_predictions
 from ctframe.evaluation.paired import paired_differences
-from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation
+from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation, ModelPredictions
 from ctframe.evaluation.settings import EvaluationSettings
 from ctframe.evaluation.threshold import choose_threshold
 from ctframe.rundir import RunDirectory
@@ -94,7 +94,7 @@ def _with_interval(value: float, samples: np.ndarray | None, settings: Evaluatio
 
 
 def evaluate_model(
-    trained: TrainedModel,
+    trained: ModelPredictions,
     data: EvaluationData,
     metrics: Sequence[tuple[str, Metric]],
     settings: EvaluationSettings,
@@ -102,10 +102,14 @@ def evaluate_model(
 ) -> tuple[ModelEvaluation, np.ndarray, dict[str, np.ndarray]]:
     """One model's evaluation, its predicted test labels and its resampled values."""
     positive = data.positive_index
-    try:
-        threshold = choose_threshold(trained.val, positive, len(data.class_names), settings)
-    except CtframeError as error:
-        raise type(error)(f"{trained.title}, {error}") from None
+    threshold = trained.threshold
+    if threshold is None:
+        if trained.val is None:
+            raise ValueError(f"{trained.title}: neither validation predictions nor a threshold to use")
+        try:
+            threshold = choose_threshold(trained.val, positive, len(data.class_names), settings)
+        except CtframeError as error:
+            raise type(error)(f"{trained.title}, {error}") from None
     test = trained.test
     inputs = MetricInput(
         test.labels,
@@ -151,7 +155,7 @@ def evaluate_model(
 
 
 def evaluate(
-    trained: Sequence[TrainedModel],
+    trained: Sequence[ModelPredictions],
     data_info: EvaluationData,
     metrics: Sequence[tuple[str, Metric]],
     settings: EvaluationSettings,
@@ -183,6 +187,7 @@ def evaluate(
                 data_info.class_names,
                 data_info.positive_index,
                 data_info.files,
+                evaluation.threshold.value,
             )
     result = EvaluationResult(
         tuple(evaluations),

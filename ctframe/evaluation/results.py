@@ -13,7 +13,7 @@ from ctframe.evaluation.settings import EvaluationSettings
 from ctframe.evaluation.threshold import ThresholdChoice
 
 if TYPE_CHECKING:
-    from ctframe.contracts import DataSplits
+    from ctframe.contracts import DataSplits, Predictions
     from ctframe.evaluation.paired import PairedDifference
 
 
@@ -25,6 +25,8 @@ class EvaluationData:
     positive_class: str
     files: Mapping[str, str] = field(default_factory=dict)
     """Sample id -> file it came from (for the predictions CSV)."""
+    groups: Mapping[str, str] = field(default_factory=dict)
+    """Sample id -> group (patient, sequence); set: confidence intervals resample whole groups."""
 
     def __post_init__(self) -> None:
         if self.positive_class not in self.class_names:
@@ -36,7 +38,20 @@ class EvaluationData:
 
     @classmethod
     def from_splits(cls, splits: DataSplits) -> EvaluationData:
-        return cls(tuple(splits.class_names), splits.positive_class, dict(splits.files))
+        return cls(tuple(splits.class_names), splits.positive_class, dict(splits.files), dict(splits.groups))
+
+
+@dataclass(frozen=True)
+class ModelPredictions:
+    """One model's predictions to evaluate: validation (threshold choice) and test (measurement)."""
+
+    key: str
+    title: str
+    val: Predictions | None
+    """``None`` when the threshold is given (a stored model on external data): never re-chosen."""
+    test: Predictions
+    threshold: ThresholdChoice | None = None
+    """A threshold fixed beforehand; ``None``: choose it on ``val`` as the settings say."""
 
 
 @dataclass(frozen=True)

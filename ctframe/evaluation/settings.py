@@ -38,3 +38,9 @@ class EvaluationSettings(Options):
     calibration_bins: int = Field(
         10, ge=2, le=100, description="equal-width probability bins for the expected calibration error"
     )
+    precision: Literal["fp32", "auto", "bf16"] = Field(
+        "fp32",
+        description="precision of every reported prediction (validation, test, predict, evaluate); fp32 "
+        "gives the same numbers on every CPU, whatever the training precision",
+    )
+    batch_size: int = Field(64, ge=1, description="images per prediction step")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ctframe.evaluation.outputs import PROBABILITY_PREFIX
 from ctframe.report import html, plots
 from ctframe.report.artifacts import RunArtifacts, number
 from ctframe.rundir import write_bytes
@@ -170,21 +171,26 @@ def training(run: RunArtifacts, plot: PlotWriter) -> str:
     return "\n".join(parts)
 
 
+def _probability_columns(row: dict) -> list[str]:
+    return [c for c in row if c.startswith(PROBABILITY_PREFIX)]
+
+
 def scored_models(run: RunArtifacts) -> list[plots.ScoredModel]:
     positive = run.positive_class
     models = []
     for key, rows in run.predictions.items():
-        if not rows or positive is None or "score" not in rows[0] or "true_label" not in rows[0]:
+        score_column = f"{PROBABILITY_PREFIX}{positive}"
+        if not rows or positive is None or score_column not in rows[0] or "true_class" not in rows[0]:
             continue
-        truth = np.array([row["true_label"] == positive for row in rows])
-        score = np.array([number(row["score"]) for row in rows])
-        probability_columns = [c for c in rows[0] if c.startswith("probability_")]
-        if probability_columns:  # more than two classes: calibration of the predicted class
+        truth = np.array([row["true_class"] == positive for row in rows])
+        score = np.array([number(row[score_column]) for row in rows])
+        probability_columns = _probability_columns(rows[0])
+        if len(probability_columns) > 2:  # more than two classes: calibration of the predicted class
             matrix = np.array([[number(row[c]) for c in probability_columns] for row in rows])
-            names = [c.removeprefix("probability_") for c in probability_columns]
+            names = [c.removeprefix(PROBABILITY_PREFIX) for c in probability_columns]
             confidence = matrix.max(axis=1)
             outcome = np.array(
-                [names[i] == row["true_label"] for i, row in zip(matrix.argmax(axis=1), rows, strict=True)],
+                [names[i] == row["true_class"] for i, row in zip(matrix.argmax(axis=1), rows, strict=True)],
                 dtype=float,
             )
         else:
@@ -233,11 +239,11 @@ def confusion(run: RunArtifacts, plot: PlotWriter) -> str:
         return html.missing("No predictions_<model>.csv files: evaluation did not run.")
     parts = []
     for key, rows in run.predictions.items():
-        if not rows or "predicted_label" not in rows[0]:
-            parts.append(html.missing(f"predictions_{key}.csv has no rows or no predicted_label column."))
+        if not rows or "predicted_class" not in rows[0]:
+            parts.append(html.missing(f"predictions_{key}.csv has no rows or no predicted_class column."))
             continue
-        true = [row["true_label"] for row in rows]
-        predicted = [row["predicted_label"] for row in rows]
+        true = [row["true_class"] for row in rows]
+        predicted = [row["predicted_class"] for row in rows]
         names = run.class_names or sorted(set(true) | set(predicted))
         threshold = _threshold(((run.metrics or {}).get("models", {}).get(key) or {}).get("threshold"))
         parts.append(
@@ -256,9 +262,7 @@ def reliability(run: RunArtifacts, plot: PlotWriter) -> str:
     if problem:
         return html.missing(problem)
     models = scored_models(run)
-    several = any(
-        c.startswith("probability_") for rows in run.predictions.values() for c in (rows[:1] or [{}])[0]
-    )
+    several = any(len(_probability_columns((rows[:1] or [{}])[0])) > 2 for rows in run.predictions.values())
     what = "probability of the predicted class" if several else f"probability of {run.positive_class!r}"
     return plot(
         "reliability",
@@ -267,6 +271,36 @@ def reliability(run: RunArtifacts, plot: PlotWriter) -> str:
         f"Test split, {what}, {run.calibration_bins} equal-width bins; points on the diagonal are perfectly "
         "calibrated. ECE = sample-weighted mean gap between the points and the diagonal.",
     )
+
+
+def external(run: RunArtifacts) -> str:
+    """One table per external evaluation (``ctframe evaluate``), at each model's stored threshold."""
+    from ctframe.external import EXTERNAL_DIR, external_results
+
+    results = external_results(run.path)
+    if not results:
+        return html.paragraph(
+            "No external evaluation yet: ctframe evaluate RUN --data FOLDER scores every model on another "
+            "labelled data set at its stored threshold.",
+            "muted",
+        )
+    parts = []
+    for name, metrics in results.items():
+        models = metrics.get("models", {})
+        names = list(next(iter(models.values()), {}).get("metrics", {}))
+        rows = [
+            [model.get("title", key), model.get("test_samples", "?")]
+            + [_estimate(model.get("metrics", {}).get(metric)) for metric in names]
+            for key, model in models.items()
+        ]
+        parts.append(
+            html.paragraph(
+                f"{name}: all of it is test data; each model keeps its own threshold. Full report: "
+                f"{EXTERNAL_DIR}/{name}/report.html"
+            )
+        )
+        parts.append(html.table(["Model", "images", *names], rows))
+    return "\n".join(parts)
 
 
 def split(run: RunArtifacts) -> str:

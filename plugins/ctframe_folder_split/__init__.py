@@ -30,6 +30,13 @@ def check_folder_split(options: Any, context: Any) -> None:
     check(options, context)
 
 
+def read_files(options: Any, context: Any) -> Any:
+    """Reads new files as training did (``ctframe predict`` / ``evaluate``)."""
+    from ctframe_folder_split.reader import build_reader
+
+    return build_reader(options, context)
+
+
 @hookimpl
 def ctframe_register_datasets(register: Register) -> None:
     from ctframe_folder_split.options import FolderSplitOptions
@@ -40,6 +47,7 @@ def ctframe_register_datasets(register: Register) -> None:
         FolderSplitOptions,
         "Images in one folder per class; seeded stratified group-aware train/val/test split with manifest",
         check=check_folder_split,
+        reader=read_files,
     )
 
 

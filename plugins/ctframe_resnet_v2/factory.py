@@ -15,8 +15,10 @@ def build_resnet_v2(arch: str, options: ResNetV2Options, context: BuildContext):
     from .model import ResNetV2
     from .weights import load_weights
 
-    model = ResNetV2(arch, channels_last=options.channels_last, precision=options.precision)
-    if options.weights == "imagenet":
+    model = ResNetV2(arch, channels_last=options.channels_last)
+    if context.restoring:  # trained weights follow; reading pretrained ones would be wasted work
+        pass
+    elif options.weights == "imagenet":
         load_weights(model, fetch_imagenet_weights(arch, options.cache_dir, logger=context.logger))
     elif options.weights != "none":
         load_weights(model, options.weights)

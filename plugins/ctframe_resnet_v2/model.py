@@ -23,7 +23,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from ctframe import Layer
-from ctframe.precision import autocast
 
 BN_EPSILON = 1.001e-5
 BN_MOMENTUM = 0.01  # torch's momentum is 1 - Keras's 0.99
@@ -111,14 +110,12 @@ class ResNetV2(nn.Module):
         self,
         arch: str = "resnet101v2",
         channels_last: bool = False,
-        precision: str = "fp32",
     ):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
         self.arch = arch
         self.channels_last = channels_last
-        self.precision = precision
         self.conv1_conv = nn.Conv2d(3, 64, 7, stride=2, padding=3)
         stacks = []
         in_channels = 64
@@ -199,6 +196,4 @@ class ResNetV2(nn.Module):
         x = images.to(torch.float32) / 127.5 - 1.0
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.precision, x.device.type):
-            features = self.features(x)
-        return features.float()
+        return self.features(x).float()

@@ -7,11 +7,12 @@ from typing import Literal
 from pydantic import Field
 
 from ctframe import Options, RecipePath
-
-Precision = Literal["fp32", "auto", "bf16", "fp16"]
+from ctframe.options import PRECISION_MOVED
 
 
 class ResNetV2Options(Options):
+    removed_options = {"precision": PRECISION_MOVED}
+
     weights: Literal["imagenet", "none"] | RecipePath = Field(
         "imagenet",
         description="'imagenet' (Keras's published no-top file, downloaded once), 'none' (random, "
@@ -22,9 +23,4 @@ class ResNetV2Options(Options):
         description="folder for downloaded weights; default $CTFRAME_WEIGHTS_DIR or ~/.cache/ctframe/weights",
     )
     channels_last: bool = Field(True, description="run convolutions in NHWC memory format (usually faster)")
-    precision: Precision = Field(
-        "fp32",
-        description="'fp32' (Keras's numbers), 'auto' (bf16 autocast on CPUs with native bf16 and on CUDA "
-        "that has it, else fp32), or force 'bf16' / 'fp16' autocast",
-    )
     compile: bool = Field(False, description="torch.compile the backbone (slow first batch, faster after)")

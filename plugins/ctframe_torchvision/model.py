@@ -16,7 +16,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from ctframe import Layer
-from ctframe.precision import autocast
 
 from .options import FAMILIES
 
@@ -40,7 +39,7 @@ def _trunk_forward(family: str, model: nn.Module, x: torch.Tensor) -> torch.Tens
 class TorchvisionBackbone(nn.Module):
     """RGB ``0..255`` (uint8 or float, NCHW) -> the trunk's last feature map ``(N, out_features, h, w)``."""
 
-    def __init__(self, arch: str, channels_last: bool = False, precision: str = "fp32"):
+    def __init__(self, arch: str, channels_last: bool = False):
         super().__init__()
         from torchvision import models
 
@@ -49,7 +48,6 @@ class TorchvisionBackbone(nn.Module):
         self.arch = arch
         self.family = FAMILIES[arch]
         self.channels_last = channels_last
-        self.precision = precision
         self.model = models.get_model(arch, weights=None)
         for attribute in HEAD_ATTRIBUTES:  # the ctframe head pools and classifies
             if hasattr(self.model, attribute):
@@ -92,9 +90,7 @@ class TorchvisionBackbone(nn.Module):
         x = (images.to(torch.float32) - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.precision, x.device.type):
-            features = _trunk_forward(self.family, self.model, x)
-        return features.float()
+        return _trunk_forward(self.family, self.model, x).float()
 
 
 def _is_learnable_leaf(module: nn.Module) -> bool:

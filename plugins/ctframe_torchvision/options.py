@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from ctframe import Options, RecipePath
+from ctframe.options import PRECISION_MOVED
 
 # Architectures whose torchvision trunk ends in a spatial feature map a pooling head can use.
 FAMILIES: dict[str, str] = {
@@ -26,10 +27,11 @@ FAMILIES: dict[str, str] = {
     )},
 }
 Architecture = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
-Precision = Literal["fp32", "auto", "bf16", "fp16"]
 
 
 class TorchvisionOptions(Options):
+    removed_options = {"precision": PRECISION_MOVED}
+
     arch: Architecture = Field("resnet50", description="torchvision classification model whose trunk to use")
     weights: Literal["imagenet", "none"] | RecipePath = Field(
         "imagenet",
@@ -40,9 +42,4 @@ class TorchvisionOptions(Options):
         None, description="folder for downloaded weights; default torch hub's checkpoints folder"
     )
     channels_last: bool = Field(True, description="run convolutions in NHWC memory format")
-    precision: Precision = Field(
-        "fp32",
-        description="'fp32', 'auto' (bf16 autocast on CPUs with native bf16 and on CUDA that has it, "
-        "else fp32), or force 'bf16' / 'fp16' autocast",
-    )
     compile: bool = Field(False, description="torch.compile the backbone (slow first batch, faster after)")

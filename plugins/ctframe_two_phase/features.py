@@ -9,7 +9,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ctframe_two_phase.loops import FeatureSource, ImageSource, autocast, epoch_batches
+from ctframe.precision import autocast
+from ctframe_two_phase.loops import FeatureSource, ImageSource, epoch_batches
 
 
 def backbone_is_frozen(backbone: nn.Module) -> bool:
@@ -21,7 +22,7 @@ def compute_features(
     backbone: nn.Module,
     images: ImageSource,
     batch_size: int,
-    bf16: bool,
+    precision: str,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[FeatureSource, float]:
     """Run ``backbone`` (in inference mode) once over ``images``; return the cache and its seconds.
@@ -38,7 +39,7 @@ def compute_features(
         for inputs, batch_labels, batch_ids in images.batches(
             epoch_batches(len(images), batch_size, None), 0
         ):
-            with autocast(images.device, bf16):
+            with autocast(precision, images.device):
                 output = backbone(inputs)
                 if reduce is not None:
                     output = reduce(output)

@@ -7,7 +7,6 @@ uncached paths see exactly the same batches in the same order.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ctframe.model import Classifier, classification_loss, freeze_inactive_batchnorm, logits_to_probabilities
+from ctframe.precision import autocast
 from ctframe_two_phase.checkpoints import seed_everything
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -121,12 +121,6 @@ class FeatureSource:
             yield self.features[index], self.labels[index], [self.sample_ids[i] for i in batch]
 
 
-def autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager:
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
-
-
 @dataclass(frozen=True)
 class EpochResult:
     loss: float
@@ -145,7 +139,7 @@ def train_one_epoch(
     source: BatchSource,
     order: Sequence[Sequence[int]],
     seed: int,
-    bf16: bool,
+    precision: str,
     device: str,
     on_batch: Callable[[int, float], None] = lambda images, loss: None,
 ) -> EpochResult:
@@ -153,7 +147,7 @@ def train_one_epoch(
     (mean over samples). The caller sets train/eval modes."""
     total, seen, started = 0.0, 0, time.perf_counter()
     for inputs, labels, _ in source.batches(order, seed):
-        with autocast(device, bf16):
+        with autocast(precision, device):
             logits = forward(inputs)
         loss = classification_loss(logits, labels) + penalty()
         optimizer.zero_grad(set_to_none=True)
@@ -184,14 +178,14 @@ def evaluate(
     penalty: Callable[[], torch.Tensor],
     source: BatchSource,
     batch_size: int,
-    bf16: bool,
+    precision: str,
     device: str,
 ) -> Evaluation:
     """Loss, accuracy and class probabilities on every sample of ``source``, in order."""
     order = epoch_batches(len(source), batch_size, generator=None)
     losses, labels, probabilities, ids = 0.0, [], [], []
     for inputs, batch_labels, batch_ids in source.batches(order, seed=0):
-        with autocast(device, bf16):
+        with autocast(precision, device):
             logits = forward(inputs)
         losses += float(classification_loss(logits, batch_labels)) * len(batch_labels)
         labels.append(batch_labels.cpu())
@@ -245,7 +239,8 @@ class EpochRunner:
     update_batchnorm: bool
     batch_size: int
     eval_batch_size: int
-    bf16: bool
+    precision: str
+    """Resolved autocast precision of training and validation: ``"fp32"`` or ``"bf16"``."""
     device: str
 
     def run(
@@ -263,12 +258,15 @@ class EpochRunner:
             self.train,
             order,
             seed,
-            self.bf16,
+            self.precision,
             self.device,
             on_batch or (lambda images, loss: None),
         )
         self.model.eval()
-        return result, evaluate(self.forward, penalty, self.val, self.eval_batch_size, self.bf16, self.device)
+        validation = evaluate(
+            self.forward, penalty, self.val, self.eval_batch_size, self.precision, self.device
+        )
+        return result, validation
 
     def batches_per_epoch(self) -> int:
         return len(epoch_batches(len(self.train), self.batch_size, None))

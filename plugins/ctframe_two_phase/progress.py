@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from ctframe.rundir import write_text
-
-HISTORY_COLUMNS = (
-    "epoch",
-    "phase",
-    "train_loss",
-    "val_loss",
-    "val_accuracy",
-    "lr",
-    "images_per_s",
-    "seconds",
-)
 
 
 class EpochProgress:
@@ -81,16 +66,6 @@ class EpochProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-
-
-def write_history(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
-    """``history_<key>.csv``, rewritten atomically from the full record list every epoch."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        writer.writerow(record)
-    write_text(path, buffer.getvalue())
 
 
 class TensorBoardLog:

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from ctframe import BuildContext, DataError, DataSplits, Predictions, TrainedModel
+from ctframe import BuildContext, DataError, TrainedModel, TrainingData
 from ctframe.model import Classifier, set_trainable_layers
-from ctframe.precision import autocast_dtype
+from ctframe.precision import resolve
 from ctframe_two_phase import checkpoints
 from ctframe_two_phase.early_stopping import EarlyStopping
 from ctframe_two_phase.features import backbone_is_frozen, compute_features
@@ -26,12 +26,11 @@ from ctframe_two_phase.loops import (
     Evaluation,
     Forward,
     ImageSource,
-    evaluate,
     model_forward,
 )
 from ctframe_two_phase.optimizer import KerasRMSprop
 from ctframe_two_phase.options import PhaseOptions, TwoPhaseOptions
-from ctframe_two_phase.progress import EpochProgress, TensorBoardLog, write_history
+from ctframe_two_phase.progress import EpochProgress, TensorBoardLog
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,6 @@ class Phase:
     options: PhaseOptions
     unfreeze_last: int
     update_batchnorm: bool
-
-
-def use_bf16(precision: str, device: str) -> bool:
-    """bf16 autocast when asked for, or for "auto" where the hardware runs bf16 natively."""
-    return autocast_dtype(precision, device.split(":")[0]) is torch.bfloat16
 
 
 class TwoPhaseTrainer:
@@ -64,7 +58,12 @@ class TwoPhaseTrainer:
             ),
         ]
 
-    def fit(self, model: Classifier, data: DataSplits, context: BuildContext) -> list[TrainedModel]:
+    @property
+    def precision(self) -> str:
+        """The training precision setting (the engine records what it resolved to)."""
+        return self.options.precision
+
+    def fit(self, model: Classifier, data: TrainingData, context: BuildContext) -> list[TrainedModel]:
         for name in ("train", "val"):
             if len(getattr(data, name)) == 0:  # type: ignore[arg-type]
                 raise DataError(f"the {name} split is empty; add images or change the split fractions")
@@ -79,7 +78,8 @@ class TwoPhaseTrainer:
                     context.logger.info(f"{phase.key}: skipped (epochs = 0)")
                     continue
                 chosen, history = self._run_phase(phase, model, data, context, run_path, start_from)
-                trained.append(self._evaluate_phase(phase, model, data, context, chosen, history))
+                state = checkpoints.model_state(model)  # the chosen weights, loaded by _run_phase
+                trained.append(TrainedModel(phase.key, phase.title, state, history))
                 start_from = chosen
             return trained
 
@@ -91,7 +91,7 @@ class TwoPhaseTrainer:
         with tempfile.TemporaryDirectory(prefix="ctframe-two-phase-") as folder:  # validating / ad hoc use
             yield Path(folder)
 
-    def _images(self, dataset, data: DataSplits, context: BuildContext, augment=None) -> ImageSource:
+    def _images(self, dataset, data: TrainingData, context: BuildContext, augment=None) -> ImageSource:
         workers = self.options.num_workers if self.options.num_workers is not None else data.num_workers
         return ImageSource(dataset, context.device, workers, augment, self.options.channels_last)
 
@@ -103,7 +103,7 @@ class TwoPhaseTrainer:
         self,
         phase: Phase,
         model: Classifier,
-        data: DataSplits,
+        data: TrainingData,
         context: BuildContext,
         run_path: Path,
         start_from: Path | None,
@@ -129,7 +129,6 @@ class TwoPhaseTrainer:
             history = list(state["history"])
             start_epoch = int(state["epoch"]) + 1
             checkpoints.restore_rng(state["rng"])
-            write_history(run_path / f"history_{phase.key}.csv", history)
             logger.info(f"{phase.key}: resuming after epoch {start_epoch}/{options.epochs}")
         elif start_from is not None:
             model.load_state_dict(checkpoints.load(start_from)["model"])
@@ -142,11 +141,11 @@ class TwoPhaseTrainer:
         return chosen, history
 
     def _runner(
-        self, phase: Phase, model: Classifier, data: DataSplits, context: BuildContext, optimizer
+        self, phase: Phase, model: Classifier, data: TrainingData, context: BuildContext, optimizer
     ) -> EpochRunner:
         """Batch sources and forward function of a phase: cached features when the backbone is
         frozen and nothing is augmented, images through the whole model otherwise."""
-        bf16 = use_bf16(self.options.precision, context.device)
+        precision = resolve(self.options.precision, context.device).resolved
         frozen = backbone_is_frozen(model.backbone)
         train: BatchSource = self._images(data.train, data, context, data.augment)
         val: BatchSource = self._images(data.val, data, context)
@@ -154,8 +153,8 @@ class TwoPhaseTrainer:
         if frozen and data.augment is None and self.options.feature_cache == "auto":
             reduce = getattr(model.head, "reduce_features", None)
             batch = self._eval_batch_size
-            train, train_seconds = compute_features(model.backbone, train, batch, bf16, reduce)
-            val, val_seconds = compute_features(model.backbone, val, batch, bf16, reduce)
+            train, train_seconds = compute_features(model.backbone, train, batch, precision, reduce)
+            val, val_seconds = compute_features(model.backbone, val, batch, precision, reduce)
             context.logger.info(
                 f"{phase.key}: cached frozen-backbone features of {len(train)} train and "
                 f"{len(val)} val images in {train_seconds + val_seconds:.1f} s"
@@ -171,7 +170,7 @@ class TwoPhaseTrainer:
             phase.update_batchnorm,
             self.options.batch_size,
             self._eval_batch_size,
-            bf16,
+            precision,
             context.device,
         )
 
@@ -179,7 +178,7 @@ class TwoPhaseTrainer:
         self,
         phase: Phase,
         model: Classifier,
-        data: DataSplits,
+        data: TrainingData,
         context: BuildContext,
         run_path: Path,
         optimizer: torch.optim.Optimizer,
@@ -217,7 +216,6 @@ class TwoPhaseTrainer:
                         early_stopping=stopper.state_dict(),
                         history=history,
                     )
-                    write_history(run_path / f"history_{phase.key}.csv", history)
                     tensorboard.log(history[-1], epoch)
                     logger.info(self._summary(phase, history[-1], improved))
             if stopper.stopped:
@@ -256,33 +254,6 @@ class TwoPhaseTrainer:
             f"val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}  "
             f"{record['images_per_s']:.1f} img/s  {record['seconds']:.1f} s"
             + ("  [best]" if improved else "")
-        )
-
-    def _evaluate_phase(
-        self,
-        phase: Phase,
-        model: Classifier,
-        data: DataSplits,
-        context: BuildContext,
-        checkpoint: Path,
-        history: list[dict[str, Any]],
-    ) -> TrainedModel:
-        """Val and test predictions of the phase's chosen weights (already loaded into ``model``)."""
-        model.eval()
-        bf16 = use_bf16(self.options.precision, context.device)
-
-        def predict(dataset) -> Predictions:
-            source = self._images(dataset, data, context)
-            result = evaluate(model, model.head.penalty, source, self._eval_batch_size, bf16, context.device)
-            return Predictions(result.sample_ids, result.labels, result.probabilities)
-
-        return TrainedModel(
-            phase.key,
-            phase.title,
-            predict(data.val),
-            predict(data.test),
-            checkpoint=checkpoint,
-            history=history,
         )
 
 

@@ -46,7 +46,7 @@ def test_run_writes_a_complete_run_directory(toy_site, toy_recipe, tmp_path):
     with (run_dir / "predictions_toy.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 32
-    correct = sum(row["true_label"] == row["predicted_label"] for row in rows)
+    correct = sum(row["true_class"] == row["predicted_class"] for row in rows)
     assert correct / len(rows) > 0.75  # it really learned
 
 

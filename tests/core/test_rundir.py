@@ -53,19 +53,6 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
-def test_auto_precision_uses_bf16_only_where_it_is_native(monkeypatch):
-    from ctframe import precision
-
-    assert precision.autocast_dtype("fp32", "cpu") is None
-    assert precision.autocast_dtype("bf16", "cpu") is torch.bfloat16
-    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: False)
-    assert precision.autocast_dtype("auto", "cpu") is None
-    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
-    assert precision.autocast_dtype("auto", "cpu") is torch.bfloat16
-    with pytest.raises(ValueError, match="unknown precision 'half'"):
-        precision.autocast_dtype("half", "cpu")
-
-
 def test_state_dicts_are_read_weights_only_from_either_format(tmp_path):
     from safetensors.torch import save_file
 

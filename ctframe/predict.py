@@ -1,0 +1,63 @@
+"""The one prediction loop: every probability ctframe reports (validation, test, ``predict``,
+``evaluate``) comes from here, in the evaluation precision (fp32 unless a recipe asks otherwise)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ctframe.contracts import Predictions
+from ctframe.model import Classifier, logits_to_probabilities
+from ctframe.precision import autocast
+
+
+def _collate(items: Sequence[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    images = torch.stack([torch.as_tensor(item[0]) for item in items])
+    labels = torch.as_tensor([int(item[1]) for item in items], dtype=torch.long)
+    return images, labels, [str(item[2]) for item in items]
+
+
+@torch.inference_mode()
+def predict_dataset(
+    model: Classifier,
+    dataset: Dataset,
+    *,
+    device: str,
+    precision: str = "fp32",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> Predictions:
+    """Class probabilities of ``model`` (in eval mode) for every ``(image, label, id)`` item, in order.
+
+    Items without a label carry ``-1``. The model is left in eval mode on ``device``.
+    """
+    model.eval().to(device)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=device.startswith("cuda"),
+    )
+    labels: list[torch.Tensor] = []
+    probabilities: list[torch.Tensor] = []
+    ids: list[str] = []
+    for images, batch_labels, batch_ids in loader:
+        with autocast(precision, device):
+            logits = model(images.to(device, non_blocking=True))
+        probabilities.append(logits_to_probabilities(logits).cpu())
+        labels.append(batch_labels)
+        ids.extend(batch_ids)
+        if on_batch is not None:
+            on_batch(len(batch_ids))
+    if not ids:
+        classes = len(model.class_names)
+        return Predictions((), np.zeros(0, dtype=np.int64), np.zeros((0, classes), dtype=np.float64))
+    return Predictions(
+        tuple(ids), torch.cat(labels).numpy(), torch.cat(probabilities).to(torch.float64).numpy()
+    )

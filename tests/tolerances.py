@@ -1,0 +1,14 @@
+"""Numeric tolerances of the suite, stated once. A test that compares numbers names the precision it
+means; "auto" resolves per machine (``ctframe.precision``), and ``make test`` runs the precision-
+sensitive tests with ``$CTFRAME_NATIVE_BF16`` forced both ways, so both answers are checked everywhere.
+"""
+
+FP32_PROBABILITY_ATOL = 1e-6
+"""Same fp32 computation through different code paths (batching, loaders): float rounding only."""
+
+BF16_PROBABILITY_ATOL = 5e-2
+"""bf16 autocast against fp32 after a few epochs of training on the toy set: bf16 keeps 8 bits of
+mantissa (relative error ~4e-3 per operation), which compounds through training steps."""
+
+BF16_FEATURE_RTOL = 5e-2
+"""One bf16 forward pass of a backbone against fp32, relative to the feature scale."""
