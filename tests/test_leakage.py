@@ -181,3 +181,64 @@ def test_profile_gives_shares_at_several_levels():
     assert levels == sorted(levels) and shares == sorted(shares, reverse=True)
     assert all(chance is not None for _, _, chance in report.profile)
     assert json.loads(json.dumps(report.to_dict()))["profile"][0]["level"] == levels[0]
+
+
+# --- quiet by construction: groups that close every near-copy ------------------------------------
+
+
+@cache
+def _planted(seed: int, runs_per_class: int = 12, copies: int = 6):
+    """Two classes of series with near-copies planted after the last file (far from their originals):
+    ids, classes, vectors, sequence-only groups and linked groups (runs + near-copies at the level)."""
+    from ctframe_folder_split.sequence import group_linked
+
+    rng = np.random.default_rng(seed)
+    ids, classes, vectors, runs, linked = [], [], [], [], []
+    for label in ("COVID", "non-COVID"):
+        images, run_of = series.make_series(rng, runs_per_class)
+        images, run_of, _ = series.plant_copies(rng, images, run_of, copies)
+        names = [f"{label}/{label} ({k + 1}).png" for k in range(len(images))]
+        class_vectors = np.stack([thumbnail(image) for image in images])
+        ids += names
+        classes += [label] * len(names)
+        vectors.append(class_vectors)
+        runs += [f"{label}:{g}" for g in group_sequences(names, class_vectors)]
+        groups = group_linked(names, class_vectors, level=DEFAULT_LEVEL).groups
+        linked += [f"{label}:{g}" for g in groups]
+    return np.array(ids), np.array(classes), np.concatenate(vectors), np.array(runs), np.array(linked)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sequence_only_groups_leak_planted_copies_linked_groups_never_do(seed):
+    ids, classes, vectors, runs, linked = _planted(seed)
+    loud = 0
+    for split_seed in range(10):
+        # Sequence-only groups put a copy and its original on both sides of many splits.
+        leaky = _check(ids, classes, vectors, _grouped_split(classes, runs, 0.3, split_seed), True)
+        loud += leaky.loud
+        # Linked groups: every same-class pair at the level shares a group, so no split can separate
+        # one; not "quiet within tolerance" but zero test images above the level, for every split.
+        clean = _check(ids, classes, vectors, _grouped_split(classes, linked, 0.3, split_seed), True)
+        assert clean.count_above == 0 and not clean.loud
+        assert clean.worst_pairs[0][2] < DEFAULT_LEVEL
+    assert loud >= 8  # measured: all 10 splits of seeds 0-5 are loud
+
+
+def test_linked_groups_are_quiet_at_any_level_on_random_vectors():
+    from ctframe_folder_split.sequence import group_linked
+
+    rng = np.random.default_rng(31)
+    base = rng.normal(size=(80, 48))
+    raw = np.concatenate([base, base[:40] + rng.uniform(0.02, 0.4, (40, 1)) * rng.normal(size=(40, 48))])
+    raw -= raw.mean(axis=1, keepdims=True)
+    vectors = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.array([f"A/a ({k}).png" for k in range(len(vectors))])
+    classes = np.array(["A"] * len(vectors))
+    for level in (0.80, 0.90, 0.95, 0.99):
+        groups = np.array(group_linked(list(ids), vectors, threshold=1.0, level=level).groups)
+        for split_seed in range(5):
+            is_test = _grouped_split(classes, groups, 0.3, split_seed)
+            report = leakage_check(
+                vectors[is_test], vectors[~is_test], ids[is_test], ids[~is_test], level=level
+            )
+            assert report.count_above == 0, (level, split_seed)

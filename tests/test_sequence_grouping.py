@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ctframe_folder_split.leakage import DEFAULT_LEVEL
 from ctframe_folder_split.sequence import (
     DEFAULT_GROUP_THRESHOLD,
     consecutive_similarities,
     file_number,
+    group_linked,
     group_sequences,
+    near_copy_pairs,
     scan_order,
     thumbnail,
 )
@@ -235,13 +238,92 @@ def test_grouped_recipe_is_the_study_plus_sequence_grouping():
     recipes = Path(__file__).resolve().parents[1] / "recipes"
     study = tomllib.loads((recipes / "covid_ct.toml").read_text(encoding="utf-8"))
     grouped = tomllib.loads((recipes / "covid_ct_grouped.toml").read_text(encoding="utf-8"))
-    grouping_keys = {"group_by", "sequence_pattern", "group_threshold", "leakage_threshold"}
+    grouping_keys = {
+        "group_by",
+        "sequence_pattern",
+        "group_threshold",
+        "leakage_threshold",
+        "link_near_copies",
+        "max_group_share",
+    }
     assert {k: v for k, v in grouped["dataset"].items() if k not in grouping_keys} == study["dataset"]
     assert {k: v for k, v in grouped.items() if k != "dataset"} == {
         k: v for k, v in study.items() if k != "dataset"
     }
     assert grouped["dataset"]["group_by"] == "sequence"
+    assert grouped["dataset"]["link_near_copies"] is True  # runs joined by near-copies: docs/grouping.md
     assert grouped["dataset"]["group_threshold"] == DEFAULT_GROUP_THRESHOLD
     options = {k: v for k, v in grouped["dataset"].items() if k != "component"}
     parsed = FolderSplitOptions(**options)  # every key is a real option of the dataset
     assert file_number("Covid (123).png", parsed.sequence_pattern)[0] == 123
+
+
+# --- near-copy links -----------------------------------------------------------------------------
+
+
+def plant_copies(rng: np.random.Generator, images: list[np.ndarray], runs: list[int], count: int):
+    """Append near-copies (+-2 grey levels of noise) of ``count`` slices from different runs, after the
+    last file: far from their originals in the numbering, and one run apart from each other.
+
+    Returns (images, run per image, index of the original per appended copy)."""
+    run_ids = rng.choice(sorted(set(runs)), size=count, replace=False)
+    originals = [int(rng.choice([k for k, run in enumerate(runs) if run == r])) for r in run_ids]
+    copies = [
+        np.clip(images[k].astype(np.int16) + rng.integers(-2, 3, images[k].shape), 0, 255).astype(np.uint8)
+        for k in originals
+    ]
+    return images + copies, runs + [runs[k] for k in originals], originals
+
+
+def test_near_copies_far_apart_split_by_runs_and_joined_by_links():
+    rng = np.random.default_rng(21)
+    images, runs = make_series(rng, n_runs=12)
+    first_copy = len(images)
+    images, runs, originals = plant_copies(rng, images, runs, count=6)
+    names, listing = _named("Covid", len(images), rng)
+    vectors = np.stack([thumbnail(image) for image in images])
+    sequence_only = group_sequences(names, vectors)
+    for offset, original in enumerate(originals):
+        assert float(vectors[first_copy + offset] @ vectors[original]) >= 0.99
+        assert sequence_only[first_copy + offset] != sequence_only[original]  # the copy leaks
+    # Listing order must not matter; groups are numbered by their first file in scan order.
+    linked = group_linked([names[i] for i in listing], vectors[listing], level=DEFAULT_LEVEL)
+    groups = np.empty(len(images), dtype=int)
+    groups[listing] = linked.groups
+    assert all(groups[first_copy + k] == groups[o] for k, o in enumerate(originals))
+    # Links only ever join: every run sits inside one group, and the copies closed run boundaries.
+    assert all(len(set(groups[np.asarray(runs) == run])) == 1 for run in set(runs))
+    assert linked.runs == max(sequence_only) + 1 and linked.runs_joined >= len(originals)
+    assert linked.count == linked.runs - linked.runs_joined and groups[0] == 0
+    # Without a level, the links are the runs alone.
+    assert group_linked(names, vectors).groups == sequence_only
+
+
+def test_every_pair_at_the_level_shares_a_group():
+    rng = np.random.default_rng(22)
+    base = rng.normal(size=(60, 64))
+    vectors = np.concatenate([base, base[:20] + 0.1 * rng.normal(size=(20, 64))])
+    vectors -= vectors.mean(axis=1, keepdims=True)
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    names = [f"x ({k}).png" for k in range(len(vectors))]
+    similarity = vectors @ vectors.T
+    for level in (0.5, 0.9, 0.99):
+        groups = np.asarray(group_linked(names, vectors, threshold=1.0, level=level).groups)
+        rows, columns = np.nonzero(similarity >= level)
+        assert (groups[rows] == groups[columns]).all()
+    pairs = near_copy_pairs(vectors, 0.9, batch=7)  # blocks of 7 rows find the same pairs
+    rows, columns = np.nonzero(np.triu(similarity >= 0.9, k=1))
+    assert sorted(map(tuple, pairs.tolist())) == sorted(zip(rows.tolist(), columns.tolist(), strict=True))
+
+
+def test_linked_grouping_edge_cases():
+    empty = group_linked([], np.zeros((0, 16), np.float32), level=0.95)
+    assert empty.groups == [] and empty.count == 0
+    one = group_linked(["a (1).png"], np.ones((1, 4), np.float32) / 2, level=0.95)
+    assert one.groups == [0] and one.runs == 1
+    with pytest.raises(ValueError, match="level"):
+        group_linked(["a (1).png"], np.ones((1, 4), np.float32), level=2.0)
+    with pytest.raises(ValueError, match="one thumbnail vector per name"):
+        group_linked(["a (1).png", "a (2).png"], np.zeros((3, 16), np.float32), level=0.95)
+    with pytest.raises(ValueError, match="batch"):
+        near_copy_pairs(np.zeros((2, 4), np.float32), 0.9, batch=0)

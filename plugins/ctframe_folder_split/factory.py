@@ -10,6 +10,7 @@ from typing import Any
 
 from ctframe import BuildContext, DataError, DataSplits
 from ctframe_folder_split.cache import DiskStore, MemoryStore, NoStore, Store
+from ctframe_folder_split.components import chaining_warnings, group_structure
 from ctframe_folder_split.dataset import FolderImageDataset, build_augment
 from ctframe_folder_split.files import Discovery, check_layout, discover
 from ctframe_folder_split.grouping import groups_from_csv, groups_from_regex, listing
@@ -22,7 +23,7 @@ from ctframe_folder_split.manifest import (
 )
 from ctframe_folder_split.options import FolderSplitOptions
 from ctframe_folder_split.scan import Record, scan
-from ctframe_folder_split.similarity import leakage_summary, sequence_group_labels
+from ctframe_folder_split.similarity import leakage_summary, sequence_grouping
 from ctframe_folder_split.split import SPLITS, Item, assign_splits
 
 
@@ -51,17 +52,22 @@ def _make_store(options: FolderSplitOptions, count: int) -> Store:
 
 def _group_labels(
     options: FolderSplitOptions, context: BuildContext, good: Sequence[Record]
-) -> list[str | None]:
+) -> tuple[list[str | None], dict[str, Any] | None]:
+    """Group label per record, and what the sequence links did per class (``None`` for other modes)."""
     sample_ids = [record.entry.sample_id for record in good]
     if options.group_by is None:
-        return [None] * len(good)
+        return [None] * len(good), None
     if options.group_by.startswith("regex:"):
-        return list(groups_from_regex(sample_ids, options.group_by[len("regex:") :]))
+        return list(groups_from_regex(sample_ids, options.group_by[len("regex:") :])), None
     if options.group_by == "sequence":
-        return sequence_group_labels(options, good)
+        started = time.perf_counter()
+        labels, links = sequence_grouping(options, good)
+        elapsed = time.perf_counter() - started
+        context.logger.info("sequence grouping of %d images took %.2f s", len(good), elapsed)
+        return list(labels), links
     csv_path = options.group_csv(context.recipe_dir)
     assert csv_path is not None
-    return list(groups_from_csv(sample_ids, csv_path, options.group_column))
+    return list(groups_from_csv(sample_ids, csv_path, options.group_column)), None
 
 
 def _report_bad(options: FolderSplitOptions, bad: Sequence[Record], context: BuildContext) -> None:
@@ -96,8 +102,9 @@ def _duplicates(good: Sequence[Record]) -> dict[str, Any]:
 
 def _split_rows(
     options: FolderSplitOptions, context: BuildContext, records: Sequence[Record]
-) -> tuple[list[ManifestRow], bool]:
-    """Manifest rows for every record: from the recorded manifest when there is one, else split afresh."""
+) -> tuple[list[ManifestRow], bool, dict[str, Any] | None]:
+    """Manifest rows for every record: from the recorded manifest when there is one, else split afresh;
+    and the sequence links per class when they were computed."""
     fresh = [
         ManifestRow(
             r.entry.sample_id, r.sha256, r.entry.class_name, "", "", "ok" if r.ok else f"skipped: {r.problem}"
@@ -114,10 +121,10 @@ def _split_rows(
         check_unchanged(recorded, fresh, recorded_path)
         by_file = {row.file: row for row in recorded}
         context.logger.info("reusing the split recorded in %s", recorded_path)
-        return [by_file[row.file] for row in fresh], True
+        return [by_file[row.file] for row in fresh], True, None
 
     good = [r for r in records if r.ok]
-    labels = _group_labels(options, context, good)
+    labels, links = _group_labels(options, context, good)
     items = [
         Item(r.entry.sample_id, r.sha256, options.classes.index(r.entry.class_name), label)
         for r, label in zip(good, labels, strict=True)
@@ -132,7 +139,7 @@ def _split_rows(
         ManifestRow(row.file, row.sha256, row.class_name, *placed.get(row.file, ("", "")), row.status)
         for row in fresh
     ]
-    return rows, False
+    return rows, False, links
 
 
 def _counts(rows: Sequence[ManifestRow], classes: Sequence[str]) -> tuple[dict, dict]:
@@ -149,11 +156,13 @@ def _counts(rows: Sequence[ManifestRow], classes: Sequence[str]) -> tuple[dict, 
 def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> DataSplits:
     check(options, context)
     discovery, store, records = _read_images(options, context)
-    rows, reused = _split_rows(options, context, records)
+    rows, reused, links = _split_rows(options, context, records)
     if context.run_dir is not None:
         write_manifest(context.run_dir / MANIFEST, rows)
     datasets = _datasets(options, store, records, rows)
     summary = _summary(options, context, discovery, records, rows, reused)
+    if options.group_by is not None:
+        summary["grouping"] = _grouping_summary(options, context, rows, links)
     materialized = _materialize(options, context, rows)
     if materialized is not None:
         summary["materialized"] = materialized
@@ -176,7 +185,36 @@ def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> Da
         num_workers=options.num_workers,
         files={record.entry.sample_id: str(record.entry.path) for record in records if record.ok},
         summary=summary,
+        groups={row.file: row.group for row in rows if row.split} if options.group_by is not None else {},
     )
+
+
+def _grouping_summary(
+    options: FolderSplitOptions,
+    context: BuildContext,
+    rows: Sequence[ManifestRow],
+    links: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Groups per class, their size distribution and the largest one (from the final, merged groups)."""
+    placed = [row for row in rows if row.split]
+    structure = group_structure([r.class_name for r in placed], [r.group for r in placed], options.classes)
+    lines = [entry.line() for entry in structure]
+    for line in lines:
+        context.logger.info("groups: %s", line)
+    warnings = chaining_warnings(structure, options.max_group_share, options.group_by)
+    for warning in warnings:
+        context.logger.warning("%s", warning)
+    result: dict[str, Any] = {
+        "mode": options.group_by,
+        "per_class": {entry.class_name: entry.to_dict() for entry in structure},
+        "max_group_share": options.max_group_share,
+        "lines": lines,
+        "warnings": warnings,
+    }
+    if links is not None:
+        result["links"] = links
+        result["near_copy_level"] = options.leakage_threshold if options.link_near_copies else None
+    return result
 
 
 def _read_images(options: FolderSplitOptions, context: BuildContext) -> tuple[Discovery, Store, list[Record]]:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from ctframe import Options, RecipePath
+from ctframe_folder_split.components import DEFAULT_MAX_GROUP_SHARE
 from ctframe_folder_split.leakage import DEFAULT_LEVEL
 from ctframe_folder_split.sequence import DEFAULT_GROUP_THRESHOLD
 
@@ -51,6 +52,17 @@ class FolderSplitOptions(Options):
         ge=-1,
         le=1,
         description="Thumbnail correlation from which a test/train pair is a near-copy",
+    )
+    link_near_copies: bool = Field(
+        True,
+        description='group_by="sequence": also join any two images of a class whose thumbnail correlation '
+        "reaches leakage_threshold, however far apart their numbers (then the leakage check is quiet)",
+    )
+    max_group_share: float = Field(
+        DEFAULT_MAX_GROUP_SHARE,
+        gt=0,
+        le=1,
+        description="Warn when one group holds more than this share of a class's images (chained groups)",
     )
     leakage_check: bool = Field(True, description="Look for near-duplicate test/train pairs after splitting")
     on_bad_image: Literal["error", "skip"] = Field(

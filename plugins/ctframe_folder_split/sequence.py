@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -179,3 +180,97 @@ def _check_vectors(names: Sequence[str], vectors: np.ndarray) -> np.ndarray:
             f"expected one thumbnail vector per name: {len(names)} names, vectors of shape {vectors.shape}"
         )
     return vectors
+
+
+LINK_MARGIN = 1e-5
+"""Near-copy links are made at ``level - LINK_MARGIN``: float32 products of the same two vectors may
+differ in the last bits between this all-pairs product and the leakage check's blocked one, and a pair
+the check sees at exactly the level must never be missed here."""
+
+DEFAULT_LINK_BATCH = 2048
+"""Rows per block of the all-pairs product: a block is ``batch x n`` float32 (20 MiB for 2,500 images)."""
+
+
+@dataclass(frozen=True)
+class LinkedGroups:
+    """Result of :func:`group_linked` for one class."""
+
+    groups: list[int]
+    """Group index per input position, numbered 0, 1, ... by each group's first file in scan order."""
+    runs: int
+    """Groups that consecutive links alone give (what :func:`group_sequences` returns)."""
+    near_copy_pairs: int
+    """Pairs of files (any distance apart) at or above the near-copy level."""
+
+    @property
+    def count(self) -> int:
+        return max(self.groups, default=-1) + 1
+
+    @property
+    def runs_joined(self) -> int:
+        """How many run boundaries the near-copy links closed (runs minus final groups)."""
+        return self.runs - self.count
+
+
+def near_copy_pairs(vectors: np.ndarray, level: float, batch: int = DEFAULT_LINK_BATCH) -> np.ndarray:
+    """Every pair ``(i, j)``, ``i < j``, whose vectors' dot product is at least ``level``: int64 ``(p, 2)``.
+
+    All pairs with one matrix product, in row blocks of ``batch`` so memory stays at ``batch * n`` floats.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"expected an (n, d) array of vectors, got shape {vectors.shape}")
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    found = [np.zeros((0, 2), dtype=np.int64)]
+    for start in range(0, vectors.shape[0], batch):
+        block = vectors[start : start + batch] @ vectors.T
+        rows, columns = np.nonzero(block >= level)
+        rows = rows + start
+        upper = columns > rows
+        found.append(np.stack([rows[upper], columns[upper]], axis=1).astype(np.int64))
+    return np.concatenate(found)
+
+
+def group_linked(
+    names: Sequence[str],
+    vectors: np.ndarray,
+    threshold: float = DEFAULT_GROUP_THRESHOLD,
+    pattern: str | None = None,
+    level: float | None = None,
+) -> LinkedGroups:
+    """Group the files of ONE class: consecutive runs (as :func:`group_sequences`) joined by near-copies.
+
+    Two files are linked when they are consecutive in scan order and correlate at ``threshold`` or more,
+    or, whatever their distance in the numbering, when they correlate at ``level`` or more (pass the
+    leakage check's level: then no two files of one class at that level can sit on both sides of a
+    split, so the check is quiet by construction). Groups are the connected components of these links.
+    ``level=None`` gives the runs alone.
+    """
+    if not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold is a correlation in [-1, 1], got {threshold}")
+    if level is not None and not -1.0 <= level <= 1.0:
+        raise ValueError(f"level is a correlation in [-1, 1], got {level}")
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    order, similarity = consecutive_similarities(names, vectors, pattern)
+    count = len(order)
+    if count == 0:
+        return LinkedGroups([], 0, 0)
+    ordered = np.asarray(order, dtype=np.int64)
+    joined = similarity >= threshold
+    edges = [np.stack([ordered[:-1][joined], ordered[1:][joined]], axis=1)]
+    runs = count - int(joined.sum())
+    pairs = np.zeros((0, 2), dtype=np.int64)
+    if level is not None:
+        pairs = near_copy_pairs(_check_vectors(names, vectors), level - LINK_MARGIN)
+        edges.append(pairs)
+    links = np.concatenate(edges)
+    graph = coo_matrix((np.ones(len(links), dtype=np.int8), (links[:, 0], links[:, 1])), shape=(count, count))
+    _, component = connected_components(graph, directed=False)
+    # Renumber components by their first file in scan order, so labels do not depend on listing order.
+    number: dict[int, int] = {}
+    for position in order:
+        number.setdefault(int(component[position]), len(number))
+    return LinkedGroups([number[int(c)] for c in component], runs, len(pairs))

@@ -12,24 +12,45 @@ from ctframe import BuildContext
 from ctframe_folder_split.leakage import leakage_check
 from ctframe_folder_split.options import FolderSplitOptions
 from ctframe_folder_split.scan import Record
-from ctframe_folder_split.sequence import group_sequences
+from ctframe_folder_split.sequence import group_linked
 
 LEAKAGE_FILE = "leakage.json"
 
 
 def sequence_group_labels(options: FolderSplitOptions, good: Sequence[Record]) -> list[str]:
-    """One label per record: ``<class>/run<k>``, runs found per class along the file numbering."""
+    """One label per record: ``<class>/run<k>``, groups found per class (see :func:`sequence_grouping`)."""
+    return sequence_grouping(options, good)[0]
+
+
+def sequence_grouping(
+    options: FolderSplitOptions, good: Sequence[Record]
+) -> tuple[list[str], dict[str, dict[str, int]]]:
+    """Labels ``<class>/run<k>`` per record and, per class, what the links did.
+
+    Per class, consecutive files correlating at ``group_threshold`` are linked and, with
+    ``link_near_copies``, so is every pair at ``leakage_threshold`` (:func:`group_linked`); the groups
+    are the connected components. The statistics per class: ``runs`` (groups from consecutive links
+    alone), ``near_copy_pairs``, ``runs_joined`` (run boundaries the near-copy links closed), ``groups``.
+    """
     by_class: dict[str, list[int]] = defaultdict(list)
     for position, record in enumerate(good):
         by_class[record.entry.class_name].append(position)
     labels = [""] * len(good)
+    stats: dict[str, dict[str, int]] = {}
+    level = options.leakage_threshold if options.link_near_copies else None
     for class_name, positions in by_class.items():
         names = [good[p].entry.sample_id.split("/", 1)[1] for p in positions]
         vectors = np.stack([good[p].thumbnail for p in positions])
-        runs = group_sequences(names, vectors, options.group_threshold, options.sequence_pattern)
-        for position, run in zip(positions, runs, strict=True):
-            labels[position] = f"{class_name}/run{run:04d}"
-    return labels
+        linked = group_linked(names, vectors, options.group_threshold, options.sequence_pattern, level)
+        for position, group in zip(positions, linked.groups, strict=True):
+            labels[position] = f"{class_name}/run{group:04d}"
+        stats[class_name] = {
+            "runs": linked.runs,
+            "near_copy_pairs": linked.near_copy_pairs,
+            "runs_joined": linked.runs_joined,
+            "groups": linked.count,
+        }
+    return labels, stats
 
 
 def leakage_summary(
