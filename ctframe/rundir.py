@@ -7,6 +7,7 @@ Everything a run writes goes through a temporary file in the same folder followe
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -32,6 +33,8 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     if mode not in ("w", "wb"):
         raise ValueError("atomic_open supports 'w' and 'wb'")
     path = Path(path)
+    if path.is_dir():  # else os.replace fails at the end, naming the temporary file instead of the target
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ctframe import DataError
+from ctframe.filenames import escape_path
 from ctframe_folder_split.decode import BadImage, decode_canonical
 from ctframe_folder_split.files import read_file
 
@@ -67,7 +68,7 @@ class DiskStore:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise DataError(
-                f"cannot create the image cache folder {self.folder} ({error.strerror}); "
+                f"cannot create the image cache folder {escape_path(self.folder)} ({error.strerror}); "
                 'set dataset.cache_dir to a writable folder or dataset.cache = "memory"'
             ) from None
 
@@ -98,7 +99,8 @@ class DiskStore:
 
     def _write_error(self, error: OSError) -> DataError:
         return DataError(
-            f"cannot write to the image cache {self.folder} ({error.strerror or error}); free space there, "
+            f"cannot write to the image cache {escape_path(self.folder)} ({error.strerror or error}); "
+            "free space there, "
             'set dataset.cache_dir elsewhere or use dataset.cache = "memory"'
         )
 
@@ -109,7 +111,10 @@ class DiskStore:
         image = np.empty((3, size, size), dtype=np.uint8)
         with open(self._path(sha256), "rb", buffering=0) as handle:
             if handle.readinto(memoryview(image).cast("B")) != self.nbytes:
-                raise DataError(f"image cache file {self._path(sha256)} is damaged; delete {self.folder}")
+                raise DataError(
+                    f"image cache file {escape_path(self._path(sha256))} is damaged; "
+                    f"delete {escape_path(self.folder)}"
+                )
         return torch.from_numpy(image)
 
 
@@ -129,7 +134,7 @@ class NoStore:
             image, _ = decode_canonical(read_file(path), self.image_size, self.max_pixels)
         except (OSError, BadImage) as error:
             raise DataError(
-                f"{path} became unreadable during the run ({error}); restore it and resume"
+                f"{escape_path(path)} became unreadable during the run ({error}); restore it and resume"
             ) from None
         return torch.from_numpy(image)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ctframe import BuildContext, DataError, DataSplits
+from ctframe.filenames import escape_path
 from ctframe_folder_split.cache import DiskStore, MemoryStore, NoStore, Store
 from ctframe_folder_split.components import chaining_warnings, group_structure
 from ctframe_folder_split.dataset import FolderImageDataset, build_augment
@@ -22,18 +23,28 @@ from ctframe_folder_split.manifest import (
     write_manifest,
 )
 from ctframe_folder_split.options import FolderSplitOptions
-from ctframe_folder_split.scan import Record, scan
+from ctframe_folder_split.scan import Record, check_files, scan
 from ctframe_folder_split.similarity import leakage_summary, sequence_grouping
 from ctframe_folder_split.split import SPLITS, Item, assign_splits
 
 
 def check(options: FolderSplitOptions, context: BuildContext) -> None:
+    """The dataset's check, before a run directory exists: the paths, and with on_bad_image = "error"
+    every file's header (:func:`scan.check_files`), so that a bad image is refused before anything
+    is created rather than after."""
+    check_paths(options, context)
+    if options.on_bad_image == "error":
+        entries = discover(options.root, options.classes).entries
+        _report_bad(options, check_files(entries, options.max_image_pixels, options.num_workers), context)
+
+
+def check_paths(options: FolderSplitOptions, context: BuildContext) -> None:
     """Cheap checks before any file is read (and demo data generation when asked for)."""
     if not options.root.exists() and options.demo_if_missing:
         from ctframe_folder_split.demo import generate_demo_data
 
         context.logger.info(
-            "dataset root %s is missing: generating the synthetic demo data there", options.root
+            "dataset root %s is missing: generating the synthetic demo data there", escape_path(options.root)
         )
         generate_demo_data(options.root)
     check_layout(options.root, options.classes, options.download_hint)
@@ -76,7 +87,7 @@ def _report_bad(options: FolderSplitOptions, bad: Sequence[Record], context: Bui
     described = [f"{record.entry.sample_id} ({record.problem})" for record in bad]
     if options.on_bad_image == "error":
         raise DataError(
-            f"{len(bad)} unusable file(s) under {options.root}: {listing(described)}; "
+            f"{len(bad)} unusable file(s) under {escape_path(options.root)}: {listing(described)}; "
             'fix or remove them, or set dataset.on_bad_image = "skip"'
         )
     for line in described:
@@ -120,7 +131,7 @@ def _split_rows(
         recorded = read_manifest(recorded_path)
         check_unchanged(recorded, fresh, recorded_path)
         by_file = {row.file: row for row in recorded}
-        context.logger.info("reusing the split recorded in %s", recorded_path)
+        context.logger.info("reusing the split recorded in %s", escape_path(recorded_path))
         return [by_file[row.file] for row in fresh], True, None
 
     good = [r for r in records if r.ok]
@@ -154,7 +165,7 @@ def _counts(rows: Sequence[ManifestRow], classes: Sequence[str]) -> tuple[dict, 
 
 
 def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> DataSplits:
-    check(options, context)
+    check_paths(options, context)  # the scan below finds bad files itself
     discovery, store, records = _read_images(options, context)
     rows, reused, links = _split_rows(options, context, records)
     if context.run_dir is not None:
@@ -163,7 +174,8 @@ def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> Da
     summary = _summary(options, context, discovery, records, rows, reused)
     if options.group_by is not None:
         summary["grouping"] = _grouping_summary(options, context, rows, links)
-    materialized = _materialize(options, context, rows)
+        summary["lines"] = [f"groups {line}" for line in summary["grouping"]["lines"]]  # shown by validate
+    materialized = _materialize(options, context, rows, records)
     if materialized is not None:
         summary["materialized"] = materialized
     if options.leakage_check:
@@ -183,7 +195,7 @@ def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> Da
         test=datasets["test"],
         augment=build_augment(options.rotation_degrees, options.horizontal_flip, options.zoom_range),
         num_workers=options.num_workers,
-        files={record.entry.sample_id: str(record.entry.path) for record in records if record.ok},
+        files={record.entry.sample_id: escape_path(record.entry.path) for record in records if record.ok},
         summary=summary,
         groups={row.file: row.group for row in rows if row.split} if options.group_by is not None else {},
     )
@@ -289,7 +301,7 @@ def _summary(
         )
     images, groups = _counts(rows, options.classes)
     return {
-        "root": str(options.root),
+        "root": escape_path(options.root),
         "classes": list(options.classes),
         "positive_class": options.positive_class,
         "seed": context.seed,
@@ -305,7 +317,7 @@ def _summary(
 
 
 def _materialize(
-    options: FolderSplitOptions, context: BuildContext, rows: Sequence[ManifestRow]
+    options: FolderSplitOptions, context: BuildContext, rows: Sequence[ManifestRow], records: Sequence[Record]
 ) -> dict | None:
     if options.materialize == "none":
         return None
@@ -316,6 +328,7 @@ def _materialize(
         target = context.run_dir / "split"
     from ctframe_folder_split.materialize import materialize
 
-    counts = materialize(options.root, rows, target, options.materialize)
-    context.logger.info("materialised the split under %s: %s", target, counts)
-    return {"folder": str(target), **counts}
+    paths = {record.entry.sample_id: record.entry.path for record in records}
+    counts = materialize(options.root, rows, target, options.materialize, paths)
+    context.logger.info("materialised the split under %s: %s", escape_path(target), counts)
+    return {"folder": escape_path(target), **counts}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from ctframe import DataError
+from ctframe.filenames import escape_path
+from ctframe_folder_split.grouping import listing
 
 # Leading bytes of the formats we decode; the extension is never trusted.
 MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -39,8 +42,11 @@ class Entry:
     """One file found under a class folder."""
 
     sample_id: str
-    """Path relative to the root, '/'-separated, NFC-normalised (the same on every OS)."""
+    """Path relative to the root, '/'-separated, NFC-normalised (the same on every OS) and escaped
+    with :func:`ctframe.filenames.escape_path`, so it can go into any CSV, JSON or log as it is."""
     path: Path
+    """The real path, for reading the file (the sample id may differ from it in normalisation and
+    escapes)."""
     class_name: str
     problem: str | None = None
     """Why it cannot be used even before reading it (a symlink loop), else ``None``."""
@@ -54,7 +60,7 @@ class Discovery:
 
 
 def _sample_id(path: Path, root: Path) -> str:
-    return unicodedata.normalize("NFC", path.relative_to(root).as_posix())
+    return escape_path(unicodedata.normalize("NFC", path.relative_to(root).as_posix()))
 
 
 def _walk_class(root: Path, class_name: str, entries: list[Entry], ignored: list[str]) -> None:
@@ -118,16 +124,19 @@ def check_layout(root: Path, classes: list[str], download_hint: str = "") -> Non
             if download_hint
             else "; set dataset.root to the folder that holds " + ", ".join(f"{c}/" for c in classes)
         )
-        raise DataError(f"dataset root {root} does not exist{hint}")
+        raise DataError(f"dataset root {escape_path(root)} does not exist{hint}")
     if not root.is_dir():
         raise DataError(
-            f"dataset root {root} is not a folder; point dataset.root at the folder of class folders"
+            f"dataset root {escape_path(root)} is not a folder; "
+            "point dataset.root at the folder of class folders"
         )
     missing = [c for c in classes if not (root / c).is_dir()]
     if missing:
-        present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        present = sorted(
+            escape_path(p.name) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
         raise DataError(
-            f"class folder(s) {', '.join(missing)} missing under {root} "
+            f"class folder(s) {', '.join(missing)} missing under {escape_path(root)} "
             f"(found: {', '.join(present) or 'none'}); "
             "dataset.classes must name sub-folders of dataset.root"
         )
@@ -142,10 +151,23 @@ def discover(root: Path, classes: list[str]) -> Discovery:
     empty = [c for c in classes if not any(e.class_name == c for e in entries)]
     if empty:
         raise DataError(
-            f"class folder(s) {', '.join(empty)} under {root} hold no files; every class needs images"
+            f"class folder(s) {', '.join(empty)} under {escape_path(root)} hold no files; "
+            "every class needs images"
         )
     entries.sort(key=lambda e: (classes.index(e.class_name), e.sample_id))
+    _refuse_clashing_ids(entries)
     return Discovery(entries, sorted(ignored))
+
+
+def _refuse_clashing_ids(entries: list[Entry]) -> None:
+    """Two files whose names differ only in Unicode normalisation (NFC and NFD 'é') would share one
+    sample id, and so one manifest row; refuse them instead of silently using one of the two."""
+    clashes = sorted({a.sample_id for a, b in itertools.pairwise(entries) if a.sample_id == b.sample_id})
+    if clashes:
+        raise DataError(
+            f"{len(clashes)} file name(s) occur twice in different Unicode normalisations (NFC / NFD): "
+            f"{listing(clashes)}; rename one of each pair"
+        )
 
 
 class NotAnImage(Exception):

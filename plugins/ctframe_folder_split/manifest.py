@@ -1,4 +1,9 @@
-"""``split_manifest.csv``: which file went to which split, so a run can be repeated or resumed exactly."""
+"""``split_manifest.csv``: which file went to which split, so a run can be repeated or resumed exactly.
+
+The ``file`` column holds sample ids: NFC, ``/``-separated and escaped by :mod:`ctframe.filenames`,
+so any file name is one line of valid UTF-8. Reading a manifest back maps those ids to the real files
+through discovery (which computes the same ids), never by rebuilding a path from the text.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctframe import DataError
+from ctframe.filenames import ensure_escaped, escape_path, unescape_name
 from ctframe.rundir import write_text
 from ctframe_folder_split.grouping import listing
 
@@ -33,28 +39,48 @@ def write_manifest(path: Path, rows: Sequence[ManifestRow]) -> Path:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
-        writer.writerow((row.file, row.sha256, row.class_name, row.split, row.group, row.status))
+        writer.writerow(
+            # Sample ids arrive escaped; a raw group label or reason is escaped here, so no name breaks it.
+            tuple(
+                ensure_escaped(v)
+                for v in (row.file, row.sha256, row.class_name, row.split, row.group, row.status)
+            )
+        )
     return write_text(path, buffer.getvalue())
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:
+    where = escape_path(path)
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or not set(COLUMNS) <= set(reader.fieldnames):
-                raise DataError(f"{path} is not a split manifest (columns {', '.join(COLUMNS)} expected)")
-            rows = [
-                ManifestRow(r["file"], r["sha256"], r["class"], r["split"], r["group"], r["status"])
-                for r in reader
-            ]
+                raise DataError(f"{where} is not a split manifest (columns {', '.join(COLUMNS)} expected)")
+            rows = []
+            for r in reader:
+                values = [r[column] for column in COLUMNS]
+                if None in values:  # a row cut short, e.g. by an interrupted copy
+                    raise DataError(
+                        f"split manifest {where} line {reader.line_num} has fewer than {len(COLUMNS)} "
+                        "columns; restore the file or start a new run"
+                    )
+                rows.append(ManifestRow(*values))
     except FileNotFoundError:
-        raise DataError(f"split manifest {path} does not exist; fix dataset.reuse_manifest") from None
+        raise DataError(f"split manifest {where} does not exist; fix dataset.reuse_manifest") from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"cannot read split manifest {path} ({error})") from None
+        raise DataError(f"cannot read split manifest {where} ({error})") from None
+    for row in rows:
+        try:
+            unescape_name(row.file)
+        except ValueError:
+            raise DataError(
+                f"split manifest {where} names {row.file!r}, which is not an escaped file name "
+                "(a backslash must start \\\\, \\xNN or \\uNNNN); restore the file"
+            ) from None
     odd = [row.file for row in rows if row.split not in ("", "train", "val", "test")]
     if odd:
         raise DataError(
-            f"split manifest {path} names unknown splits for {listing(odd)}; use train, val or test"
+            f"split manifest {where} names unknown splits for {listing(odd)}; use train, val or test"
         )
     return rows
 
@@ -79,6 +105,6 @@ def check_unchanged(recorded: Sequence[ManifestRow], current: Sequence[ManifestR
         if names
     ]
     raise DataError(
-        f"the data no longer matches the recorded split {where}: {'; '.join(parts)}; "
+        f"the data no longer matches the recorded split {escape_path(where)}: {'; '.join(parts)}; "
         "restore those files, or start a new run to split afresh"
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import filecmp
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ctframe import DataError
+from ctframe.filenames import escape_path, unescape_name
 from ctframe_folder_split.manifest import ManifestRow
 
 MARKER = ".ctframe-split"
@@ -22,12 +23,23 @@ def _same(source: Path, target: Path, mode: str) -> bool:
     return filecmp.cmp(source, target, shallow=False)
 
 
-def materialize(root: Path, rows: Sequence[ManifestRow], target: Path, mode: str) -> dict[str, int]:
-    """Link or copy every usable file; remove files an earlier materialisation left that no longer belong."""
+def materialize(
+    root: Path,
+    rows: Sequence[ManifestRow],
+    target: Path,
+    mode: str,
+    paths: Mapping[str, Path] | None = None,
+) -> dict[str, int]:
+    """Link or copy every usable file; remove files an earlier materialisation left that no longer belong.
+
+    ``paths`` maps a row's file (a sample id: NFC, escaped) to the real file; without it the file is
+    taken to be ``root / unescape_name(file)``. Copies keep the real names, byte for byte.
+    """
     marker = target / MARKER
     if target.exists() and any(target.iterdir()) and not marker.exists():
         raise DataError(
-            f"materialize_dir {target} already holds files ctframe did not put there; choose an empty folder"
+            f"materialize_dir {escape_path(target)} already holds files ctframe did not put there; "
+            "choose an empty folder"
         )
     target.mkdir(parents=True, exist_ok=True)
     marker.touch()
@@ -37,8 +49,8 @@ def materialize(root: Path, rows: Sequence[ManifestRow], target: Path, mode: str
     for row in rows:
         if not row.split:
             continue
-        source = root / row.file
-        destination = target / row.split / row.file
+        source = paths[row.file] if paths is not None else root / unescape_name(row.file)
+        destination = target / row.split / source.relative_to(root)
         wanted.add(destination)
         if _same(source, destination, "copy" if fell_back else mode):
             counts["unchanged"] += 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ctframe import hookimpl
 
-from .factory import build_torchvision_backbone
+from .factory import build_torchvision_backbone, check_torchvision_weights
 from .options import TorchvisionOptions
 
 
@@ -19,4 +19,5 @@ def ctframe_register_backbones(register) -> None:
         TorchvisionOptions,
         "a torchvision model's convolutional trunk by name (arch=resnet50, densenet121, "
         "efficientnet_b0, ...); ImageNet mean/std input normalisation",
+        check=check_torchvision_weights,
     )

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from pathlib import Path
 
 import pytest
-from folder_split_support import CLASSES, bomb_png, build, image_bytes, make_folder, options
+from folder_split_support import CLASSES, bomb_png, build, context, image_bytes, make_folder, options
 from pydantic import ValidationError
 
 from ctframe import DataError
+
+SHARED_SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:
@@ -182,3 +185,69 @@ def test_grouping_errors_are_one_line(tmp_path):
         build(tmp_path, group_by=str(tmp_path / "absent.csv"))
     assert "absent.csv does not exist" in one_line(error)
     assert CLASSES  # the layout those messages refer to
+
+
+def test_the_check_refuses_bad_files_before_any_run_directory(tmp_path):
+    """In error mode the dataset's check (run before a run directory exists) finds what the scan finds."""
+    from ctframe_folder_split.factory import check
+
+    expected = bad_folder(tmp_path)
+    (tmp_path / "non-COVID" / "cut.jpg").write_bytes(image_bytes(78, size=(64, 64), fmt="JPEG")[:-200])
+    expected["non-COVID/cut.jpg"] = "corrupt or truncated JPEG"
+    with pytest.raises(DataError) as checked:
+        check(options(tmp_path), context())
+    with pytest.raises(DataError) as scanned:
+        build(tmp_path)
+    for error in (checked, scanned):
+        message = one_line(error)
+        assert f"{len(expected)} unusable file(s)" in message
+        for file, reason in expected.items():
+            assert f"{file} ({reason}" in message
+    check(options(tmp_path, on_bad_image="skip"), context())  # skip mode: the scan records them later
+
+
+def test_the_check_accepts_every_file_the_scan_accepts(tmp_path):
+    """No false alarms: formats, modes and the real samples (JPEGs named .png included) pass the check."""
+    from ctframe_folder_split.decode import BadImage, decode_canonical, verify_image
+
+    for k, (fmt, mode) in enumerate(
+        [
+            ("PNG", "RGBA"),
+            ("PNG", "P"),
+            ("PNG", "L"),
+            ("JPEG", "RGB"),
+            ("JPEG", "L"),
+            ("BMP", "RGB"),
+            ("TIFF", "RGB"),
+            ("GIF", "P"),
+            ("WEBP", "RGB"),
+        ]
+    ):
+        verify_image(image_bytes(k, size=(40, 30), fmt=fmt, mode=mode), 10_000)
+    files = [path for path in SHARED_SAMPLES.rglob("*") if path.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    if not files:
+        pytest.skip("the shared samples are not here")
+    for path in files:
+        data = path.read_bytes()
+        try:
+            decode_canonical(data, 16, 64_000_000)
+        except BadImage:
+            continue
+        verify_image(data, 64_000_000)
+
+
+@pytest.mark.parametrize(
+    ("test_fraction", "val_fraction", "left"),
+    [(0.9, 0.9, "1.0%"), (0.9, 0.15, "8.5%"), (0.3, 0.6, "28.0%")],
+)
+def test_split_fractions_that_leave_too_little_training_data_are_refused(
+    tmp_path, test_fraction, val_fraction, left
+):
+    with pytest.raises(ValidationError) as error:
+        options(tmp_path, test_fraction=test_fraction, val_fraction=val_fraction)
+    message = error.value.errors()[0]["msg"]
+    assert error.value.errors()[0]["loc"] == ("val_fraction",)
+    assert f"leave {left} of each class for training" in message
+    assert "val_fraction is a share of what the test part leaves" in message and "\n" not in message
+    options(tmp_path, test_fraction=0.5, val_fraction=0.5)  # 25 / 25 / 50 is a choice, not a mistake
+    options(tmp_path, test_fraction=0.15, val_fraction=0.18)
