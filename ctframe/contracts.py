@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ctframe.kinds import Kind  # the kinds are declared once, in ctframe.kinds.KINDS
 
 if TYPE_CHECKING:  # keep `import ctframe` free of torch
     import numpy as np
@@ -34,16 +35,6 @@ if TYPE_CHECKING:  # keep `import ctframe` free of torch
     from ctframe.model import Classifier
     from ctframe.options import Options
     from ctframe.rundir import RunDirectory
-
-
-class Kind(StrEnum):
-    """The five kinds of component a plugin can register."""
-
-    DATASET = "dataset"
-    BACKBONE = "backbone"
-    HEAD = "head"
-    TRAINER = "trainer"
-    METRIC = "metric"
 
 
 @dataclass(frozen=True)
@@ -104,7 +95,8 @@ class DataSplits:
     files: Mapping[str, str] = field(default_factory=dict)
     """Sample id -> the file it came from, for predictions and reports."""
     summary: Mapping[str, Any] = field(default_factory=dict)
-    """JSON-able facts about the split (counts per class and split, groups, duplicates)."""
+    """JSON-able facts about the split (counts per class and split, groups, duplicates). Under
+    ``"lines"``, a list of one-line facts that ``ctframe validate`` prints."""
     groups: Mapping[str, str] = field(default_factory=dict)
     """Sample id -> group (patient, scan sequence) when samples are not independent; empty otherwise.
     Evaluation resamples whole groups for its confidence intervals when this is set."""

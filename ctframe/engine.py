@@ -102,6 +102,7 @@ def check_recipe(recipe: Recipe, quick: bool = False) -> list[str]:
         f"classes {list(data.class_names)}, positive class {data.positive_class!r}",
         f"model: {recipe.backbone.component.name} + {recipe.head.component.name}, {parameters:,} parameters",
         f"trainer: {recipe.trainer.component.name}; metrics: {', '.join(metric_names)}",
+        *(f"data: {line}" for line in data.summary.get("lines", ())),
     ]
 
 

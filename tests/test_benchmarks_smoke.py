@@ -48,6 +48,7 @@ TABLES = {
         "leakage_check (same sizes, no classes):",
         "group_sequences on 200 files",
     ],
+    "bench_eval_precision.py": ["precision     img/s", "fp32 ", "bf16 ", "fp32 / bf16 time:"],
     "evaluation_bootstrap.py": ["vectorised s", "roc_auc", "f1 (macro)", "all ", "evaluate(): 2 models"],
     "sequence_evidence.py": [
         "pair similarity (Pearson correlation of thumbnails):",

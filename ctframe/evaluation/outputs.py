@@ -12,6 +12,7 @@ from rich.table import Table
 from ctframe.contracts import Predictions
 from ctframe.evaluation.bootstrap import Estimate
 from ctframe.evaluation.results import EvaluationResult, ModelEvaluation, jsonable
+from ctframe.filenames import ensure_escaped
 from ctframe.rundir import RunDirectory, atomic_open
 
 PREDICTIONS = "predictions_{key}.csv"
@@ -48,7 +49,8 @@ def write_predictions_csv(
         shown_threshold = "" if threshold is None else f"{threshold:.8g}"
         for row, sample_id in enumerate(predictions.sample_ids):
             truth = [class_names[int(predictions.labels[row])]] if labelled else []
-            record = [files.get(sample_id, ""), sample_id, *truth, class_names[int(predicted[row])]]
+            file = ensure_escaped(files.get(sample_id, ""))  # any bytes a file name holds, printable
+            record = [file, ensure_escaped(sample_id), *truth, class_names[int(predicted[row])]]
             record += [positive, shown_threshold, *(f"{p:.8g}" for p in predictions.probabilities[row])]
             writer.writerow(record)
     return Path(path)
@@ -103,7 +105,8 @@ def _caption(result: EvaluationResult) -> str:
         threshold = "thresholds " + ", ".join(f"{m.title} {m.threshold.describe()}" for m in result.models)
     settings = result.settings
     interval = (
-        f"Below each value: {settings.confidence:.0%} CI, stratified bootstrap of {settings.bootstrap}"
+        f"Below each value: {settings.confidence:.0%} CI, {settings.bootstrap} resamples, "
+        f"{result.bootstrap_method.split(' (')[0]}"
         if settings.bootstrap
         else "No confidence intervals (bootstrap = 0)"
     )

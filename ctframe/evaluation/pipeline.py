@@ -9,10 +9,17 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ctframe.contracts import Metric, MetricInput
-from ctframe.errors import CtframeError
+from ctframe.contracts import Metric, MetricInput, Predictions
+from ctframe.errors import CtframeError, DataError
 from ctframe.evaluation import calibration
-from ctframe.evaluation.bootstrap import Estimate, looped, percentile_interval, resample_weights
+from ctframe.evaluation.bootstrap import (
+    Estimate,
+    group_resample_weights,
+    looped,
+    percentile_interval,
+    resample_weights,
+    sample_groups,
+)
 from ctframe.evaluation.decision import checked_arrays, predicted_labels
 from ctframe.evaluation.outputs import calibration_table, metrics_table, write_metrics, write_predictions
 from ctframe.evaluation.paired import paired_differences
@@ -67,12 +74,19 @@ def _bootstrap(
     probabilities: np.ndarray,
     settings: EvaluationSettings,
     seed: int,
+    groups: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Resampled values per scalar name (metrics and calibration), all from the same resamples."""
+    """Resampled values per scalar name (metrics and calibration), all from the same resamples:
+    whole groups when ``groups`` is given (a cluster bootstrap), single samples otherwise."""
     confidence, outcome = calibration.calibration_target(labels, probabilities, inputs.positive_index)
     samples: dict[str, list[np.ndarray]] = {}
     batched = [getattr(metric, "batched", None) or looped(metric) for _, metric in metrics]
-    for weights in resample_weights(labels, settings.bootstrap, seed):
+    blocks_of_weights = (
+        resample_weights(labels, settings.bootstrap, seed)
+        if groups is None
+        else group_resample_weights(labels, groups, settings.bootstrap, seed)
+    )
+    for weights in blocks_of_weights:
         blocks: dict[str, np.ndarray] = {}
         for compute in batched:
             blocks.update({k: v for k, v in compute(inputs, weights).items() if k != WARNINGS_KEY})
@@ -85,6 +99,19 @@ def _bootstrap(
         for name, block in blocks.items():
             samples.setdefault(name, []).append(np.asarray(block, dtype=np.float64))
     return {name: np.concatenate(blocks) for name, blocks in samples.items()}
+
+
+def _groups(test: Predictions, data: EvaluationData) -> np.ndarray | None:
+    try:
+        return sample_groups(test.sample_ids, data.groups)
+    except ValueError as error:
+        raise DataError(f"cluster bootstrap: {error}; the dataset must give every sample a group") from None
+
+
+def bootstrap_method(data: EvaluationData) -> str:
+    if data.groups:
+        return "stratified cluster bootstrap (whole groups resampled: one group's images are not independent)"
+    return "stratified bootstrap of images"
 
 
 def _with_interval(value: float, samples: np.ndarray | None, settings: EvaluationSettings) -> Estimate:
@@ -132,7 +159,9 @@ def evaluate_model(
         "brier": calibration.brier_score(labels, probabilities, positive),
     }
     resampled = (
-        _bootstrap(metrics, inputs, labels, probabilities, settings, seed) if settings.bootstrap else {}
+        _bootstrap(metrics, inputs, labels, probabilities, settings, seed, _groups(test, data))
+        if settings.bootstrap
+        else {}
     )
     for message in warnings:
         logger.warning("%s: %s", trained.title, message)
@@ -196,6 +225,7 @@ def evaluate(
         settings,
         seed,
         paired_differences(trained, evaluations, resampled, settings),
+        bootstrap_method(data_info),
     )
     if run_dir is not None:
         write_metrics(run_dir, result)

@@ -98,6 +98,7 @@ class EvaluationResult:
     seed: int
     differences: tuple[PairedDifference, ...] = ()
     """Paired bootstrap differences of later models to the first (same test samples only)."""
+    bootstrap_method: str = "stratified bootstrap of images"
 
     def __getitem__(self, key: str) -> ModelEvaluation:
         for model in self.models:
@@ -114,7 +115,7 @@ class EvaluationResult:
             "bootstrap": {
                 "resamples": self.settings.bootstrap,
                 "confidence": self.settings.confidence,
-                "method": "stratified percentile bootstrap",
+                "method": f"percentile intervals, {self.bootstrap_method}",
                 "seed": self.seed,
             },
             "calibration_bins": self.settings.calibration_bins,
