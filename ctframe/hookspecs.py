@@ -1,7 +1,9 @@
 """Hook specifications: the extension points of ctframe.
 
-Each ``ctframe_register_<kind>`` hook is called once per plugin when the registry is built. The
-plugin calls ``register`` once per component it provides::
+Each ``ctframe_register_<kind>`` hook is called once per plugin when the registry is built. Those
+hooks are declared from the table of kinds (:data:`ctframe.kinds.KINDS`, which also holds each
+factory's contract), so a new kind needs no edit here. The plugin calls ``register`` once per
+component it provides::
 
     register(name, factory, options, description, check=None)
 
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
+
+from ctframe.kinds import KINDS, KindSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,53 +55,6 @@ class Register(Protocol):
     ) -> None: ...
 
 
-@hookspec
-def ctframe_register_datasets(register: Register) -> None:
-    """Register dataset components.
-
-    Factory: ``factory(options, context: BuildContext) -> DataSplits``. Called once per run before
-    training; it reads, checks and splits the data and may write the split manifest into
-    ``context.run_dir`` (``None`` while validating). Raise :class:`ctframe.DataError` for bad data.
-    """
-
-
-@hookspec
-def ctframe_register_backbones(register: Register) -> None:
-    """Register backbone components.
-
-    Factory: ``factory(options, context: BuildContext) -> Backbone``: an ``nn.Module`` with
-    ``out_features`` and an ordered ``layers`` list; it normalises its own 0..255 RGB input.
-    """
-
-
-@hookspec
-def ctframe_register_heads(register: Register) -> None:
-    """Register head components.
-
-    Factory: ``factory(options, context, in_features: int, num_classes: int) -> Head``: an
-    ``nn.Module`` mapping backbone feature maps to ``num_outputs`` logits, with ``penalty()``.
-    """
-
-
-@hookspec
-def ctframe_register_trainers(register: Register) -> None:
-    """Register trainer components.
-
-    Factory: ``factory(options, context: BuildContext) -> Trainer``; ``Trainer.fit(model, data,
-    context)`` trains the :class:`~ctframe.model.Classifier` and returns the trained models to
-    evaluate, with their validation and test predictions.
-    """
-
-
-@hookspec
-def ctframe_register_metrics(register: Register) -> None:
-    """Register metric components.
-
-    Factory: ``factory(options, context: BuildContext) -> Metric``: a callable from
-    :class:`~ctframe.contracts.MetricInput` to a mapping of named values.
-    """
-
-
 @hookspec(firstresult=True)
 def ctframe_audit(root: Path, options: dict[str, Any]) -> AuditReport | None:
     """Audit a dataset folder for ``ctframe audit ROOT``.
@@ -115,3 +72,18 @@ def ctframe_register_commands(cli: typer.Typer) -> None:
     except a core command's name (refused with a warning naming the plugin; the core one stays) and
     a name two plugins add. A plugin whose hook raises is reported as broken; the others still load.
     """
+
+
+def _register_hook(kind: KindSpec) -> Callable[..., None]:
+    def spec(register: Register) -> None:
+        pass
+
+    spec.__name__ = spec.__qualname__ = kind.hook
+    spec.__doc__ = f"Register {kind.name} components.\n\n{kind.factory}"
+    return hookspec(spec)
+
+
+# One spec per kind; a kind whose hook needs more than ``register`` declares it above instead.
+for _kind in KINDS:
+    globals().setdefault(_kind.hook, _register_hook(_kind))
+del _kind

@@ -25,18 +25,13 @@ import pluggy
 from ctframe import hookspecs
 from ctframe.contracts import Component, Kind
 from ctframe.errors import CtframeError, PluginError
+from ctframe.kinds import KINDS
 from ctframe.options import Options
 
 ENTRY_POINT_GROUP = "ctframe"
 PLUGINS_ENV = "CTFRAME_PLUGINS"
 
-REGISTER_HOOKS: dict[Kind, str] = {
-    Kind.DATASET: "ctframe_register_datasets",
-    Kind.BACKBONE: "ctframe_register_backbones",
-    Kind.HEAD: "ctframe_register_heads",
-    Kind.TRAINER: "ctframe_register_trainers",
-    Kind.METRIC: "ctframe_register_metrics",
-}
+REGISTER_HOOKS: dict[Kind, str] = {Kind(kind.name): kind.hook for kind in KINDS}
 
 # What plugin code may raise without stopping ctframe (a stray sys.exit() included); Ctrl-C still stops it.
 PLUGIN_FAILURES = (Exception, SystemExit)

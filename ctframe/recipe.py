@@ -17,12 +17,14 @@ from pydantic import Field, ValidationError
 
 from ctframe.contracts import Component, Kind
 from ctframe.errors import RecipeError
+from ctframe.kinds import KindSpec, recipe_kinds
 from ctframe.options import Options, RecipePath
 from ctframe.plugins import Registry
 
 COMPONENT_KEY = "component"
-COMPONENT_SECTIONS = (Kind.DATASET, Kind.BACKBONE, Kind.HEAD, Kind.TRAINER)
-TOP_LEVEL_KEYS = ("run", *(kind.value for kind in COMPONENT_SECTIONS), "metrics", "evaluation")
+COMPONENT_SECTIONS: tuple[KindSpec, ...] = recipe_kinds()
+"""The recipe sections that name components, in recipe order (from ``ctframe.kinds.KINDS``)."""
+TOP_LEVEL_KEYS = ("run", *(kind.section for kind in COMPONENT_SECTIONS), "evaluation")
 
 
 class RunSettings(Options):
@@ -61,29 +63,47 @@ class ComponentConfig:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A validated recipe. ``to_dict()`` is the resolved recipe (defaults filled, paths absolute)."""
+    """A validated recipe. ``to_dict()`` is the resolved recipe (defaults filled, paths absolute).
+
+    Each component section is an attribute named like its recipe key: ``recipe.dataset`` is a
+    :class:`ComponentConfig`, ``recipe.metrics`` a tuple of them (a kind with ``many=True``).
+    """
 
     path: Path
     run: RunSettings
-    dataset: ComponentConfig
-    backbone: ComponentConfig
-    head: ComponentConfig
-    trainer: ComponentConfig
-    metrics: tuple[ComponentConfig, ...]
+    sections: Mapping[str, ComponentConfig | tuple[ComponentConfig, ...]]
+    """Recipe key -> its validated component(s), for every section of ``COMPONENT_SECTIONS``."""
     evaluation: Options
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails; read __dict__ so a half-built object cannot recurse.
+        sections = self.__dict__.get("sections") or {}
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def stem(self) -> str:
         return self.run.name or self.path.stem
 
     def components(self) -> list[ComponentConfig]:
-        return [self.dataset, self.backbone, self.head, self.trainer, *self.metrics]
+        found: list[ComponentConfig] = []
+        for kind in COMPONENT_SECTIONS:
+            value = self.sections[kind.section]
+            found.extend(value if kind.many else [value])
+        return found
 
     def to_dict(self) -> dict[str, Any]:
-        resolved: dict[str, Any] = {"metrics": [m.to_dict() for m in self.metrics]}
+        # Lists first: in TOML a top-level array must come before the first table.
+        resolved: dict[str, Any] = {
+            kind.section: [m.to_dict() for m in self.sections[kind.section]]
+            for kind in COMPONENT_SECTIONS
+            if kind.many
+        }
         resolved["run"] = self.run.model_dump(mode="json")
-        for config in (self.dataset, self.backbone, self.head, self.trainer):
-            resolved[config.section] = config.to_dict()
+        for kind in COMPONENT_SECTIONS:
+            if not kind.many:
+                resolved[kind.section] = self.sections[kind.section].to_dict()
         resolved["evaluation"] = self.evaluation.model_dump(mode="json")
         return _drop_none(resolved)
 
@@ -256,14 +276,17 @@ def _component(registry: Registry, kind: Kind, section: str, values: Any, path: 
     return ComponentConfig(section, component, validate_options(component.options, values, path, section))
 
 
-def _metric_entries(raw: Any, path: Path) -> list[dict[str, Any]]:
+def _list_entries(kind: KindSpec, raw: Any, path: Path, registry: Registry) -> list[dict[str, Any]]:
+    """A list section (``metrics = [...]``): each entry a component name or a table."""
+    section = kind.section
     if raw is None:
+        example = ", ".join(f'"{n}"' for n in registry.names(Kind(kind.name))[:2]) or '"name"'
         raise RecipeError(
-            f'{path}: metrics: missing; add e.g. metrics = ["accuracy", "roc_auc"] before the first table'
+            f"{path}: {section}: missing; add e.g. {section} = [{example}] before the first table"
         )
     if not isinstance(raw, list) or not raw:
         raise RecipeError(
-            f"{path}: metrics: expected a non-empty list of metric names or tables, got {raw!r}"
+            f"{path}: {section}: expected a non-empty list of {kind.name} names or tables, got {raw!r}"
         )
     entries = []
     for index, item in enumerate(raw):
@@ -272,8 +295,28 @@ def _metric_entries(raw: Any, path: Path) -> list[dict[str, Any]]:
         elif isinstance(item, dict):
             entries.append(item)
         else:
-            raise RecipeError(f"{path}: metrics[{index}]: expected a metric name or a table, got {item!r}")
+            raise RecipeError(
+                f"{path}: {section}[{index}]: expected a {kind.name} name or a table, got {item!r}"
+            )
     return entries
+
+
+def _section(kind: KindSpec, data: Mapping[str, Any], path: Path, registry: Registry) -> Any:
+    """One validated component section: a ComponentConfig, or a tuple of them for a list section."""
+    section = str(kind.section)
+    if not kind.many:
+        return _component(registry, Kind(kind.name), section, data[section], path)
+    configs = tuple(
+        _component(registry, Kind(kind.name), f"{section}[{i}]", entry, path)
+        for i, entry in enumerate(_list_entries(kind, data.get(section), path, registry))
+    )
+    names = [c.component.name for c in configs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RecipeError(
+            f"{path}: {section}: {', '.join(duplicates)} listed twice; keep one entry per {kind.name}"
+        )
+    return configs
 
 
 def evaluation_schema() -> type[Options]:
@@ -292,23 +335,13 @@ def validate_recipe(data: Mapping[str, Any], path: Path, registry: Registry) -> 
                 f"(expected: {', '.join(TOP_LEVEL_KEYS)})"
             )
     for kind in COMPONENT_SECTIONS:
-        if kind.value not in data:
-            raise RecipeError(f"{path}: missing section [{kind.value}]")
+        if not kind.many and kind.section not in data:
+            raise RecipeError(f"{path}: missing section [{kind.section}]")
     run_values = data.get("run", {})
     if not isinstance(run_values, dict):
         raise RecipeError(f"{path}: [run] must be a table")
     run = validate_options(RunSettings, run_values, path, "run")
-    sections = {
-        kind: _component(registry, kind, kind.value, data[kind.value], path) for kind in COMPONENT_SECTIONS
-    }
-    metrics = tuple(
-        _component(registry, Kind.METRIC, f"metrics[{i}]", entry, path)
-        for i, entry in enumerate(_metric_entries(data.get("metrics"), path))
-    )
-    names = [m.component.name for m in metrics]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise RecipeError(f"{path}: metrics: {', '.join(duplicates)} listed twice; keep one entry per metric")
+    sections = {str(kind.section): _section(kind, data, path, registry) for kind in COMPONENT_SECTIONS}
     evaluation_values = data.get("evaluation", {})
     if not isinstance(evaluation_values, dict):
         raise RecipeError(f"{path}: [evaluation] must be a table")
@@ -316,11 +349,7 @@ def validate_recipe(data: Mapping[str, Any], path: Path, registry: Registry) -> 
     return Recipe(
         path=path.absolute(),
         run=run.model_copy(update={"output": run.output.expanduser().absolute()}),
-        dataset=sections[Kind.DATASET],
-        backbone=sections[Kind.BACKBONE],
-        head=sections[Kind.HEAD],
-        trainer=sections[Kind.TRAINER],
-        metrics=metrics,
+        sections=sections,
         evaluation=evaluation,
     )
 

@@ -60,19 +60,22 @@ def _kind_schema(registry: Registry, kind: Kind, defs: dict[str, Any]) -> dict[s
 def recipe_json_schema(registry: Registry) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     properties: dict[str, Any] = {"run": _options_schema(RunSettings, "run.", defs)}
-    for kind in COMPONENT_SECTIONS:
-        properties[kind.value] = _kind_schema(registry, kind, defs)
-    metric = _kind_schema(registry, Kind.METRIC, defs)
-    names = sorted(registry.components[Kind.METRIC])
-    item = {"anyOf": [{"enum": names} if names else {"type": "string"}, metric]}
-    properties["metrics"] = {"type": "array", "minItems": 1, "items": item}
+    for kind_spec in COMPONENT_SECTIONS:
+        kind = Kind(kind_spec.name)
+        one = _kind_schema(registry, kind, defs)
+        if kind_spec.many:  # a list of component names or tables
+            names = sorted(registry.components[kind])
+            item = {"anyOf": [{"enum": names} if names else {"type": "string"}, one]}
+            properties[str(kind_spec.section)] = {"type": "array", "minItems": 1, "items": item}
+        else:
+            properties[str(kind_spec.section)] = one
     properties["evaluation"] = _options_schema(evaluation_schema(), "evaluation.", defs)
     return {
         "$schema": DRAFT,
         "title": "ctframe recipe",
         "type": "object",
         "properties": properties,
-        "required": [k.value for k in COMPONENT_SECTIONS] + ["metrics"],
+        "required": [str(k.section) for k in COMPONENT_SECTIONS],
         "additionalProperties": False,
         "$defs": defs,
     }
