@@ -236,7 +236,7 @@ def predict(
     """Predict class probabilities for new images with a trained model."""
     from ctframe.inference import predict_files
 
-    written, count, skipped = predict_files(
+    result = predict_files(
         model,
         paths,
         output,
@@ -245,9 +245,13 @@ def predict(
         batch_size=batch_size,
         console=err,
     )
-    for file, reason in skipped:
+    for file, reason in result.skipped:
         err.print(f"skipped {file}: {reason}", markup=False)
-    out.print(f"wrote {written} ({count} images{f', {len(skipped)} skipped' if skipped else ''})")
+    skipped = f", {len(result.skipped)} skipped" if result.skipped else ""
+    out.print(
+        f"wrote {result.output} ({result.count} images{skipped}; {result.images_per_s:.1f} images/s, "
+        f"model loaded in {result.load_seconds:.1f} s)"
+    )
 
 
 @app.command("evaluate")

@@ -124,6 +124,8 @@ class ReadFiles:
     """Sample id -> file (printable form, see :mod:`ctframe.filenames`)."""
     skipped: Sequence[tuple[str, str]] = ()
     """``(file, reason)`` of every file left out with ``on_bad_image="skip"``."""
+    num_workers: int = 0
+    """Loader worker processes worth using for ``images`` (decoding while the model runs)."""
 
 
 @runtime_checkable

@@ -54,6 +54,7 @@ class ExternalSet:
     files: Mapping[str, str]
     class_counts: Mapping[str, int]
     skipped: Sequence[tuple[str, str]]
+    num_workers: int = 0
 
 
 class _Labelled:
@@ -132,7 +133,7 @@ def _folder_set(
         raise DataError(f"{escape_path(folder)} has no class sub-folders (one folder of images per class)")
     resolved = _map_classes(found, info.class_names, mapping)
     reader = file_reader(info, registry)
-    parts, files, skipped, counts = [], {}, [], {}
+    parts, files, skipped, counts, workers = [], {}, [], {}, 0
     for name in found:
         read = reader.read([folder / name], on_bad_image=on_bad_image)
         if len(read.images) == 0:
@@ -142,9 +143,10 @@ def _folder_set(
         files.update(read.files)
         skipped.extend(read.skipped)
         counts[resolved[name]] = len(read.images)
+        workers = max(workers, read.num_workers)
     images = _Labelled(parts)
     labels = np.array([label for _, _, label in images.index], dtype=np.int64)
-    return ExternalSet(images, labels, files, counts, skipped)
+    return ExternalSet(images, labels, files, counts, skipped, workers)
 
 
 def _recipe_set(
@@ -219,7 +221,14 @@ def evaluate_external(
     for info in infos:
         loaded = load_model(info.path, registry)
         predictions = predict_with_progress(
-            loaded, external.images, "cpu", settings.precision, settings.batch_size, console, info.key
+            loaded,
+            external.images,
+            "cpu",
+            settings.precision,
+            settings.batch_size,
+            console,
+            info.key,
+            external.num_workers,
         )
         if not np.array_equal(predictions.labels, external.labels):
             raise RunError("internal: external labels changed between models")

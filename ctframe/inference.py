@@ -6,7 +6,9 @@ that read its training images, and that component's reader decodes new files the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,13 +64,19 @@ def predict_with_progress(
     batch_size: int,
     console: Console | None,
     label: str,
+    num_workers: int = 0,
 ) -> Predictions:
     """The core prediction loop, with a progress bar on ``console`` when it is a terminal."""
     from ctframe.predict import predict_dataset
 
     if console is None or not console.is_terminal:
         return predict_dataset(
-            loaded.classifier, images, device=device, precision=precision, batch_size=batch_size
+            loaded.classifier,
+            images,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            num_workers=num_workers,
         )
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -82,8 +90,24 @@ def predict_with_progress(
             device=device,
             precision=precision,
             batch_size=batch_size,
+            num_workers=num_workers,
             on_batch=advance,
         )
+
+
+@dataclass(frozen=True)
+class PredictRun:
+    output: Path
+    count: int
+    skipped: list[tuple[str, str]]
+    load_seconds: float
+    """Rebuilding the model and loading its weights (once per command)."""
+    predict_seconds: float
+    """Reading, decoding and predicting every file, and writing the CSV."""
+
+    @property
+    def images_per_s(self) -> float:
+        return self.count / self.predict_seconds if self.predict_seconds > 0 else float("nan")
 
 
 def predict_files(
@@ -98,8 +122,8 @@ def predict_files(
     device: str = "cpu",
     registry: Registry | None = None,
     console: Console | None = None,
-) -> tuple[Path, int, list[tuple[str, str]]]:
-    """Predict every image file under ``paths``; returns the CSV, the count and the skipped files."""
+) -> PredictRun:
+    """Predict every image file under ``paths`` into the CSV ``output``."""
     import numpy as np
 
     from ctframe.evaluation.decision import predicted_labels
@@ -108,13 +132,15 @@ def predict_files(
     from ctframe.plugins import get_registry
 
     registry = registry or get_registry()
+    started = time.perf_counter()
     loaded = load_model(find_model(model_or_run, model_key), registry, device=device)
+    loaded_at = time.perf_counter()
     info = loaded.info
     read = read_files(info, paths, on_bad_image, registry)
     if len(read.images) == 0:
         raise ModelFileError("no image files to predict on" + (" (all were skipped)" if read.skipped else ""))
     predictions = predict_with_progress(
-        loaded, read.images, device, precision, batch_size, console, f"predict ({info.key})"
+        loaded, read.images, device, precision, batch_size, console, f"predict ({info.key})", read.num_workers
     )
     threshold = info.threshold
     decision = 0.5 if threshold is None else threshold
@@ -133,4 +159,6 @@ def predict_files(
         read.files,
         labelled=False,
     )
-    return Path(output), len(predictions.sample_ids), list(read.skipped)
+    finished = time.perf_counter()
+    count = len(predictions.sample_ids)
+    return PredictRun(Path(output), count, list(read.skipped), loaded_at - started, finished - loaded_at)

@@ -49,6 +49,7 @@ TABLES = {
         "group_sequences on 200 files",
     ],
     "bench_eval_precision.py": ["precision     img/s", "fp32 ", "bf16 ", "fp32 / bf16 time:"],
+    "bench_predict.py": ["bare forward (decoded images in memory)", "ctframe predict (files", "predict /"],
     "evaluation_bootstrap.py": ["vectorised s", "roc_auc", "f1 (macro)", "all ", "evaluate(): 2 models"],
     "sequence_evidence.py": [
         "pair similarity (Pearson correlation of thumbnails):",

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from ctframe import BuildContext, DataError
 from ctframe.contracts import ReadFiles
 from ctframe.filenames import escape_path
-from ctframe_folder_split.decode import BadImage, decode_canonical
+from ctframe_folder_split.decode import BadImage, decode_canonical, verify_image
 from ctframe_folder_split.files import NotAnImage, read_file, sniff_format
 from ctframe_folder_split.options import FolderSplitOptions
 
@@ -43,46 +43,59 @@ def _looks_like_image(path: Path) -> bool:
         return True  # let reading report why it cannot be read
 
 
-class _DecodedImages(Dataset):
-    def __init__(self, images: list[torch.Tensor], sample_ids: list[str]):
-        self.images, self.sample_ids = images, sample_ids
+class _FilesToDecode(Dataset):
+    """Decodes on access, so that a loader worker can decode the next batch while the model runs."""
+
+    def __init__(self, paths: list[Path], sample_ids: list[str], image_size: int, max_pixels: int):
+        self.paths, self.sample_ids = paths, sample_ids
+        self.image_size, self.max_pixels = image_size, max_pixels
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
-        return self.images[index], -1, self.sample_ids[index]
+        try:
+            array, _ = decode_canonical(read_file(self.paths[index]), self.image_size, self.max_pixels)
+        except (BadImage, OSError) as error:  # damage that only a full decode reveals
+            raise DataError(f"{self.sample_ids[index]}: {error}; remove it and predict again") from None
+        return torch.from_numpy(array), -1, self.sample_ids[index]
 
 
 class FolderSplitReader:
     def __init__(self, options: FolderSplitOptions):
         self.options = options
 
-    def _decode(self, path: Path) -> torch.Tensor:
-        data = read_file(path, images_only=True)
-        if not data:
-            raise BadImage("empty file")
-        array, _ = decode_canonical(data, self.options.image_size, self.options.max_image_pixels)
-        return torch.from_numpy(array)
+    def _problem(self, path: Path) -> str | None:
+        """Why the file cannot be read, from the same cheap checks as the dataset's pre-run check."""
+        try:
+            data = read_file(path, images_only=True)
+            if not data:
+                return "empty file"
+            verify_image(data, self.options.max_image_pixels)
+        except NotAnImage:
+            return "not an image file"
+        except BadImage as error:
+            return str(error)
+        except OSError as error:
+            return error.strerror or str(error)
+        return None
 
     def read(self, paths: Sequence[Path], on_bad_image: str = "error") -> ReadFiles:
-        images: list[torch.Tensor] = []
+        good: list[Path] = []
         ids: list[str] = []
         skipped: list[tuple[str, str]] = []
         for path in _expand(paths):
             shown = escape_path(path)
-            try:
-                images.append(self._decode(path))
-            except (BadImage, NotAnImage, OSError) as error:
-                reason = "not an image file" if isinstance(error, NotAnImage) else (
-                    getattr(error, "strerror", None) or str(error)
-                )
-                if on_bad_image != "skip":
-                    raise DataError(f"{shown}: {reason}; remove it or pass --on-bad-image skip") from None
-                skipped.append((shown, reason))
-                continue
-            ids.append(shown)
-        return ReadFiles(_DecodedImages(images, ids), {sample_id: sample_id for sample_id in ids}, skipped)
+            problem = self._problem(path)
+            if problem is None:
+                good.append(path)
+                ids.append(shown)
+            elif on_bad_image == "skip":
+                skipped.append((shown, problem))
+            else:
+                raise DataError(f"{shown}: {problem}; remove it or pass --on-bad-image skip")
+        images = _FilesToDecode(good, ids, self.options.image_size, self.options.max_image_pixels)
+        return ReadFiles(images, {sample_id: sample_id for sample_id in ids}, skipped, num_workers=1)
 
 
 def build_reader(options: FolderSplitOptions, context: BuildContext) -> FolderSplitReader:
