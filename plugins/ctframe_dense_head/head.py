@@ -28,6 +28,7 @@ class DenseHead(nn.Module):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"a classifier head needs at least 2 classes, got {num_classes}")
+        self.options = options
         self.num_outputs = 1 if num_classes == 2 and options.output == "auto" else num_classes
         self.l2 = options.l2
         self.pool = nn.AdaptiveAvgPool2d(1) if options.pooling == "avg" else nn.AdaptiveMaxPool2d(1)
@@ -55,6 +56,13 @@ class DenseHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         hidden = self.activation(self.hidden(self.reduce_features(features)))
         return self.output(self.dropout(self.norm(hidden)))
+
+    def load_keras_layers(self, layers) -> list[str]:
+        """Take the weights of a Keras head of this shape (Keras layers after the backbone, in model
+        order); returns the layer names used. See :func:`ctframe_dense_head.keras.load_keras_layers`."""
+        from ctframe_dense_head.keras import load_keras_layers
+
+        return load_keras_layers(self, layers)
 
     def penalty(self) -> torch.Tensor:
         """Keras ``regularizers.L2(l2)`` on the hidden kernel: ``l2 * sum(w ** 2)``."""

@@ -21,3 +21,11 @@ DESCRIPTIONS = {
 def ctframe_register_backbones(register) -> None:
     for arch, description in DESCRIPTIONS.items():
         register(arch, factory_for(arch), ResNetV2Options, description, check=checker_for(arch))
+
+
+@hookimpl
+def ctframe_register_commands(cli) -> None:
+    """``ctframe import-keras``: a whole Keras classifier -> whole-classifier safetensors."""
+    from .cli import add_commands
+
+    add_commands(cli)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from ctframe import BuildContext
 
@@ -21,10 +22,27 @@ def build_resnet_v2(arch: str, options: ResNetV2Options, context: BuildContext):
     elif options.weights == "imagenet":
         load_weights(model, fetch_imagenet_weights(arch, options.cache_dir, logger=context.logger))
     elif options.weights != "none":
-        load_weights(model, options.weights)
+        unused = load_weights(model, options.weights)
+        if unused:
+            context.logger.warning(not_loaded_warning(options.weights, unused))
     if options.compile:
         model.compile()
     return model
+
+
+def not_loaded_warning(path: Path, unused: list[str]) -> str:
+    """One line naming what a whole-classifier file holds beyond the backbone, and how to load all of it."""
+    from .weights import TORCH_SUFFIXES
+
+    names = ", ".join(unused[:8]) + (f", ... ({len(unused) - 8} more)" if len(unused) > 8 else "")
+    if Path(path).suffix in TORCH_SUFFIXES:
+        how = f'[run] weights = "{path}"'
+    else:
+        how = f"ctframe import-keras {path} --recipe RECIPE -o classifier.safetensors, then [run] weights"
+    return (
+        f"backbone.weights {path}: only the backbone was loaded; not loaded: {names}. "
+        f"To start from the whole classifier: {how}"
+    )
 
 
 def check_weights(arch: str, options: ResNetV2Options, context: BuildContext) -> None:

@@ -9,15 +9,21 @@ Three layouts:
 * Keras 3 ``.weights.h5``: ``layers/<key>/vars/0..n`` where ``<key>`` is the class name with a counter
   (``conv2d_7``) and ``vars`` carries the layer name as the attribute ``name``;
 * Keras 3 ``.keras``: a zip archive holding ``model.weights.h5`` in the layout above.
+
+Whole models (legacy ``.h5`` from ``model.save``, ``.keras``) also carry the model's configuration;
+:func:`read_keras_layers` uses it to list every layer, parameter-free ones included, in model order.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +33,7 @@ KerasWeights = dict[str, dict[str, np.ndarray]]
 VARIABLES = {
     "conv2d": ("kernel", "bias"),
     "batch_normalization": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "dense": ("kernel", "bias"),
 }
 
 
@@ -80,9 +87,8 @@ def _read_keras3(root, layer_order: dict[str, Sequence[str]]) -> KerasWeights:
             name = name.decode("utf8")
         if not name:
             names = layer_order.get(kind, ())
-            if index >= len(names):
-                raise KerasFileError(f"layer group {key!r} has no counterpart in the model")
-            name = names[index]
+            # Beyond the model's own layers (a classifier's head) the group key is the best name there is.
+            name = names[index] if index < len(names) else key
         labels = VARIABLES.get(kind, ())
         arrays = [np.asarray(variables[str(i)]) for i in range(len(variables))]
         weights[name] = {(labels[i] if i < len(labels) else str(i)): array for i, array in enumerate(arrays)}
@@ -96,10 +102,7 @@ def read_keras_weights(path: Path, layer_order: dict[str, Sequence[str]] | None 
     layer_order = layer_order or {}
     path = Path(path)
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            if "model.weights.h5" not in archive.namelist():
-                raise KerasFileError("the archive has no model.weights.h5 (is it a Keras 3 .keras file?)")
-            source: Path | io.BytesIO = io.BytesIO(archive.read("model.weights.h5"))
+        source: Path | io.BytesIO = io.BytesIO(_archive_member(path, "model.weights.h5"))
     else:
         source = path
     try:
@@ -114,6 +117,88 @@ def read_keras_weights(path: Path, layer_order: dict[str, Sequence[str]] | None 
         if "layers" in handle:
             return _read_keras3(handle, layer_order)
     raise KerasFileError("no Keras weights layout found (expected 'layer_names' or 'layers')")
+
+
+def _archive_member(path: Path, member: str) -> bytes:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if member not in archive.namelist():
+                raise KerasFileError(f"the archive has no {member} (is it a Keras 3 .keras file?)")
+            return archive.read(member)
+    except zipfile.BadZipFile as error:
+        raise KerasFileError(f"a damaged .keras archive ({error})") from None
+
+
+@dataclass(frozen=True)
+class KerasLayer:
+    """One entry of a Keras model's layer list, nested models flattened into it."""
+
+    name: str
+    class_name: str
+    """Keras's class (``Dense``); guessed from the variables when the file has no model configuration."""
+    config: Mapping[str, Any] | None = None
+    """The layer's Keras configuration (activation, epsilon, ...); ``None`` in weights-only files."""
+    weights: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+def read_keras_config(path: Path) -> dict[str, Any] | None:
+    """The model configuration of a whole-model file, ``None`` for a weights-only file."""
+    import h5py
+
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                text: Any = archive.read("config.json") if "config.json" in archive.namelist() else None
+        else:
+            with h5py.File(path, "r") as handle:
+                text = handle.attrs.get("model_config")
+        if text is None:
+            return None
+        config = json.loads(text.decode("utf8") if isinstance(text, bytes) else text)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise KerasFileError(f"unreadable model configuration ({str(error).splitlines()[0]})") from None
+    return config if isinstance(config, dict) and isinstance(config.get("config"), dict) else None
+
+
+def _flatten_config(model: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """``(class name, layer name, layer config)`` in model order, with nested models' layers inlined."""
+    entries = []
+    for entry in model.get("config", {}).get("layers") or ():
+        config = entry.get("config") or {}
+        if isinstance(config.get("layers"), list):  # a nested model (the base inside a Sequential)
+            entries.extend(_flatten_config(entry))
+        else:
+            entries.append((str(entry.get("class_name")), str(config.get("name", entry.get("name"))), config))
+    return entries
+
+
+def _guess_class(variables: Mapping[str, np.ndarray]) -> str:
+    if "moving_mean" in variables:
+        return "BatchNormalization"
+    kernel = variables.get("kernel")
+    if kernel is not None:
+        return {2: "Dense", 4: "Conv2D"}.get(kernel.ndim, "unknown")
+    return "unknown"
+
+
+def read_keras_layers(path: Path, layer_order: dict[str, Sequence[str]] | None = None) -> list[KerasLayer]:
+    """Every layer of a Keras file in model order, with its weights and, for whole models, its config.
+
+    A weights-only file lists only layers that hold weights, in the file's order.
+    """
+    weights = read_keras_weights(path, layer_order)
+    config = read_keras_config(path)
+    if config is None:
+        return [KerasLayer(name, _guess_class(values), None, values) for name, values in weights.items()]
+    layers = [
+        KerasLayer(name, class_name, config, weights.get(name, {}))
+        for class_name, name, config in _flatten_config(config)
+    ]
+    listed = {layer.name for layer in layers}
+    # Weights the configuration does not account for still belong in the list: someone must say so.
+    layers += [KerasLayer(n, _guess_class(v), None, v) for n, v in weights.items() if n not in listed]
+    return layers
 
 
 def write_legacy_h5(weights: KerasWeights, layer_names: Sequence[str], path: Path) -> Path:

@@ -43,37 +43,53 @@ def _to_torch_layout(name: str, array: np.ndarray) -> np.ndarray:
     return array.transpose(3, 2, 0, 1) if name == "kernel" and array.ndim == 4 else array
 
 
-def load_keras_weights(model: ResNetV2, path: Path) -> None:
-    """Copy a Keras file's weights into ``model``, refusing at the first layer that does not fit."""
+def keras_layer_order(model: ResNetV2) -> dict[str, list[str]]:
+    """Layer names per Keras class key, for Keras 3 files whose variable groups carry no names."""
     weighted = [layer for layer in model.layers if layer.module is not None]
-    order = {
+    return {
         "conv2d": [layer.name for layer in weighted if isinstance(layer.module, nn.Conv2d)],
         "batch_normalization": [layer.name for layer in weighted if isinstance(layer.module, nn.BatchNorm2d)],
     }
-    try:
-        stored: KerasWeights = read_keras_weights(path, order)
-    except KerasFileError as error:
-        raise WeightsError(f"cannot read Keras weights from {path}: {error}") from None
+
+
+def copy_keras_weights(model: ResNetV2, stored: KerasWeights, source: Path) -> list[str]:
+    """Copy Keras weights by layer name into ``model``, refusing at the first layer that does not fit.
+
+    Returns the names of the layers it read; ``source`` only names the file in errors.
+    """
+    weighted = [layer for layer in model.layers if layer.module is not None]
     updates: list[tuple[torch.Tensor, np.ndarray]] = []
     for layer in weighted:
         variables = stored.get(layer.name)
         if variables is None:
             raise WeightsError(
-                f"{path} has no weights for layer {layer.name!r}; is it a {model.arch} file without the top?"
+                f"{source} has no weights for layer {layer.name!r}; is it a {model.arch} file?"
             )
         for name, tensor in keras_variables(layer.module):
             if name not in variables:
-                raise WeightsError(f"{path}: layer {layer.name!r} lacks the variable {name!r}")
+                raise WeightsError(f"{source}: layer {layer.name!r} lacks the variable {name!r}")
             array = _to_torch_layout(name, variables[name])
             if tuple(array.shape) != tuple(tensor.shape):
                 raise WeightsError(
-                    f"{path}: layer {layer.name!r} {name} has shape {tuple(variables[name].shape)} in the "
+                    f"{source}: layer {layer.name!r} {name} has shape {tuple(variables[name].shape)} in the "
                     f"file but {model.arch} needs {_keras_shape(name, tensor)}; is it another architecture?"
                 )
             updates.append((tensor, array))
     with torch.no_grad():
         for tensor, array in updates:
             tensor.copy_(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
+    return [layer.name for layer in weighted]
+
+
+def load_keras_weights(model: ResNetV2, path: Path) -> list[str]:
+    """Copy a Keras file's weights into ``model``; returns the file's layers with weights it did not use
+    (a classifier's head, when the file is a whole model)."""
+    try:
+        stored: KerasWeights = read_keras_weights(path, keras_layer_order(model))
+    except KerasFileError as error:
+        raise WeightsError(f"cannot read Keras weights from {path}: {error}") from None
+    used = set(copy_keras_weights(model, stored, path))
+    return [name for name, variables in stored.items() if variables and name not in used]
 
 
 def keras_weights_of(model: ResNetV2) -> KerasWeights:
@@ -104,16 +120,22 @@ def _keras_shape(name: str, tensor: torch.Tensor) -> tuple[int, ...]:
     return (shape[2], shape[3], shape[1], shape[0]) if name == "kernel" and len(shape) == 4 else shape
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The backbone's tensors and the keys left out: a Classifier's file (``backbone.*`` beside ``head.*``)
+    gives its backbone part, and the rest is reported, not loaded."""
     state = read_state_dict(path, WeightsError)
-    if state and all(key.startswith("backbone.") for key in state):  # saved from a whole Classifier
-        state = {key.removeprefix("backbone."): value for key, value in state.items()}
-    return state
+    if any(key.startswith("backbone.") for key in state):  # saved from a whole Classifier
+        backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+        # Named by module (head.hidden), as a layer list would name them, not tensor by tensor.
+        others = {key.rpartition(".")[0] or key for key in state if not key.startswith("backbone.")}
+        return backbone, sorted(others)
+    return state, []
 
 
-def load_torch_weights(model: ResNetV2, path: Path) -> None:
-    """Load a state dict saved from this model (or from a Classifier around it)."""
-    state = _read_state_dict(path)
+def load_torch_weights(model: ResNetV2, path: Path) -> list[str]:
+    """Load a state dict saved from this model (or from a Classifier around it); returns the modules of
+    a Classifier's file that are not the backbone's (``head.hidden``, ...)."""
+    state, others = _read_state_dict(path)
     owners = {
         f"{module_name}.": layer.name
         for layer in model.layers
@@ -137,14 +159,17 @@ def load_torch_weights(model: ResNetV2, path: Path) -> None:
     if unexpected:
         raise WeightsError(f"{path} holds tensors {model.arch} does not have, first {unexpected[0]!r}")
     model.load_state_dict(state)
+    return others
 
 
-def load_weights(model: ResNetV2, path: Path) -> None:
-    """Dispatch on the file: torch state dicts by suffix, anything else as a Keras file."""
+def load_weights(model: ResNetV2, path: Path) -> list[str]:
+    """Dispatch on the file: torch state dicts by suffix, anything else as a Keras file.
+
+    Returns what the file holds beyond the backbone (Keras layer names or state-dict keys), not loaded.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist; give an existing file, 'imagenet' or 'none'")
     if path.suffix in TORCH_SUFFIXES:
-        load_torch_weights(model, path)
-    else:
-        load_keras_weights(model, path)
+        return load_torch_weights(model, path)
+    return load_keras_weights(model, path)
