@@ -210,6 +210,33 @@ def compare(run_dirs: Annotated[list[Path], typer.Argument(help="run directories
     out.print(compare_runs(run_dirs))
 
 
+@app.command()
+def cv(
+    recipe: Annotated[Optional[Path], typer.Argument(help="recipe TOML file")] = None,  # noqa: UP045
+    folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="number of folds")] = 5,
+    overrides: SetOption = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="folder for the CV directory")  # noqa: UP045
+    ] = None,
+    resume: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--resume", help="finish the interrupted cross-validation in this folder"),
+    ] = None,
+) -> None:
+    """Cross-validate RECIPE on K stratified, group-disjoint folds; pooled out-of-fold metrics."""
+    from ctframe.crossval import resume_cv, start_cv
+
+    if resume is not None:
+        if recipe is not None or overrides or output is not None:
+            raise CtframeError("--resume takes only the CV folder; it reuses that cross-validation's plan")
+        folder = resume_cv(resume, console=err)
+    elif recipe is None:
+        raise CtframeError("name a recipe file (ctframe cv RECIPE --folds K) or use --resume CV_DIR")
+    else:
+        folder = start_cv(recipe, folds, overrides or (), output=output, console=err)
+    out.print(f"cross-validation: {folder}")
+
+
 OnBadImage = Annotated[
     str, typer.Option("--on-bad-image", help="error: stop at an unreadable file; skip: list it and go on")
 ]

@@ -67,6 +67,9 @@ class BuildContext:
     """The run directory, or ``None`` when only validating or auditing."""
     resume: bool = False
     """True when continuing an interrupted run in ``run_dir``."""
+    fold: tuple[int, int] | None = None
+    """``(fold, folds)`` inside ``ctframe cv``: the dataset makes fold ``fold`` of a stratified,
+    group-disjoint ``folds``-fold split its test split, and says so in ``DataSplits.summary["fold"]``."""
     restoring: bool = False
     """True when the caller loads trained weights into what the factory builds (``load_model``):
     a backbone skips fetching or reading its pretrained weights."""

@@ -48,11 +48,17 @@ def make_context(recipe: Recipe, run_dir: RunDirectory | None, resume: bool = Fa
         run_dir=run_dir,
         resume=resume,
         logger=logging.getLogger(LOGGER_NAME),
+        fold=recipe.run.fold(),
     )
 
 
 def build_data(recipe: Recipe, context: BuildContext) -> DataSplits:
     data = recipe.dataset.component.factory(recipe.dataset.options, context)
+    if context.fold is not None and list(data.summary.get("fold", ())) != list(context.fold):
+        raise RecipeError(
+            f"{recipe.path}: dataset {recipe.dataset.component.name!r} does not make cross-validation folds "
+            "(its summary has no 'fold'); ctframe cv needs a dataset that supports them"
+        )
     if not isinstance(data, DataSplits):
         raise TypeError(
             f"dataset {recipe.dataset.component.name!r} returned {type(data).__name__}, not DataSplits"
@@ -310,11 +316,17 @@ def start_run(
     output: Path | None = None,
     registry: Registry | None = None,
     console: Console | None = None,
+    run_path: Path | None = None,
 ) -> RunResult:
-    """Create ``<output>/<stem>-<timestamp>/``, save the resolved recipe, run everything."""
+    """Create ``<output>/<stem>-<timestamp>/`` (or exactly ``run_path``, which must not exist yet), save
+    the resolved recipe, run everything."""
     registry = registry or get_registry()
     precheck(recipe, make_context(recipe, run_dir=None))  # fail before creating anything
-    run_dir = RunDirectory.create(Path(output) if output else recipe.run.output, recipe.stem)
+    if run_path is not None:
+        Path(run_path).mkdir(parents=True)
+        run_dir = RunDirectory(Path(run_path))
+    else:
+        run_dir = RunDirectory.create(Path(output) if output else recipe.run.output, recipe.stem)
     header = f"# resolved recipe of this run (from {recipe.path})\n"
     run_dir.write_text(RunDirectory.RECIPE, header + tomli_w.dumps(recipe.to_dict()))
     return execute(recipe, run_dir, registry, console)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from ctframe.contracts import Component, Kind
 from ctframe.errors import RecipeError
@@ -47,6 +47,21 @@ class RunSettings(Options):
         description="start from these classifier weights (backbone and head): a ctframe model .json, or a "
         ".safetensors state dict of the whole classifier (e.g. from ctframe import-keras)",
     )
+    cv_folds: int | None = Field(
+        None, ge=2, le=100, description="set by ctframe cv: the number of cross-validation folds of this run"
+    )
+    cv_fold: int | None = Field(None, ge=0, description="set by ctframe cv: which fold (0-based) is test")
+
+    @model_validator(mode="after")
+    def _fold_within_folds(self) -> RunSettings:
+        if (self.cv_folds is None) != (self.cv_fold is None):
+            raise ValueError("cv_fold and cv_folds go together (ctframe cv sets both)")
+        if self.cv_fold is not None and self.cv_folds is not None and self.cv_fold >= self.cv_folds:
+            raise ValueError(f"cv_fold {self.cv_fold} is not below cv_folds {self.cv_folds}")
+        return self
+
+    def fold(self) -> tuple[int, int] | None:
+        return None if self.cv_fold is None or self.cv_folds is None else (self.cv_fold, self.cv_folds)
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,9 @@ def _single(rows: Sequence[dict[str, str]], column: str, path: Path) -> str | No
 
 def read_predictions(
     path: Path, positive: str | None, threshold: float | None
-) -> tuple[tuple[str, ...], str, float | None, Predictions, dict[str, str]]:
-    """Classes, positive class, threshold (``None`` for more than two classes), predictions, files."""
+) -> tuple[tuple[str, ...], str, float | None, Predictions, dict[str, str], dict[str, str]]:
+    """Classes, positive class, threshold (``None`` for more than two classes), predictions, files and
+    groups (from a ``group`` column: the confidence intervals then resample whole groups)."""
     path = Path(path)
     header, rows = _read_rows(path)
     classes = tuple(c.removeprefix(PROBABILITY_PREFIX) for c in header if c.startswith(PROBABILITY_PREFIX))
@@ -68,7 +69,7 @@ def read_predictions(
     if threshold is None and len(classes) == 2:
         stored = _single(rows, "threshold", path)
         threshold = float(stored) if stored is not None else 0.5
-    labels, probabilities, ids, files = [], [], [], {}
+    labels, probabilities, ids, files, groups = [], [], [], {}, {}
     for number, row in enumerate(rows, start=2):  # line 1 is the header
         truth = row.get("true_class", "")
         if truth not in classes:
@@ -82,10 +83,12 @@ def read_predictions(
         sample_id = row.get("sample_id") or row.get("file") or f"row{number}"
         ids.append(sample_id)
         files[sample_id] = row.get("file", "")
+        if "group" in header:
+            groups[sample_id] = row.get("group", "") or sample_id
     matrix = np.asarray(probabilities, dtype=np.float64)
     if (matrix < 0).any() or (matrix > 1).any() or not np.allclose(matrix.sum(axis=1), 1.0, atol=1e-4):
         raise DataError(f"{path}: the {PROBABILITY_PREFIX}* columns must be probabilities that sum to 1")
-    return classes, positive, threshold, Predictions(tuple(ids), np.asarray(labels), matrix), files
+    return classes, positive, threshold, Predictions(tuple(ids), np.asarray(labels), matrix), files, groups
 
 
 def _metrics(registry: Registry, names: Sequence[str]) -> list[tuple[str, object]]:
@@ -120,7 +123,7 @@ def score_predictions(
     from ctframe.report import build_report
 
     path = Path(path)
-    classes, positive, threshold, predictions, files = read_predictions(path, positive, threshold)
+    classes, positive, threshold, predictions, files, groups = read_predictions(path, positive, threshold)
     key = path.stem.removeprefix("predictions_") or "model"
     folder = RunDirectory(Path(output) if output else path.with_name(f"{path.stem}_metrics"))
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -128,7 +131,7 @@ def score_predictions(
     settings = EvaluationSettings(bootstrap=bootstrap)
     evaluate(
         [ModelPredictions(key, key, None, predictions, threshold=choice)],
-        EvaluationData(classes, positive, files),
+        EvaluationData(classes, positive, files, groups),
         _metrics(registry or get_registry(), metric_names),
         settings,
         folder,

@@ -24,10 +24,13 @@ PROBABILITY_PREFIX = "p_"
 """Each class's probability column is named ``p_<class name>``."""
 
 
-def predictions_header(class_names: tuple[str, ...], labelled: bool = True) -> list[str]:
+def predictions_header(
+    class_names: tuple[str, ...], labelled: bool = True, grouped: bool = False
+) -> list[str]:
     truth = ["true_class"] if labelled else []
+    group = ["group"] if grouped else []
     classes = [PROBABILITY_PREFIX + name for name in class_names]
-    return ["file", "sample_id", *truth, "predicted_class", "positive_class", "threshold", *classes]
+    return ["file", "sample_id", *group, *truth, "predicted_class", "positive_class", "threshold", *classes]
 
 
 def write_predictions_csv(
@@ -39,18 +42,20 @@ def write_predictions_csv(
     threshold: float | None,
     files: Mapping[str, str],
     labelled: bool = True,
+    groups: Mapping[str, str] | None = None,
 ) -> Path:
     """One row per sample: file, id, true and predicted class, the positive class and threshold the
     prediction used, and one probability column per class (docs/metrics.md, predictions files)."""
     with atomic_open(path) as handle:
         writer = csv.writer(handle)
-        writer.writerow(predictions_header(class_names, labelled))
+        writer.writerow(predictions_header(class_names, labelled, grouped=bool(groups)))
         positive = class_names[positive_index]
         shown_threshold = "" if threshold is None else f"{threshold:.8g}"
         for row, sample_id in enumerate(predictions.sample_ids):
             truth = [class_names[int(predictions.labels[row])]] if labelled else []
             file = ensure_escaped(files.get(sample_id, ""))  # any bytes a file name holds, printable
-            record = [file, ensure_escaped(sample_id), *truth, class_names[int(predicted[row])]]
+            group = [ensure_escaped(groups.get(sample_id, ""))] if groups else []
+            record = [file, ensure_escaped(sample_id), *group, *truth, class_names[int(predicted[row])]]
             record += [positive, shown_threshold, *(f"{p:.8g}" for p in predictions.probabilities[row])]
             writer.writerow(record)
     return Path(path)
@@ -65,6 +70,7 @@ def write_predictions(
     positive_index: int,
     files: Mapping[str, str],
     threshold: float | None = None,
+    groups: Mapping[str, str] | None = None,
 ) -> None:
     write_predictions_csv(
         run_dir / PREDICTIONS.format(key=key),
@@ -74,6 +80,7 @@ def write_predictions(
         positive_index,
         threshold,
         files,
+        groups=groups,
     )
 
 

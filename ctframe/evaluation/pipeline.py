@@ -217,6 +217,7 @@ def evaluate(
                 data_info.positive_index,
                 data_info.files,
                 evaluation.threshold.value,
+                data_info.groups,
             )
     result = EvaluationResult(
         tuple(evaluations),

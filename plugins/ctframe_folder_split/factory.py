@@ -25,7 +25,7 @@ from ctframe_folder_split.manifest import (
 from ctframe_folder_split.options import FolderSplitOptions
 from ctframe_folder_split.scan import Record, check_files, scan
 from ctframe_folder_split.similarity import leakage_summary, sequence_grouping
-from ctframe_folder_split.split import SPLITS, Item, assign_splits
+from ctframe_folder_split.split import SPLITS, Item, assign_all_to_test, assign_fold, assign_splits
 
 
 def check(options: FolderSplitOptions, context: BuildContext) -> None:
@@ -140,9 +140,15 @@ def _split_rows(
         Item(r.entry.sample_id, r.sha256, options.classes.index(r.entry.class_name), label)
         for r, label in zip(good, labels, strict=True)
     ]
-    splits, groups = assign_splits(
-        items, options.classes, options.test_fraction, options.val_fraction, context.seed
-    )
+    if options.test_only:
+        splits, groups = assign_all_to_test(items, context.seed)
+    elif context.fold is not None:
+        fold, folds = context.fold
+        splits, groups = assign_fold(items, options.classes, fold, folds, options.val_fraction, context.seed)
+    else:
+        splits, groups = assign_splits(
+            items, options.classes, options.test_fraction, options.val_fraction, context.seed
+        )
     placed = {
         item.sample_id: (split, group) for item, split, group in zip(items, splits, groups, strict=True)
     }
@@ -172,6 +178,8 @@ def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> Da
         write_manifest(context.run_dir / MANIFEST, rows)
     datasets = _datasets(options, store, records, rows)
     summary = _summary(options, context, discovery, records, rows, reused)
+    if context.fold is not None:
+        summary["fold"] = list(context.fold)  # tells the engine the fold was honoured
     if options.group_by is not None:
         summary["grouping"] = _grouping_summary(options, context, rows, links)
         summary["lines"] = [f"groups {line}" for line in summary["grouping"]["lines"]]  # shown by validate

@@ -33,6 +33,11 @@ class FolderSplitOptions(Options):
     val_fraction: float = Field(
         0.15, gt=0, lt=1, description="Share of the remaining training part used for validation"
     )
+    test_only: bool = Field(
+        False,
+        description="Put every image in test (external evaluation data: ctframe evaluate --data RECIPE); "
+        "the fractions are then ignored",
+    )
     image_size: int = Field(224, ge=8, le=4096, description="Side of the square RGB images in pixels")
     group_by: str | None = Field(
         None,

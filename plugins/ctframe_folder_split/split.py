@@ -136,3 +136,72 @@ def assign_splits(
             splits[index] = split_of_group[group.order_key]
             names[index] = group.name
     return splits, names
+
+
+def _fold_of_groups(class_groups: list[Group], folds: int) -> list[list[Group]]:
+    """Deal a class's groups (in their seeded hash order) to ``folds`` folds, each group to the fold
+    that holds the fewest images of the class so far: folds of near-equal size, every group in one."""
+    dealt: list[list[Group]] = [[] for _ in range(folds)]
+    sizes = [0] * folds
+    for group in sorted(class_groups, key=lambda g: -len(g.members)):  # big groups first balance best
+        smallest = min(range(folds), key=lambda fold: (sizes[fold], fold))
+        dealt[smallest].append(group)
+        sizes[smallest] += len(group.members)
+    return dealt
+
+
+def assign_fold(
+    items: Sequence[Item],
+    class_names: Sequence[str],
+    fold: int,
+    folds: int,
+    val_fraction: float,
+    seed: int,
+) -> tuple[list[str], list[str]]:
+    """Split and group name per item for fold ``fold`` of a stratified, group-disjoint ``folds``-fold
+    split: test is that fold; validation comes from the other folds' groups by ``val_fraction``.
+
+    The folds depend only on the items and ``seed``, so the ``folds`` runs of one cross-validation
+    test every image exactly once.
+    """
+    groups = build_groups(items, seed)
+    by_class: dict[int, list[Group]] = defaultdict(list)
+    for group in groups:
+        by_class[group.label].append(group)
+    split_of_group: dict[str, str] = {}
+    for label in sorted({item.label for item in items}):
+        class_groups = by_class[label]
+        if len(class_groups) < folds + 1:
+            raise DataError(
+                f"class {class_names[label]!r} has {len(class_groups)} independent group(s) of images; "
+                f"{folds}-fold cross-validation needs at least {folds + 1} (one per fold, plus validation) - "
+                "use fewer folds or coarser grouping"
+            )
+        dealt = _fold_of_groups(class_groups, folds)
+        rest = [group for index, part in enumerate(dealt) if index != fold for group in part]
+        rest.sort(key=lambda g: g.order_key)
+        val, train = _take(rest, val_fraction)
+        if not train:
+            train.append(val.pop())
+        for split, chosen in (("test", dealt[fold]), ("val", val), ("train", train)):
+            for group in chosen:
+                split_of_group[group.order_key] = split
+    splits = [split_of_group[group.order_key] for group in groups for _ in group.members]
+    order = [index for group in groups for index in group.members]
+    result_split = [""] * len(items)
+    result_group = [""] * len(items)
+    for position, index in enumerate(order):
+        result_split[index] = splits[position]
+    for group in groups:
+        for index in group.members:
+            result_group[index] = group.name
+    return result_split, result_group
+
+
+def assign_all_to_test(items: Sequence[Item], seed: int) -> tuple[list[str], list[str]]:
+    """Every item in test (external evaluation data), with its group name."""
+    names = [""] * len(items)
+    for group in build_groups(items, seed):
+        for index in group.members:
+            names[index] = group.name
+    return ["test"] * len(items), names
