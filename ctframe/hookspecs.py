@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from ctframe.contracts import AuditReport
     from ctframe.options import Options
+    from ctframe.report.registry import ReportContext
 
 PROJECT = "ctframe"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -71,6 +72,30 @@ def ctframe_register_commands(cli: typer.Typer) -> None:
     ``cli`` is a ``typer.Typer`` of this plugin's own; its commands are copied into ``ctframe``,
     except a core command's name (refused with a warning naming the plugin; the core one stays) and
     a name two plugins add. A plugin whose hook raises is reported as broken; the others still load.
+    """
+
+
+class RegisterSection(Protocol):
+    def __call__(
+        self,
+        key: str,
+        title: str,
+        build: Callable[[ReportContext], str],
+        order: float = 750,
+    ) -> None: ...
+
+
+@hookspec
+def ctframe_report_sections(register: RegisterSection) -> None:
+    """Add sections to a run's ``report.html``; called each time a report is built.
+
+    ``register(key, title, build, order=750)``: ``key`` is the section's HTML id (lower-case letters,
+    digits and ``_``, unique in the report), ``title`` its heading, ``build(report)`` returns the
+    section's HTML from ``report.run`` (the run directory's files, a
+    :class:`ctframe.report.RunArtifacts`), ``report.plot`` (embeds a PNG and writes it to ``plots/``)
+    and ``report.registry``. Sections appear by increasing ``order``; the core registers its own
+    through this hook (overview 100 ... run log 1100). A section whose ``build`` raises is shown as a
+    one-line box, and a hook that raises costs only its own plugin's sections.
     """
 
 

@@ -12,6 +12,7 @@ name that two plugins register is a clash, refused only for the recipes that nam
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import traceback
 from collections.abc import Callable, Collection, Iterable
@@ -30,6 +31,8 @@ from ctframe.options import Options
 
 ENTRY_POINT_GROUP = "ctframe"
 PLUGINS_ENV = "CTFRAME_PLUGINS"
+CORE_PLUGINS = ("ctframe.report.core_sections",)
+"""The core's own hook implementations: registered like plugins, first and whatever the selection."""
 
 REGISTER_HOOKS: dict[Kind, str] = {Kind(kind.name): kind.hook for kind in KINDS}
 
@@ -189,6 +192,8 @@ def build_plugin_manager(
         selection = os.environ.get(PLUGINS_ENV)
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
+    for module in CORE_PLUGINS:  # part of ctframe: not listed, never broken, not selectable
+        manager.register(importlib.import_module(module), name=module)
     plugins: dict[str, PluginInfo] = {}
     _load_entry_points(manager, plugins, selection)
     for plugin in extra:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import re
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ctframe import Kind, Predictions, RunError
+from ctframe import Kind, Predictions, RunError, hookimpl
 from ctframe.evaluation import EvaluationData, EvaluationSettings, evaluate
 from ctframe.evaluation.results import ModelPredictions
 from ctframe.plugins import PLUGINS_ENV, build_registry
@@ -25,9 +28,11 @@ SECTIONS = [
     "training",
     "curves",
     "confusion",
+    "gallery",
     "calibration",
     "external",
     "split",
+    "leakage",
     "recipe",
     "environment",
     "log",
@@ -53,6 +58,48 @@ component = "two_phase"
 [evaluation]
 threshold = "youden"
 """
+
+
+# What folder_split writes (the keys the report reads), at the scale of a small study.
+SPLIT_SUMMARY = {
+    "class_names": list(CLASSES),
+    "positive_class": "non-COVID",
+    "sizes": {"train": 40, "val": 20, "test": 100},
+    "group_by": "sequence",
+    "counts": {
+        "train": {"COVID": 20, "non-COVID": 20},
+        "val": {"COVID": 10, "non-COVID": 10},
+        "test": {"COVID": 50, "non-COVID": 50},
+    },
+    "groups": {
+        "train": {"COVID": 6, "non-COVID": 6},
+        "val": {"COVID": 3, "non-COVID": 2},
+        "test": {"COVID": 5, "non-COVID": 4},
+    },
+    "duplicates": {
+        "sets": 1,
+        "files": 2,
+        "across_classes": 0,
+        "examples": [["COVID/Covid (128).png", "COVID/Covid (129).png"]],
+    },
+    "seed": 42,
+}
+LEAKAGE = {
+    "level": 0.95,
+    "tolerance": 0.02,
+    "n_test": 100,
+    "count_above": 1,
+    "share_above": 0.01,
+    "chance_share": 0.0,
+    "median_nearest": 0.7041,
+    "loud": False,
+    "profile": [
+        {"level": 0.85, "share_above": 0.12, "chance_share": 0.05},
+        {"level": 0.95, "share_above": 0.01, "chance_share": 0.0},
+    ],
+    "worst_pairs": [{"test": "COVID/Covid (77).png", "train": "COVID/Covid (15).png", "similarity": 0.9612}],
+}
+RAW_KEYS = ("count_above", "share_above", "chance_share", "loud", "n_test", "worst_pairs", "across_classes")
 
 
 def _history(path: Path, phase: str, epochs: int, start_loss: float) -> None:
@@ -90,33 +137,19 @@ def make_run(folder: Path, monkeypatch, seed: int = 0, accuracy_shift: float = 0
         },
     )
     write_json(folder / "status.json", {"state": "completed", "updated": "2026-01-01T00:00:00+00:00"})
-    write_json(
-        folder / "split_summary.json",
-        {
-            "class_names": list(CLASSES),
-            "positive_class": "non-COVID",
-            "sizes": {"train": 40, "val": 20, "test": 100},
-            "counts": {
-                "train": {"COVID": 20, "non-COVID": 20},
-                "val": {"COVID": 10, "non-COVID": 10},
-                "test": {"COVID": 50, "non-COVID": 50},
-            },
-            "groups": {"train": 12, "val": 5, "test": 9},
-            "duplicates": {
-                "within_split": 1,
-                "across_splits": 0,
-                "pairs": [["Covid (128).png", "Covid (129).png"]],
-            },
-            "leakage": {"checked": True, "near_duplicates_test_vs_train": 0},
-        },
-    )
+    write_json(folder / "split_summary.json", SPLIT_SUMMARY)
+    write_json(folder / "leakage.json", LEAKAGE)
     with (folder / "split_manifest.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "sha256", "class", "split", "group", "status"])
-        for i in range(30):
-            writer.writerow(
-                [f"img{i}.png", f"{i:064x}", CLASSES[i % 2], ["train", "val", "test"][i % 3], i // 4, "ok"]
-            )
+        index = 0
+        for split, per_class in SPLIT_SUMMARY["counts"].items():
+            for name, count in per_class.items():
+                for _ in range(count):  # one group per 4 files, never shared between splits
+                    writer.writerow(
+                        [f"img{index}.png", f"{index:064x}", name, split, f"{split}{index // 4}", "ok"]
+                    )
+                    index += 1
     _history(folder / "history_initial.csv", "initial", 4, 0.9)
     _history(folder / "history_finetuned.csv", "finetune", 3, 0.5)
     write_text(folder / "run.log", "".join(f"line {i}: epoch done\n" for i in range(100)))
@@ -204,8 +237,9 @@ def test_report_holds_every_section_with_its_images(tmp_path, monkeypatch):
     assert (difference["model"], difference["reference"]) == ("finetuned", "initial")
     assert "Fine-Tuned Model - Initial Model" in found["metrics"]
     assert f"{difference['metrics']['roc_auc']['value']:+.3f}" in found["metrics"]
-    assert "Covid (128).png" in found["split"] and "near_duplicates_test_vs_train" in found["split"]
-    assert "<th>COVID</th>" in found["split"] and "Files per split and class" in found["split"]
+    assert "COVID/Covid (128).png" in found["split"] and "Files per split and class" in found["split"]
+    assert "<th>Class</th><th>Training</th><th>Validation</th><th>Test</th><th>Total</th>" in found["split"]
+    assert "Covid (15).png" in found["leakage"]
     assert "root = &quot;data/sample&quot;" in found["recipe"]
     assert "3.11.9" in found["environment"]
     assert "line 99: epoch done" in found["log"] and "line 39:" not in found["log"]
@@ -222,6 +256,7 @@ def test_report_of_an_empty_folder_names_what_is_missing(tmp_path):
         ("training", "history_"),
         ("curves", "predictions_"),
         ("confusion", "predictions_"),
+        ("gallery", "predictions_"),
         ("calibration", "predictions_"),
         ("split", "split_summary.json"),
         ("environment", "environment.json"),
@@ -333,3 +368,302 @@ def test_a_run_through_the_command_line_ends_with_metrics_predictions_and_report
     assert list(sections_of((run / "report.html").read_text(encoding="utf-8"))) == SECTIONS
     assert main(["compare", str(run), str(run)]) == 0
     assert "ROC AUC Score" in "".join(capsys.readouterr())
+
+
+def _visible(fragment: str) -> str:
+    """What a reader sees without opening the collapsed raw records."""
+    return re.sub(r"<details>.*?</details>", "", fragment, flags=re.S)
+
+
+def test_split_and_leakage_are_written_for_a_person(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run", monkeypatch)
+    found = sections_of(build_report(run).read_text(encoding="utf-8"))
+    split, leakage = _visible(found["split"]), _visible(found["leakage"])
+    assert re.search(
+        r'<p class="verdict">160 images of 2 classes are split 40 / 20 / 100 \(training / validation / test; '
+        r"25% / 12% / 62%\), keeping each sequence group in one split \(26 groups\); no group has files "
+        r"in two splits\. 1 set of identical files \(2 files\)\.</p>",
+        split,
+    )
+    assert "<td>20 (6 groups)</td>" in split and "lists the same 160 files" in split
+    assert leakage.startswith(
+        '\n<h2>Leakage check</h2>\n<p class="verdict">No sign of leakage at similarity 0.95: 1 of 100 test '
+        "images (1.0%)"
+    )
+    for heading in ("<th>Measure</th>", "<th>Similarity at least</th>", "<th>Closest training image</th>"):
+        assert heading in leakage
+    for key in RAW_KEYS:
+        assert key not in split and key not in leakage, key
+    assert "seed" in found["split"]  # the rest of the record stays reachable, collapsed
+
+    loud = dict(LEAKAGE, count_above=40, share_above=0.4, loud=True)
+    write_json(run / "leakage.json", loud)
+    rows = (run / "split_manifest.csv").read_text().splitlines()
+    rows[1] = rows[1].replace(",train0,", ",test15,")  # one training file in a test group
+    (run / "split_manifest.csv").write_text("\n".join(rows) + "\n")
+    found = sections_of(build_report(run).read_text(encoding="utf-8"))
+    assert '<p class="verdict bad">Likely leakage: 40 of 100 test images (40.0%)' in found["leakage"]
+    assert (
+        '<p class="verdict bad">' in found["split"]
+        and "yet 1 group has files in more than one split" in found["split"]
+    )
+    assert "disagrees" not in found["split"]  # same counts, only the group moved
+
+
+REPORT_PLUGIN = """
+from ctframe import hookimpl
+from ctframe.report import html
+
+
+def diagnostics(report):
+    return html.paragraph(f"third-party trainer diagnostics for {len(report.run.histories)} models")
+
+
+@hookimpl
+def ctframe_report_sections(register):
+    register("trainer_diagnostics", "Trainer diagnostics", diagnostics, order=350)
+"""
+
+
+def test_a_third_party_plugin_adds_a_report_section(tmp_path, monkeypatch, capsys):
+    """Installed through an entry point like any plugin; `ctframe report` places it by its order."""
+    from ctframe.cli import main
+    from tests.conftest import install_distribution
+
+    run = make_run(tmp_path / "run", monkeypatch)
+    source = tmp_path / "src" / "reportx_ctframe.py"
+    source.parent.mkdir()
+    source.write_text(REPORT_PLUGIN)
+    site = install_distribution(tmp_path / "site", source, "reportx_ctframe", "reportx")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv(PLUGINS_ENV, "reportx,classification_metrics")
+    try:
+        assert main(["report", str(run)]) == 0
+    finally:
+        sys.modules.pop("reportx_ctframe", None)
+    found = sections_of((run / "report.html").read_text(encoding="utf-8"))
+    assert list(found) == [*SECTIONS[:3], "trainer_diagnostics", *SECTIONS[3:]]
+    assert "third-party trainer diagnostics for 2 models" in found["trainer_diagnostics"]
+    assert '<a href="#trainer_diagnostics">Trainer diagnostics</a>' in (run / "report.html").read_text()
+
+
+class _Sections:
+    """A plugin object with a broken section, a taken key and a good one."""
+
+    @hookimpl
+    def ctframe_report_sections(self, register):
+        register("early", "First of all", lambda report: "<p>early bird</p>", order=1)
+        register("broken", "Broken section", lambda report: 1 / 0, order=450)
+        register("metrics", "Stolen metrics", lambda report: "<p>not mine</p>")
+
+
+class _BrokenHook:
+    @hookimpl
+    def ctframe_report_sections(self, register):
+        register("half", "Half registered", lambda report: "<p>half</p>")
+        raise RuntimeError("the hook itself failed")
+
+
+def test_plugin_sections_that_fail_cost_only_themselves(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run", monkeypatch)
+    registry = build_registry(extra=[_Sections(), _BrokenHook()], selection="classification_metrics")
+    page = build_report(run, registry=registry).read_text(encoding="utf-8")
+    found = sections_of(page)
+    assert list(found) == ["early", *SECTIONS[:4], "broken", *SECTIONS[4:], "plugin_sections"]
+    assert found["broken"].strip() == (
+        '<h2>Broken section</h2>\n<p class="missing">Broken section could not be built: ZeroDivisionError: '
+        "division by zero</p>"
+    )
+    assert "not mine" not in page and "half" not in found
+    assert (
+        "section &#x27;metrics&#x27; is already added by &#x27;ctframe.report.core_sections&#x27;"
+        in found["plugin_sections"]
+    )
+    assert "RuntimeError: the hook itself failed" in found["plugin_sections"]
+    assert len(embedded_pngs(found["curves"])) == 2  # the core's sections are untouched
+
+
+def test_report_section_registration_is_checked():
+    from ctframe.report.registry import collect_sections
+
+    class Bad:
+        @hookimpl
+        def ctframe_report_sections(self, register):
+            register("Bad Key", "title", lambda report: "")
+
+    registry = build_registry(extra=[Bad()], selection="")
+    collected = collect_sections(registry.manager)
+    assert [s.key for s in collected.sections][:2] == ["overview", "metrics"]
+    assert collected.problems == [
+        ("Bad", "ValueError: section key 'Bad Key': use lower-case letters, digits and _")
+    ]
+
+
+# ------------------------------------------------------------------------------ a real tiny run
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_PLUGINS = "folder_split,resnet_v2,dense_head,two_phase,classification_metrics"
+TINY = [
+    "dataset.image_size=32",
+    "dataset.cache=none",
+    "head.units=16",
+    "trainer.initial.epochs=1",
+    "trainer.finetuned.epochs=1",
+    "trainer.progress=false",
+    "evaluation.bootstrap=20",
+]
+
+
+def tiny_run(folder: Path) -> Path:
+    """The quickstart recipe at 32 px with random weights: a real run directory in a few seconds."""
+    import torch
+
+    from ctframe.cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PLUGINS_ENV, TINY_PLUGINS)
+        torch.set_num_threads(1)
+        arguments = ["run", str(REPO / "recipes" / "quickstart.toml"), "--output", str(folder / "runs")]
+        for value in [f"dataset.root={folder / 'demo'}", *TINY]:
+            arguments += ["--set", value]
+        assert main(arguments) == 0
+    (run,) = (folder / "runs").iterdir()
+    return run
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    return tiny_run(tmp_path_factory.mktemp("report-run"))
+
+
+def _gallery_cells(fragment: str, key: str) -> dict[str, tuple[int, list[str]]]:
+    """Cell code -> (count in the heading, the tiles shown)."""
+    cells = {}
+    for code in ("TP", "FP", "FN", "TN"):
+        match = re.search(
+            rf'<h4 id="gallery-{key}-{code}">[^<]*: (\d+) images?</h4>(.*?)(?=<h4|<h3|$)', fragment, re.S
+        )
+        assert match, (key, code)
+        cells[code] = (int(match[1]), re.findall(r'<figure class="tile".*?</figure>', match[2], re.S))
+    return cells
+
+
+def _cell_counts(rows: list[dict[str, str]], positive: str) -> dict[str, int]:
+    counts = Counter()
+    for row in rows:
+        truth, said = row["true_class"] == positive, row["predicted_class"] == positive
+        counts[
+            {(True, True): "TP", (False, True): "FP", (True, False): "FN", (False, False): "TN"}[truth, said]
+        ] += 1
+    return counts
+
+
+def test_a_finished_run_reports_completed_precision_and_threads(finished_run):
+    page = (finished_run / "report.html").read_text(encoding="utf-8")  # the one the engine wrote
+    found = sections_of(page)
+    assert list(found) == SECTIONS
+    assert "ctframe run report (completed)" in page
+    assert "<td>status</td><td>completed</td>" in found["overview"]
+    environment = json.loads((finished_run / "environment.json").read_text())
+    training = environment["precision"]["training"]
+    assert (
+        f"<td>training precision</td><td>{training['resolved']} (requested {training['requested']};"
+        in found["overview"]
+    )
+    assert "<td>evaluation precision</td><td>fp32 (requested fp32" in found["overview"]
+    assert (
+        f'<td>torch threads</td><td class="number">{environment["torch_threads"]}</td>' in found["overview"]
+    )
+    assert "No sign of leakage" in found["leakage"] or "Likely leakage" in found["leakage"]
+
+
+def test_the_gallery_shows_each_cell_most_confident_first(finished_run, tmp_path, monkeypatch):
+    """745 test rows per model (the study's test split), every cell well filled: 8 thumbnails each."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    positive, negative = "non-COVID", "COVID"
+    files = [row["file"] for row in csv.DictReader((run / "predictions_finetuned.csv").open())]
+    rng = np.random.default_rng(3)
+    for key in ("initial", "finetuned"):
+        with (run / f"predictions_{key}.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(
+                [
+                    "file",
+                    "sample_id",
+                    "true_class",
+                    "predicted_class",
+                    "positive_class",
+                    "threshold",
+                    f"p_{negative}",
+                    f"p_{positive}",
+                ]
+            )
+            for i in range(745):
+                truth = positive if i % 2 else negative
+                score = float(rng.uniform(0.01, 0.99))
+                said = positive if score >= 0.5 else negative
+                writer.writerow(
+                    [files[i % len(files)], f"s{i}", truth, said, positive, 0.5, 1 - score, score]
+                )
+    monkeypatch.setenv(PLUGINS_ENV, TINY_PLUGINS)
+    report = build_report(run)
+    page = report.read_text(encoding="utf-8")
+    gallery = sections_of(page)["gallery"]
+    for key in ("initial", "finetuned"):
+        rows = list(csv.DictReader((run / f"predictions_{key}.csv").open()))
+        expected = _cell_counts(rows, positive)
+        cells = _gallery_cells(
+            gallery.split(f"<h3>{'Initial' if key == 'initial' else 'Fine-Tuned'} Model</h3>")[1], key
+        )
+        for code, (count, tiles) in cells.items():
+            assert count == expected[code] and len(tiles) == min(8, expected[code]) == 8, (key, code)
+            scores = [float(s) for tile in tiles for s in re.findall(r"p\(non-COVID\) ([0-9.]+)<br>", tile)]
+            assert len(scores) == 8
+            predicted_positive = code in ("TP", "FP")
+            assert scores == sorted(scores, reverse=predicted_positive)  # the most confident first
+            if code == "FP":  # the worst false positives are the highest scored negatives
+                worst = sorted(
+                    (
+                        float(r[f"p_{positive}"])
+                        for r in rows
+                        if r["true_class"] == negative and r["predicted_class"] == positive
+                    ),
+                    reverse=True,
+                )[:8]
+                assert scores == pytest.approx(worst, abs=1e-3)
+    thumbnails = re.findall(
+        r'<img class="thumb" alt="[^"]*" src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', gallery
+    )
+    assert len(thumbnails) == 2 * 4 * 8
+    from PIL import Image
+
+    sizes = {Image.open(io.BytesIO(base64.b64decode(t))).size for t in thumbnails}
+    assert sizes == {(96, 96)}
+    assert 'class="missing"' not in gallery
+    # one self-contained file, small: 64 thumbnails of about 1-3 KB and the plots
+    assert report.stat().st_size < 1_500_000, report.stat().st_size
+
+
+def test_the_gallery_draws_grad_cam_overlays_when_an_explainer_is_installed(finished_run, monkeypatch):
+    pytest.importorskip("pytorch_grad_cam", reason="the explain extra (grad-cam) is not installed")
+    from importlib import metadata
+
+    if "gradcam" not in {ep.name for ep in metadata.entry_points(group="ctframe")}:
+        pytest.skip("the gradcam plugin is not installed")
+    monkeypatch.setenv(PLUGINS_ENV, TINY_PLUGINS + ",gradcam")
+    gallery = sections_of(build_report(finished_run).read_text(encoding="utf-8"))["gallery"]
+    tiles = re.findall(r'<figure class="tile".*?</figure>', gallery, re.S)
+    assert tiles and all(tile.count("<img ") == 2 and "Grad-CAM of " in tile for tile in tiles)
+    assert "Beside each image: its Grad-CAM overlay" in gallery and 'class="missing"' not in gallery
+
+
+def test_without_model_files_the_gallery_counts_and_names(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run", monkeypatch)
+    gallery = sections_of(build_report(run).read_text(encoding="utf-8"))["gallery"]
+    assert "No thumbnails" in gallery and "<img" not in gallery
+    rows = list(csv.DictReader((run / "predictions_initial.csv").open()))
+    cells = _gallery_cells(gallery.split("<h3>Initial Model</h3>")[1], "initial")
+    assert {code: count for code, (count, _) in cells.items()} == dict(_cell_counts(rows, "non-COVID"))

@@ -1,53 +1,48 @@
 """The run report: ``report.html`` (self-contained, opens offline) and ``plots/*.png``.
 
 Built from the files of a run directory only, so ``ctframe report RUN_DIR`` can rebuild it at any
-time; matplotlib is imported only here, when a report is drawn.
+time. Its sections come from the ``ctframe_report_sections`` hook (the core's own in
+:mod:`ctframe.report.core_sections`); this module stays light because the plugin manager imports
+it: numpy and matplotlib are imported only when a report is drawn.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ctframe.report import html, sections
+from ctframe.report import html
 from ctframe.report.artifacts import RunArtifacts, read_run
+from ctframe.report.registry import PlotWriter, ReportContext, collect_sections
 from ctframe.rundir import write_text
+
+if TYPE_CHECKING:
+    from ctframe.plugins import Registry
 
 REPORT = "report.html"
 PLOTS = "plots"
 
-SECTION_TITLES = {
-    "overview": "Overview",
-    "metrics": "Test metrics",
-    "training": "Training curves",
-    "curves": "ROC and precision-recall curves",
-    "confusion": "Confusion matrices",
-    "calibration": "Calibration",
-    "external": "External evaluations",
-    "split": "Data split",
-    "recipe": "Recipe",
-    "environment": "Environment",
-    "log": "Run log",
-}
+
+def guarded(build, what: str) -> str:
+    """A section that raises says so in one line instead of stopping the whole report."""
+    try:
+        return build()
+    except Exception as error:  # a broken file or a plugin's bug must not cost the other sections
+        return html.missing(
+            f"{what} could not be built: {type(error).__name__}: {' '.join(str(error).split())}"
+        )
 
 
-def render(run: RunArtifacts, plot: sections.PlotWriter) -> str:
-    builders = {
-        "overview": lambda: sections.overview(run),
-        "metrics": lambda: sections.metrics(run),
-        "training": lambda: sections.training(run, plot),
-        "curves": lambda: sections.curves(run, plot),
-        "confusion": lambda: sections.confusion(run, plot),
-        "calibration": lambda: sections.reliability(run, plot),
-        "external": lambda: sections.external(run),
-        "split": lambda: sections.split(run),
-        "recipe": lambda: sections.recipe(run),
-        "environment": lambda: sections.environment(run),
-        "log": lambda: sections.log(run),
-    }
+def render(report: ReportContext) -> str:
+    collected = collect_sections(report.registry.manager)
     parts = [
-        (key, SECTION_TITLES[key], sections.guarded(build, SECTION_TITLES[key]))
-        for key, build in builders.items()
+        (section.key, section.title, guarded(lambda s=section: s.build(report), section.title))
+        for section in collected.sections
     ]
+    if collected.problems:
+        lines = [f"plugin {plugin!r}: {why}" for plugin, why in collected.problems]
+        parts.append(("plugin_sections", "Plugin sections left out", "\n".join(map(html.missing, lines))))
+    run = report.run
     state = (run.status or {}).get("state")
     subtitle = (
         f"ctframe run report{f' ({state})' if state else ''}; positive class: {run.positive_class or '?'}"
@@ -59,16 +54,23 @@ RUN_MARKERS = ("recipe.toml", "metrics.json")
 """A folder holding neither was not made by ``ctframe run``: never write a report into it."""
 
 
-def build_report(run_dir: Path) -> Path:
-    """Write ``report.html`` and ``plots/*.png`` into ``run_dir``; return the report's path."""
+def build_report(run_dir: Path, registry: Registry | None = None) -> Path:
+    """Write ``report.html`` and ``plots/*.png`` into ``run_dir``; return the report's path.
+
+    ``registry`` (default: the installed plugins) supplies the report sections and what the
+    gallery needs to read the test images through the run's model files.
+    """
     from ctframe.errors import RunError
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not any((run_dir / name).is_file() for name in RUN_MARKERS):
         raise RunError(f"{run_dir} is not a run directory; pass the folder a run created under its output")
-    run = read_run(run_dir)
-    page = render(run, sections.PlotWriter(run_dir / PLOTS))
-    return write_text(run_dir / REPORT, page)
+    if registry is None:
+        from ctframe.plugins import get_registry
+
+        registry = get_registry()
+    report = ReportContext(read_run(run_dir), PlotWriter(run_dir / PLOTS), registry)
+    return write_text(run_dir / REPORT, render(report))
 
 
-__all__ = ["REPORT", "build_report", "read_run"]
+__all__ = ["REPORT", "PlotWriter", "ReportContext", "RunArtifacts", "build_report", "read_run"]

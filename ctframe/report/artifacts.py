@@ -17,6 +17,7 @@ RECIPE = "recipe.toml"
 ENVIRONMENT = "environment.json"
 SPLIT_SUMMARY = "split_summary.json"
 SPLIT_MANIFEST = "split_manifest.csv"
+LEAKAGE = "leakage.json"
 METRICS = "metrics.json"
 STATUS = "status.json"
 LOG = "run.log"
@@ -31,6 +32,8 @@ class RunArtifacts:
     environment: dict[str, Any] | None = None
     split_summary: dict[str, Any] | None = None
     manifest: list[dict[str, str]] | None = None
+    leakage: dict[str, Any] | None = None
+    """The dataset's leakage check: ``leakage.json``, else the ``leakage`` entry of the split summary."""
     metrics: dict[str, Any] | None = None
     status: dict[str, Any] | None = None
     log_tail: list[str] | None = None
@@ -115,6 +118,9 @@ def read_run(path: Path, log_lines: int = 60) -> RunArtifacts:
     run.environment = _read_json(path / ENVIRONMENT, problems)
     run.split_summary = _read_json(path / SPLIT_SUMMARY, problems)
     run.manifest = _read_csv(path / SPLIT_MANIFEST, problems)
+    run.leakage = _read_json(path / LEAKAGE, problems)
+    if run.leakage is None and isinstance((run.split_summary or {}).get("leakage"), dict):
+        run.leakage = run.split_summary["leakage"]
     run.metrics = _read_json(path / METRICS, problems)
     run.status = _read_json(path / STATUS, problems)
     log = _read_text(path / LOG, problems)

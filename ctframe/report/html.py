@@ -32,6 +32,19 @@ pre {{ background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85re
 .missing {{ color: #8a5a00; background: #fff6e0; padding: 0.4rem 0.7rem; border-left: 4px solid #e0a800; }}
 .warning {{ color: #8a1f11; }}
 .muted {{ color: #555e6e; font-size: 0.9rem; }}
+.verdict {{ font-size: 1.02rem; padding: 0.4rem 0.7rem; border-left: 4px solid #2f7d32;
+            background: #eef7ee; }}
+.verdict.bad {{ border-left-color: #b3261e; background: #fdeeee; }}
+.gallery {{ display: flex; flex-wrap: wrap; gap: 0.5rem; margin: 0.3rem 0 1rem; }}
+.tile {{ margin: 0; padding: 0.25rem; border: 1px solid #e3e7ee; background: #fafbfc; width: max-content; }}
+.tile div {{ display: flex; gap: 2px; }}
+.tile img.thumb {{ width: 96px; height: 96px; max-width: none; flex: none; object-fit: contain; border: 0;
+                   background: #000; }}
+.tile figcaption {{ width: 0; min-width: 100%; font-size: 0.72rem; overflow-wrap: anywhere; }}
+.nothumb {{ display: inline-block; flex: none; width: 96px; height: 96px; font-size: 0.7rem; color: #8a5a00;
+            background: #fff6e0; overflow: hidden; }}
+details {{ margin: 0.6rem 0; }}
+summary {{ cursor: pointer; color: #555e6e; }}
 </style>
 </head>
 <body>
@@ -67,6 +80,16 @@ def image(png: bytes, alt: str, caption: str = "") -> str:
     data = base64.b64encode(png).decode("ascii")
     caption_html = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
     return f'<figure><img alt="{escape(alt)}" src="data:image/png;base64,{data}">{caption_html}</figure>'
+
+
+def verdict(text: str, bad: bool = False) -> str:
+    """The one sentence a section opens with; ``bad`` marks it as a warning."""
+    return f'<p class="verdict{" bad" if bad else ""}">{escape(text)}</p>'
+
+
+def details(summary: str, body: str) -> str:
+    """A collapsed block: the raw record behind a section, for whoever wants every key."""
+    return f"<details><summary>{escape(summary)}</summary>\n{body}\n</details>"
 
 
 def preformatted(text: str) -> str:

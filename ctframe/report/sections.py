@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,23 +11,22 @@ import numpy as np
 from ctframe.evaluation.outputs import PROBABILITY_PREFIX
 from ctframe.report import html, plots
 from ctframe.report.artifacts import RunArtifacts, number
-from ctframe.rundir import write_bytes
+from ctframe.report.registry import PlotWriter
+
+SPLIT_NAMES = {"train": "Training", "val": "Validation", "test": "Test"}
 
 
-class PlotWriter:
-    """Writes each plot to ``plots/<name>.png`` and returns it embedded for the page."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.written: list[Path] = []
-
-    def __call__(self, name: str, png: bytes, alt: str, caption: str = "") -> str:
-        path = write_bytes(self.folder / f"{name}.png", png)
-        self.written.append(path)
-        return html.image(png, alt, caption)
-
-
-Section = tuple[str, str, str]
+def _precision(entry: Any) -> str | None:
+    """``{"requested", "resolved", "reason"}`` of environment.json's ``precision`` as one phrase."""
+    if not isinstance(entry, dict) or not entry.get("resolved"):
+        return None
+    text = str(entry["resolved"])
+    details = [
+        f"requested {entry['requested']}" if entry.get("requested") else "",
+        str(entry.get("reason") or ""),
+    ]
+    details = [d for d in details if d]
+    return text + (f" ({'; '.join(details)})" if details else "")
 
 
 def overview(run: RunArtifacts) -> str:
@@ -44,6 +41,16 @@ def overview(run: RunArtifacts) -> str:
         ["positive class", run.positive_class or "unknown (metrics.json and split_summary.json missing)"]
     )
     facts.append(["models", ", ".join(f"{run.title(k)} ({k})" for k in run.model_keys) or "none found"])
+    environment = run.environment or {}
+    if environment.get("device"):
+        facts.append(["device", environment["device"]])
+    precision = environment.get("precision") if isinstance(environment.get("precision"), dict) else {}
+    for use in ("training", "evaluation"):
+        phrase = _precision(precision.get(use))
+        if phrase:
+            facts.append([f"{use} precision", phrase])
+    if environment.get("torch_threads") is not None:
+        facts.append(["torch threads", environment["torch_threads"]])
     parts = [html.table(["item", "value"], facts)]
     if run.problems:
         parts.append(html.table(["file", "problem"], [[name, why] for name, why in run.problems.items()]))
@@ -303,22 +310,284 @@ def external(run: RunArtifacts) -> str:
     return "\n".join(parts)
 
 
+def _share(part: float, whole: float) -> str:
+    return f"{part / whole:.0%}" if whole else "n/a"
+
+
+def _split_sizes(summary: dict[str, Any], counts: dict[str, dict[str, Any]]) -> dict[str, int]:
+    sizes = summary.get("sizes")
+    if isinstance(sizes, dict) and all(isinstance(v, int) for v in sizes.values()):
+        return dict(sizes)
+    return {
+        split: sum(v for v in per_class.values() if isinstance(v, int)) for split, per_class in counts.items()
+    }
+
+
+def _group_count(groups: Any) -> int | None:
+    """Groups over all splits, from ``{split: n}`` or ``{split: {class: n}}``."""
+    if not isinstance(groups, dict) or not groups:
+        return None
+    total = 0
+    for value in groups.values():
+        if isinstance(value, dict):
+            total += sum(v for v in value.values() if isinstance(v, int))
+        elif isinstance(value, int):
+            total += value
+        else:
+            return None
+    return total
+
+
+def _groups_in_several_splits(manifest: list[dict[str, str]] | None) -> int | None:
+    """Groups of the manifest with files in more than one split; ``None`` when it records no groups."""
+    if not manifest or "group" not in manifest[0]:
+        return None
+    splits: dict[str, set[str]] = {}
+    for row in manifest:
+        if row.get("group"):
+            splits.setdefault(row["group"], set()).add(row.get("split", "?"))
+    return sum(len(found) > 1 for found in splits.values())
+
+
+def _duplicates_phrase(duplicates: Any) -> tuple[str, bool]:
+    if not isinstance(duplicates, dict) or not isinstance(duplicates.get("sets"), int):
+        return "", False
+    sets = duplicates["sets"]
+    if sets == 0:
+        return " No two files have the same content.", False
+    across = duplicates.get("across_classes") or 0
+    text = f" {sets} set{'s' if sets != 1 else ''} of identical files ({duplicates.get('files', '?')} files)"
+    text += f", {across} of them labelled with different classes." if across else "."
+    return text, bool(across)
+
+
+def split_verdict(run: RunArtifacts) -> tuple[str, bool]:
+    """One sentence on how the data was split, and whether it warrants a warning."""
+    summary = run.split_summary or {}
+    counts = summary.get("counts") if isinstance(summary.get("counts"), dict) else {}
+    sizes = _split_sizes(summary, counts)
+    total = sum(sizes.values())
+    shown = " / ".join(str(sizes[s]) for s in sizes)
+    names = " / ".join(SPLIT_NAMES.get(s, s).lower() for s in sizes)
+    shares = " / ".join(_share(sizes[s], total) for s in sizes)
+    classes = len(run.class_names or []) or "?"
+    text = f"{total} images of {classes} classes are split {shown} ({names}; {shares})"
+    bad = False
+    mode = summary.get("group_by") or (summary.get("grouping") or {}).get("mode")
+    groups = _group_count(summary.get("groups"))
+    spanning = _groups_in_several_splits(run.manifest)
+    if mode and mode != "none":
+        text += f", keeping each {mode} group in one split" + (f" ({groups} groups)" if groups else "")
+        if spanning:
+            text += (
+                f"; yet {spanning} group{' has' if spanning == 1 else 's have'} files in more than one split"
+            )
+            bad = True
+        elif spanning == 0:
+            text += "; no group has files in two splits"
+    else:
+        text += (
+            ", image by image: near-identical images of one patient can sit on both sides "
+            "(see the leakage check)"
+        )
+    duplicates, across = _duplicates_phrase(summary.get("duplicates"))
+    return text + "." + duplicates, bad or across
+
+
+def _per_class_table(summary: dict[str, Any], class_names: list[str]) -> str | None:
+    counts = summary.get("counts")
+    if not isinstance(counts, dict) or not counts or not all(isinstance(v, dict) for v in counts.values()):
+        return None
+    groups = summary.get("groups") if isinstance(summary.get("groups"), dict) else {}
+    splits = list(counts)
+    classes = class_names or list(dict.fromkeys(c for per in counts.values() for c in per))
+
+    def cell(split: str, name: str) -> str:
+        count = counts[split].get(name, 0)
+        per_group = groups.get(split)
+        if isinstance(per_group, dict) and isinstance(per_group.get(name), int):
+            return f"{count} ({per_group[name]} groups)"
+        return str(count)
+
+    rows = [
+        [name, *(cell(s, name) for s in splits), sum(counts[s].get(name, 0) for s in splits)]
+        for name in classes
+    ]
+    rows.append(
+        [
+            "all classes",
+            *(sum(counts[s].values()) for s in splits),
+            sum(sum(c.values()) for c in counts.values()),
+        ]
+    )
+    columns = ["Class", *(SPLIT_NAMES.get(s, s) for s in splits), "Total"]
+    return html.table(columns, rows)
+
+
+SPLIT_KEYS_SHOWN = ("class_names", "positive_class", "sizes", "counts", "groups", "duplicates", "leakage")
+
+
 def split(run: RunArtifacts) -> str:
+    summary = run.split_summary
     parts = []
-    if run.split_summary is None:
+    if summary is None:
         parts.append(html.missing("split_summary.json is missing: the split was not recorded."))
     else:
-        parts.append(html.structure(run.split_summary))
+        parts.append(html.verdict(*split_verdict(run)))
+        table = _per_class_table(summary, list(run.class_names or []))
+        if table:
+            parts.append("<h3>Images per class and split</h3>")
+            parts.append(table)
+        grouping = summary.get("grouping") if isinstance(summary.get("grouping"), dict) else {}
+        for line in grouping.get("lines") or []:
+            parts.append(html.paragraph(str(line), "muted"))
+        for warning in grouping.get("warnings") or []:
+            parts.append(html.paragraph(f"Warning: {warning}", "warning"))
+        duplicates = summary.get("duplicates") if isinstance(summary.get("duplicates"), dict) else {}
+        examples = duplicates.get("examples") or duplicates.get("pairs") or []
+        if examples:
+            parts.append("<h3>Identical files (examples)</h3>")
+            parts.append(html.structure(examples))
+        rest = {k: v for k, v in summary.items() if k not in SPLIT_KEYS_SHOWN}
+        if rest:
+            parts.append(html.details("Everything else split_summary.json records", html.structure(rest)))
     if run.manifest:
         counts = Counter((row.get("split", "?"), row.get("class", "?")) for row in run.manifest)
         splits = list(dict.fromkeys(s for s, _ in counts))
         classes = list(dict.fromkeys(c for _, c in counts))
-        rows = [[s, *(counts[(s, c)] for c in classes), sum(counts[(s, c)] for c in classes)] for s in splits]
-        parts.append("<h3>Files per split and class (split_manifest.csv)</h3>")
-        parts.append(html.table(["split", *classes, "total"], rows))
-    elif run.split_summary is not None:
+        rows = [
+            [SPLIT_NAMES.get(s, s), *(counts[(s, c)] for c in classes), sum(counts[(s, c)] for c in classes)]
+            for s in splits
+        ]
+        table = html.table(["Split", *classes, "Total"], rows)
+        recorded = (summary or {}).get("counts")
+        if isinstance(recorded, dict) and all(isinstance(v, dict) for v in recorded.values()):
+            # The per-class table above already says it; the manifest only confirms it file by file.
+            same = {(s, c): n for s, per in recorded.items() for c, n in per.items() if n} == dict(counts)
+            parts.append(
+                html.paragraph(
+                    f"split_manifest.csv lists the same {len(run.manifest)} files, one row each.", "muted"
+                )
+                if same
+                else html.paragraph("split_manifest.csv disagrees with the counts above:", "warning") + table
+            )
+            if same:
+                parts.append(html.details("Files per split and class (split_manifest.csv)", table))
+        else:
+            parts.append("<h3>Files per split and class (split_manifest.csv)</h3>")
+            parts.append(table)
+    elif summary is not None:
         parts.append(
             html.paragraph("split_manifest.csv is missing: no per-file record of the split.", "muted")
+        )
+    return "\n".join(parts)
+
+
+LEAKAGE_KEYS = ("level", "n_test", "count_above", "share_above", "loud")
+
+
+def _percent(value: Any) -> str:
+    return (
+        f"{value:.1%}" if isinstance(value, int | float) and not isinstance(value, bool) else "not estimated"
+    )
+
+
+def leakage_verdict(report: dict[str, Any]) -> str:
+    count, total, level = report["count_above"], report["n_test"], report["level"]
+    found = f"{count} of {total} test images ({_percent(report['share_above'])})"
+    chance = _percent(report.get("chance_share"))
+    if report["loud"]:
+        return (
+            f"Likely leakage: {found} have a training image at similarity {level:.2f} or more, against "
+            f"{chance} expected by chance; test scores are probably optimistic."
+        )
+    return (
+        f"No sign of leakage at similarity {level:.2f}: {found} have a training image that close, against "
+        f"{chance} expected by chance."
+    )
+
+
+def leakage(run: RunArtifacts) -> str:
+    report = run.leakage
+    if report is None:
+        return html.paragraph(
+            "No leakage check was recorded: the dataset component wrote no leakage.json and no 'leakage' "
+            "entry in split_summary.json.",
+            "muted",
+        )
+    if not all(key in report for key in LEAKAGE_KEYS):
+        return html.paragraph(
+            "The leakage record has a form this report does not know:", "muted"
+        ) + html.structure(report)
+    level = report["level"]
+    tolerance = report.get("tolerance")
+    chance = report.get("chance_share")
+    parts = [html.verdict(leakage_verdict(report), bad=bool(report["loud"]))]
+    parts.append(
+        html.paragraph(
+            "For every test image the check finds its most similar training or validation image "
+            "(correlation of small thumbnails). It fires when the share at or above the level exceeds "
+            f"chance by more than {_percent(tolerance)}; chance is the same search against images of "
+            "other classes."
+        )
+    )
+    facts = [
+        ["Similarity level", f"{level:.2f}"],
+        ["Test images checked", report["n_test"]],
+        [
+            "Test images with a training image at the level or above",
+            f"{report['count_above']} ({_percent(report['share_above'])})",
+        ],
+        ["Expected by chance (other classes)", _percent(chance)],
+    ]
+    if isinstance(report.get("median_nearest"), int | float):
+        facts.append(["Median similarity to the closest training image", f"{report['median_nearest']:.3f}"])
+    facts.append(["Verdict", "leakage" if report["loud"] else "quiet"])
+    parts.append(html.table(["Measure", "Value"], facts))
+    profile = [p for p in report.get("profile") or [] if isinstance(p, dict) and "level" in p]
+    if profile:
+        rows = []
+        for point in profile:
+            share, by_chance = point.get("share_above"), point.get("chance_share")
+            excess = (
+                share - by_chance
+                if isinstance(share, int | float) and isinstance(by_chance, int | float)
+                else None
+            )
+            rows.append(
+                [
+                    f"{point['level']:.2f}",
+                    _percent(share),
+                    _percent(by_chance),
+                    f"{excess:+.1%}" if excess is not None else "n/a",
+                ]
+            )
+        parts.append("<h3>At other similarity levels</h3>")
+        parts.append(
+            html.table(
+                [
+                    "Similarity at least",
+                    "Test images with a training image that close",
+                    "Expected by chance",
+                    "Excess",
+                ],
+                rows,
+            )
+        )
+    pairs = [p for p in report.get("worst_pairs") or [] if isinstance(p, dict)]
+    if pairs:
+        parts.append("<h3>Closest test and training images</h3>")
+        rows = [[p.get("test", "?"), p.get("train", "?"), p.get("similarity")] for p in pairs]
+        parts.append(html.table(["Test image", "Closest training image", "Similarity"], rows))
+    grouped = (run.split_summary or {}).get("group_by") not in (None, "none")
+    if grouped and not report["loud"]:
+        parts.append(
+            html.paragraph(
+                "A grouped split keeps near-copies together by construction, so quiet at the check's own "
+                "level says little: compare the lower levels above with chance, and prefer external or "
+                "grouped evaluation for the final word.",
+                "muted",
+            )
         )
     return "\n".join(parts)
 
@@ -343,11 +612,3 @@ def log(run: RunArtifacts) -> str:
     return html.paragraph(f"Last {len(run.log_tail)} lines of run.log:", "muted") + html.preformatted(
         "\n".join(run.log_tail)
     )
-
-
-def guarded(build: Callable[[], str], what: str) -> str:
-    """A section whose inputs are malformed says so instead of stopping the whole report."""
-    try:
-        return build()
-    except Exception as error:  # a broken file must not cost the other sections
-        return html.missing(f"{what} could not be built: {type(error).__name__}: {error}")

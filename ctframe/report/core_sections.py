@@ -1,0 +1,50 @@
+"""The core's report sections, registered through ``ctframe_report_sections`` like any plugin's.
+
+The plugin manager registers this module whatever ``CTFRAME_PLUGINS`` selects. Section code is
+imported only when a report is built (numpy, matplotlib, torch for the gallery), not when the
+manager is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from ctframe.hookspecs import hookimpl
+from ctframe.report.registry import ReportContext
+
+
+def _lazy(target: str, *needs: str) -> Callable[[ReportContext], str]:
+    """``build(report)`` calling ``ctframe.report.<module>.<function>(report.<need>, ...)``."""
+    module, _, function = target.rpartition(".")
+
+    def build(report: ReportContext) -> str:
+        code = importlib.import_module(f"ctframe.report.{module}")
+        return getattr(code, function)(*(getattr(report, need) for need in needs))
+
+    build.__qualname__ = build.__name__ = function
+    return build
+
+
+CORE_SECTIONS = (
+    ("overview", "Overview", 100, _lazy("sections.overview", "run")),
+    ("metrics", "Test metrics", 200, _lazy("sections.metrics", "run")),
+    ("training", "Training curves", 300, _lazy("sections.training", "run", "plot")),
+    ("curves", "ROC and precision-recall curves", 400, _lazy("sections.curves", "run", "plot")),
+    ("confusion", "Confusion matrices", 500, _lazy("sections.confusion", "run", "plot")),
+    ("gallery", "Test images by outcome", 550, _lazy("gallery.gallery", "run", "registry")),
+    ("calibration", "Calibration", 600, _lazy("sections.reliability", "run", "plot")),
+    ("external", "External evaluations", 700, _lazy("sections.external", "run")),
+    ("split", "Data split", 800, _lazy("sections.split", "run")),
+    ("leakage", "Leakage check", 850, _lazy("sections.leakage", "run")),
+    ("recipe", "Recipe", 900, _lazy("sections.recipe", "run")),
+    ("environment", "Environment", 1000, _lazy("sections.environment", "run")),
+    ("log", "Run log", 1100, _lazy("sections.log", "run")),
+)
+"""(key, title, order, build): a plugin places its sections between these orders."""
+
+
+@hookimpl
+def ctframe_report_sections(register):
+    for key, title, order, build in CORE_SECTIONS:
+        register(key, title, build, order=order)
