@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ctframe.contracts import Predictions
 from ctframe.errors import DataError, RunError
 from ctframe.filenames import escape_path
@@ -50,9 +48,9 @@ class ExternalSet:
     """Labelled external images, with labels as indices into the model's classes."""
 
     images: Any
-    labels: np.ndarray
     files: Mapping[str, str]
-    class_counts: Mapping[str, int]
+    class_counts: Mapping[str, int] | None
+    """Images per model class, when known before predicting (else counted from the predictions)."""
     skipped: Sequence[tuple[str, str]]
     num_workers: int = 0
 
@@ -145,32 +143,40 @@ def _folder_set(
         counts[resolved[name]] = len(read.images)
         workers = max(workers, read.num_workers)
     images = _Labelled(parts)
-    labels = np.array([label for _, _, label in images.index], dtype=np.int64)
-    return ExternalSet(images, labels, files, counts, skipped, workers)
+    return ExternalSet(images, files, counts, skipped, workers)
 
 
-def _recipe_set(
-    info: ModelInfo, recipe_path: Path, mapping: Mapping[str, str], registry: Registry, logger
+def _dataset_file_set(
+    info: ModelInfo, path: Path, mapping: Mapping[str, str], registry: Registry, seed: int, logger: Any
 ) -> ExternalSet:
-    from ctframe.engine import build_data, make_context, precheck
-    from ctframe.recipe import load_recipe
+    """A TOML file whose ``[dataset]`` table names any dataset component (other sections are ignored)."""
+    from ctframe.contracts import BuildContext, DataSplits, Kind
+    from ctframe.recipe import _component, read_recipe_file
 
-    recipe = load_recipe(recipe_path, registry=registry)
-    context = make_context(recipe, run_dir=None)
-    precheck(recipe, context)
-    data = build_data(recipe, context)
+    raw = read_recipe_file(path)
+    if "dataset" not in raw:
+        raise DataError(f"{path}: no [dataset] table; --data takes a folder or a TOML file with one")
+    config = _component(registry, Kind.DATASET, "dataset", raw["dataset"], path)
+    context = BuildContext(seed=seed, device="cpu", recipe_dir=path.parent, logger=logger)
+    if config.component.check is not None:
+        config.component.check(config.options, context)
+    data = config.component.factory(config.options, context)
+    if not isinstance(data, DataSplits):
+        raise DataError(f"{path}: dataset {config.component.name!r} returned no DataSplits")
     if len(data.train) or len(data.val):
         logger.warning(
             "%s splits its data: only its test split (%d images) is evaluated; let the dataset put "
-            "everything in test to use all of it",
-            recipe_path,
+            "everything in test (folder_split: test_only = true) to use all of it",
+            path,
             len(data.test),
         )
     resolved = _map_classes(list(data.class_names), info.class_names, mapping)
     images = _Relabelled(data.test, [info.class_names.index(resolved[name]) for name in data.class_names])
-    labels = np.array([label for _, label, _ in images], dtype=np.int64)
-    counts = {name: int((labels == index).sum()) for index, name in enumerate(info.class_names)}
-    return ExternalSet(images, labels, dict(data.files), counts, ())
+    return ExternalSet(images, dict(data.files), None, (), data.num_workers)
+
+
+def _counts(predictions: Predictions, class_names: Sequence[str]) -> dict[str, int]:
+    return {name: int((predictions.labels == index).sum()) for index, name in enumerate(class_names)}
 
 
 def _default_name(data: Path) -> str:
@@ -211,7 +217,7 @@ def evaluate_external(
     mapping = parse_class_map(class_map)
     data = Path(data)
     if data.suffix == ".toml":
-        external = _recipe_set(first, data, mapping, registry, logger)
+        external = _dataset_file_set(first, data, mapping, registry, recipe.run.seed, logger)
     else:
         external = _folder_set(first, data, mapping, on_bad_image, registry)
     for path, reason in external.skipped:
@@ -230,8 +236,6 @@ def evaluate_external(
             info.key,
             external.num_workers,
         )
-        if not np.array_equal(predictions.labels, external.labels):
-            raise RunError("internal: external labels changed between models")
         stored = dict(info.metadata.get("threshold_choice") or {})
         threshold = ThresholdChoice(
             method=str(stored.get("method", "fixed")),
@@ -248,7 +252,7 @@ def evaluate_external(
         {
             "data": escape_path(data.absolute()),
             "class_map": mapping,
-            "class_counts": dict(external.class_counts),
+            "class_counts": dict(external.class_counts or _counts(scored[0].test, first.class_names)),
             "skipped": [list(item) for item in external.skipped],
             "models": [info.key for info in infos],
             "threshold": "each model's stored threshold (chosen on the run's validation split)",
