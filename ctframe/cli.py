@@ -350,35 +350,68 @@ def _add_plugin_commands() -> None:
     app.info.cls = plugin_command_group(lambda line: err.print(f"warning: {line}", markup=False))
 
 
+def _error(line: str) -> None:
+    """Print one line whatever the message holds: a library's extra lines are dropped, and characters a
+    terminal cannot take (a file name's undecodable bytes) are escaped as in ctframe's CSV files."""
+    from ctframe.filenames import ensure_escaped
+
+    first = line.strip().splitlines()[0] if line.strip() else line
+    err.print(ensure_escaped(first), soft_wrap=True, markup=False, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
+    """Entry point; returns the exit code: 0 success, 1 internal failure, 2 user error, 130 interrupted.
+
+    The one place where errors become output: one line each, never a traceback (set CTFRAME_DEBUG=1
+    to see one; inside a run it is in RUN/run.log).
+    """
+    from ctframe.errors import logged_in
+    from ctframe.rundir import first_line
+
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         _add_plugin_commands()
         result = app(args=args, prog_name="ctframe", standalone_mode=False)
+        if result == 130:  # typer turns a KeyboardInterrupt inside a command into this exit code
+            err.print("interrupted")
         return result if isinstance(result, int) else 0
     except typer.Exit as stop:
         return stop.exit_code
     except TyperException as error:  # usage errors from argument parsing
-        show = getattr(error, "show", None)
-        show() if show else err.print(f"error: {error}", markup=False)
-        return getattr(error, "exit_code", 2) or 2
-    except (KeyboardInterrupt, typer.Abort):
+        if type(error).__name__ == "NoArgsIsHelpError":  # plain `ctframe`: the help text is the answer
+            error.show()  # type: ignore[attr-defined]
+            return 2
+        context = getattr(error, "ctx", None)
+        hint = f" (see {context.command_path} --help)" if context is not None else ""
+        _error(f"error: {error.format_message().rstrip('.')}{hint}")
+        return 2
+    except typer.Abort as abort:
+        # typer raises Abort for an EOFError too; ctframe never reads the terminal, so that one is a
+        # bug (a file cut short that nothing caught), not Ctrl-D
+        if isinstance(abort.__cause__, EOFError):
+            return _internal(abort.__cause__, logged_in(abort.__cause__))
+        err.print("interrupted")
+        return 130
+    except KeyboardInterrupt:
         err.print("interrupted")
         return 130
     except OSError as error:  # a path the user named cannot be read or written
         where = f": {error.filename}" if error.filename else ""
-        reason = error.strerror or str(error)
-        err.print(f"error: {reason}{where}; check the path and its permissions", markup=False)
+        reason = error.strerror or first_line(error)
+        _error(f"error: {reason}{where}; check the path and its permissions")
         return 2
     except CtframeError as error:
-        err.print(f"error: {error}", soft_wrap=True, markup=False)
+        _error(f"error: {error}")
         return error.exit_code
     except Exception as error:
-        if os.environ.get(DEBUG_ENV):
-            raise
-        err.print(
-            f"internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for the traceback)",
-            soft_wrap=True,
-        )
-        return 1
+        return _internal(error, logged_in(error))
+
+
+def _internal(error: BaseException, log: Path | None) -> int:
+    from ctframe.rundir import first_line
+
+    if os.environ.get(DEBUG_ENV):
+        raise error
+    where = f"; the traceback is in {log}" if log else f" (set {DEBUG_ENV}=1 for the traceback)"
+    _error(f"internal error: {type(error).__name__}: {first_line(error)}{where}")
+    return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,15 +14,18 @@ from typing import Any
 import tomli_w
 from rich.console import Console
 
+from ctframe import integrity
 from ctframe.contracts import BuildContext, DataSplits, TrainedModel
 from ctframe.environment import describe_environment, seed_everything
-from ctframe.errors import CtframeError, RecipeError, RunError
+from ctframe.errors import CtframeError, RecipeError, RunError, note_log
 from ctframe.plugins import Registry, get_registry
 from ctframe.recipe import Recipe, load_recipe
-from ctframe.rundir import RunDirectory
+from ctframe.rundir import RunDirectory, first_line, remove_stale_temporaries
 
 LOGGER_NAME = "ctframe"
 STATUS = "status.json"
+FILE_ONLY = "ctframe_file_only"
+"""Set in a log record's ``extra`` to keep it out of the console (a traceback goes to run.log only)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ def build_metrics(recipe: Recipe, context: BuildContext) -> list[tuple[str, Any]
 
 def precheck(recipe: Recipe, context: BuildContext) -> None:
     """Run the components' own cheap checks (data paths, weight files) before any work."""
+    weights = recipe.run.weights
+    if weights is not None and not weights.is_file():
+        raise RecipeError(f"{recipe.path}: [run] weights: {weights} does not exist")
     for config in recipe.components():
         if config.component.check is not None:
             config.component.check(config.options, context)
@@ -112,6 +119,17 @@ def check_recipe(recipe: Recipe, quick: bool = False) -> list[str]:
     ]
 
 
+class _ConsoleFormatter(logging.Formatter):
+    """The message alone: a record's traceback (a plugin's ``logger.exception``) stays in run.log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
+def _console_wanted(record: logging.LogRecord) -> bool:
+    return not getattr(record, FILE_ONLY, False)
+
+
 @contextlib.contextmanager
 def _logging_to(run_dir: RunDirectory, console: Console | None) -> Iterator[logging.Logger]:
     from rich.logging import RichHandler
@@ -123,7 +141,10 @@ def _logging_to(run_dir: RunDirectory, console: Console | None) -> Iterator[logg
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handlers: list[logging.Handler] = [file_handler]
     if console is not None:
-        handlers.append(RichHandler(console=console, show_path=False, show_time=False, markup=False))
+        console_handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+        console_handler.setFormatter(_ConsoleFormatter())
+        console_handler.addFilter(_console_wanted)
+        handlers.append(console_handler)
     for handler in handlers:
         logger.addHandler(handler)
     try:
@@ -265,8 +286,11 @@ def _save_models(
     for entry in trained:
         model.load_state_dict(dict(entry.state_dict), strict=True)
         metadata = model_metadata(recipe, data, entry.title, by_key[entry.key].threshold, run_facts)
-        save_model(folder, entry.key, model, metadata)
-    run_dir.write_json(f"{MODELS_DIR}/index.json", {"models": [e.key for e in trained]})
+        files = [folder / f"{entry.key}.safetensors", folder / f"{entry.key}.json"]
+        with integrity.recording(run_dir, files, kind="model"):
+            save_model(folder, entry.key, model, metadata)
+    index = json.dumps({"models": [e.key for e in trained]}, indent=2) + "\n"
+    integrity.write_recorded(folder / "index.json", index.encode(), run_dir, kind="model")
 
 
 def execute(
@@ -278,6 +302,9 @@ def execute(
     context = make_context(recipe, run_dir, resume)
     with _logging_to(run_dir, console) as logger:
         logger.info("%s run %s", "resuming" if resume else "starting", run_dir.path)
+        if resume:
+            for stale in remove_stale_temporaries(run_dir.path):  # left by a kill during an atomic write
+                logger.info("removed the stale temporary file %s", stale)
         plugins = {p.name: f"{p.package} {p.version}" for p in registry.plugins.values() if not p.error}
         environment = describe_environment(context.device, recipe.run.seed, recipe.path.parent, plugins)
         _write_status(run_dir, "running")
@@ -304,8 +331,9 @@ def execute(
             _write_status(run_dir, "failed", error=str(error))
             raise
         except Exception as error:
-            _write_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
-            logger.exception("internal failure")
+            _write_status(run_dir, "failed", error=f"{type(error).__name__}: {first_line(error)}")
+            logger.error("internal failure", exc_info=True, extra={FILE_ONLY: True})
+            note_log(error, run_dir / RunDirectory.LOG)  # the CLI prints this path, not the traceback
             raise
         logger.info("finished: %s", run_dir.path)
     return RunResult(run_dir, trained, evaluation)
@@ -327,13 +355,20 @@ def start_run(
         run_dir = RunDirectory(Path(run_path))
     else:
         run_dir = RunDirectory.create(Path(output) if output else recipe.run.output, recipe.stem)
+    integrity.start(run_dir)  # from here on, what a resume relies on is recorded as it is written
     header = f"# resolved recipe of this run (from {recipe.path})\n"
-    run_dir.write_text(RunDirectory.RECIPE, header + tomli_w.dumps(recipe.to_dict()))
+    text = header + tomli_w.dumps(recipe.to_dict())
+    integrity.write_recorded(run_dir / RunDirectory.RECIPE, text.encode(), run_dir, kind="recipe")
     return execute(recipe, run_dir, registry, console)
 
 
 def resume_run(path: Path, registry: Registry | None = None, console: Console | None = None) -> RunResult:
-    """Continue an interrupted run from the state its trainer saved in ``path``."""
+    """Continue an interrupted run from the state its trainer saved in ``path``.
+
+    Everything is checked before anything is written: the run directory's recorded files against
+    ``integrity.json`` (the recipe, the split manifest, checkpoints, model files), the recipe against
+    the installed plugins, and the components' cheap checks.
+    """
     run_dir = RunDirectory(Path(path))
     recipe_file = run_dir / RunDirectory.RECIPE
     if not recipe_file.is_file():
@@ -341,8 +376,11 @@ def resume_run(path: Path, registry: Registry | None = None, console: Console | 
             f"{path}: not a run directory (no {RunDirectory.RECIPE}); pass the folder a run created"
         )
     status = run_dir / STATUS
-    if status.is_file() and '"completed"' in status.read_text(encoding="utf-8"):
+    if status.is_file() and '"completed"' in status.read_text(encoding="utf-8", errors="replace"):
         raise RunError(f"{path}: this run already completed; start a new one with ctframe run RECIPE")
+    integrity.verify(run_dir)
     registry = registry or get_registry()
     recipe = load_recipe(recipe_file, registry=registry)
+    precheck(recipe, make_context(recipe, run_dir=None))
+    integrity.settle(run_dir)
     return execute(recipe, run_dir, registry, console, resume=True)

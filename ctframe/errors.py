@@ -1,6 +1,16 @@
-"""Typed errors. The CLI turns each into one line and an exit code in one place."""
+"""Typed errors. The CLI turns each into one line and an exit code in one place.
+
+| code | meaning |
+|---|---|
+| 0   | success |
+| 1   | internal failure (a bug); the traceback is in the run's ``run.log`` when there is a run |
+| 2   | a problem the user can fix: bad recipe, data, run directory, file or command line |
+| 130 | interrupted (Ctrl-C); a run can be continued with ``ctframe run --resume`` |
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class CtframeError(Exception):
@@ -22,4 +32,21 @@ class DataError(CtframeError):
 
 
 class RunError(CtframeError):
-    """A run directory that cannot be used (for example, nothing to resume)."""
+    """A run directory that cannot be used (nothing to resume, edited or damaged files)."""
+
+
+_LOG_ATTRIBUTE = "_ctframe_log"
+
+
+def note_log(error: BaseException, log: Path) -> None:
+    """Remember that ``error``'s traceback was written to ``log`` (a run's ``run.log``).
+
+    The exception keeps its type for callers of the Python API; the command line reads the path back
+    with :func:`logged_in` and prints it instead of the traceback.
+    """
+    setattr(error, _LOG_ATTRIBUTE, Path(log))
+
+
+def logged_in(error: BaseException) -> Path | None:
+    """The log file that holds ``error``'s traceback, if the engine wrote it to one."""
+    return getattr(error, _LOG_ATTRIBUTE, None)

@@ -16,9 +16,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 
 class Options(BaseModel):
-    """Base for option schemas: unknown keys are errors and values are immutable once validated."""
+    """Base for option schemas: unknown keys are errors and values are immutable once validated.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    Floats must be finite: TOML's ``inf`` and ``nan`` pass most range checks (``lr = inf`` is ``> 0``)
+    and then break training, so they are refused with the other schema errors.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
     removed_options: ClassVar[Mapping[str, str]] = {}
     """Keys this component no longer takes -> where the setting lives now; a recipe that still sets

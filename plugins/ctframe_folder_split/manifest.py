@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ctframe import DataError
 from ctframe.filenames import ensure_escaped, escape_path, unescape_name
-from ctframe.rundir import write_text
+from ctframe.integrity import write_recorded
 from ctframe_folder_split.grouping import listing
 
 MANIFEST = "split_manifest.csv"
@@ -35,6 +35,8 @@ class ManifestRow:
 
 
 def write_manifest(path: Path, rows: Sequence[ManifestRow]) -> Path:
+    """Write the manifest atomically; in a run directory (``path``'s folder) its sha256 is recorded in
+    the run's ``integrity.json``, so a resume refuses a manifest edited after the run wrote it."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
@@ -46,7 +48,7 @@ def write_manifest(path: Path, rows: Sequence[ManifestRow]) -> Path:
                 for v in (row.file, row.sha256, row.class_name, row.split, row.group, row.status)
             )
         )
-    return write_text(path, buffer.getvalue())
+    return write_recorded(path, buffer.getvalue().encode("utf-8"), Path(path).parent, kind="manifest")
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:

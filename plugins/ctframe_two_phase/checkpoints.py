@@ -3,7 +3,8 @@
 Everything is tensors and plain Python so that :func:`ctframe.rundir.load_checkpoint` can load it
 weights-only. ``_last.pt`` is the resume point: written atomically after every epoch, it holds the
 model, optimiser, early-stopping state, history and RNG states; a run killed at any moment
-resumes from the last completed epoch.
+resumes from the last completed epoch. Both files are recorded in the run's ``integrity.json``, so a
+resume refuses a checkpoint that changed after it was written.
 """
 
 from __future__ import annotations
@@ -17,14 +18,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ctframe import RunError
 from ctframe.rundir import load_checkpoint, save_checkpoint
 
 FORMAT = 1
+BEST_KEYS = ("format", "phase", "epoch", "model")
+LAST_KEYS = (*BEST_KEYS, "optimizer", "early_stopping", "history", "rng")
 
 
 def checkpoint_paths(run_dir: Path, key: str) -> tuple[Path, Path]:
     folder = Path(run_dir) / "checkpoints"
     return folder / f"{key}_best.pt", folder / f"{key}_last.pt"
+
+
+def _run_dir(path: Path) -> Path:
+    return Path(path).parent.parent  # checkpoint_paths keeps them in RUN/checkpoints/
 
 
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -77,6 +85,7 @@ def save_best(path: Path, model: nn.Module, phase: str, epoch: int, val_loss: fl
     save_checkpoint(
         path,
         {"format": FORMAT, "phase": phase, "epoch": epoch, "val_loss": val_loss, "model": model_state(model)},
+        run_dir=_run_dir(path),
     )
 
 
@@ -102,11 +111,17 @@ def save_last(
             "history": [dict(record) for record in history],
             "rng": capture_rng(),
         },
+        run_dir=_run_dir(path),
     )
 
 
 def load(path: Path) -> dict[str, Any]:
-    state = load_checkpoint(path)
-    if state.get("format") != FORMAT:
-        raise ValueError(f"{path} has checkpoint format {state.get('format')!r}, expected {FORMAT}")
+    """A phase checkpoint; a damaged or foreign file is a one-line :class:`RunError` naming it."""
+    # the trainer loads both kinds through here; a _last.pt must also hold everything a resume restores
+    required = LAST_KEYS if Path(path).stem.endswith("_last") else BEST_KEYS
+    state = load_checkpoint(path, required=required)
+    if state["format"] != FORMAT:
+        raise RunError(
+            f"checkpoint {path} has format {state['format']!r}; this two_phase trainer reads format {FORMAT}"
+        )
     return state

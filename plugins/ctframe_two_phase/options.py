@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ctframe import Options
 
@@ -44,7 +44,11 @@ class TwoPhaseOptions(Options):
     finetuned: FinetuneOptions = Field(
         default_factory=FinetuneOptions, description="phase 2: fine-tune the backbone's last layers"
     )
-    batch_size: int = Field(32, ge=1, description="images per training step (Keras fit default 32)")
+    batch_size: int = Field(
+        32,
+        json_schema_extra={"minimum": 2},  # checked below, with a message that says why
+        description="images per training step (Keras fit default 32; at least 2 for BatchNorm)",
+    )
     eval_batch_size: int | None = Field(
         None, ge=1, description="images per evaluation step; unset: twice batch_size"
     )
@@ -66,3 +70,11 @@ class TwoPhaseOptions(Options):
     )
     progress: bool = Field(True, description="rich progress bar per epoch (only on a terminal)")
     tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _two_per_batch(cls, value: int) -> int:
+        # else training dies in the first step ("Expected more than 1 value per channel")
+        if value < 2:
+            raise ValueError("at least 2 images per batch are needed: BatchNorm cannot train on one sample")
+        return value
