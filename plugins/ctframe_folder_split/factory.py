@@ -197,7 +197,7 @@ def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> Da
         )
     return DataSplits(
         class_names=tuple(options.classes),
-        positive_class=options.positive_class,
+        positive_class=options.positive,
         train=datasets["train"],
         val=datasets["val"],
         test=datasets["test"],
@@ -311,7 +311,7 @@ def _summary(
     return {
         "root": escape_path(options.root),
         "classes": list(options.classes),
-        "positive_class": options.positive_class,
+        "positive_class": options.positive,
         "seed": context.seed,
         "image_size": options.image_size,
         "group_by": options.group_by,

@@ -28,7 +28,12 @@ class FolderSplitOptions(Options):
     classes: list[str] = Field(
         min_length=2, description="Class folder names; their order defines label indices (0, 1, ...)"
     )
-    positive_class: str = Field(description="The class that metrics treat as positive; one of `classes`")
+    positive_class: str | None = Field(
+        None,
+        description="The class that precision, recall and ROC are computed for; one of `classes`. Required "
+        "for two classes; with more, metrics average over all classes (macro by default) and this only "
+        "picks the class of the report's ROC curves (default: the first class)",
+    )
     test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of each class held out for testing")
     val_fraction: float = Field(
         0.15, gt=0, lt=1, description="Share of the remaining training part used for validation"
@@ -134,8 +139,20 @@ class FolderSplitOptions(Options):
             raise ValueError('group_by must be a CSV path, "regex:<pattern>" or "sequence"')
         return group_by
 
+    @property
+    def positive(self) -> str:
+        """The positive class; with more than two classes and none named, the first class."""
+        return self.positive_class if self.positive_class is not None else self.classes[0]
+
     @model_validator(mode="after")
     def _positive_is_a_class(self) -> FolderSplitOptions:
+        if self.positive_class is None:
+            if len(self.classes) == 2:
+                raise ValueError(
+                    f"name the positive class of {self.classes}: precision, recall and ROC AUC are "
+                    "computed for it (set positive_class)"
+                )
+            return self
         if self.positive_class not in self.classes:
             raise ValueError(f"positive_class {self.positive_class!r} is not one of classes {self.classes}")
         return self
