@@ -39,6 +39,7 @@ def render(report: ReportContext) -> str:
         (section.key, section.title, guarded(lambda s=section: s.build(report), section.title))
         for section in collected.sections
     ]
+    parts = [part for part in parts if part[2]]  # a section that has nothing to say for this run returns ""
     if collected.problems:
         lines = [f"plugin {plugin!r}: {why}" for plugin, why in collected.problems]
         parts.append(("plugin_sections", "Plugin sections left out", "\n".join(map(html.missing, lines))))

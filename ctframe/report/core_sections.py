@@ -29,6 +29,7 @@ def _lazy(target: str, *needs: str) -> Callable[[ReportContext], str]:
 CORE_SECTIONS = (
     ("overview", "Overview", 100, _lazy("sections.overview", "run")),
     ("metrics", "Test metrics", 200, _lazy("sections.metrics", "run")),
+    ("folds", "Cross-validation folds", 250, _lazy("sections.folds", "run")),
     ("training", "Training curves", 300, _lazy("sections.training", "run", "plot")),
     ("curves", "ROC and precision-recall curves", 400, _lazy("sections.curves", "run", "plot")),
     ("confusion", "Confusion matrices", 500, _lazy("sections.confusion", "run", "plot")),

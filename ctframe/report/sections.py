@@ -280,6 +280,37 @@ def reliability(run: RunArtifacts, plot: PlotWriter) -> str:
     )
 
 
+def folds(run: RunArtifacts) -> str:
+    """``ctframe cv`` folders only: every fold's value of each metric, with mean and sd."""
+    import json
+
+    path = run.path / "folds.json"
+    if not path.is_file():
+        return ""
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    parts = [
+        html.paragraph(
+            f"{summary['folds']} stratified, group-disjoint folds; every image was tested once. The tables "
+            "above are the pooled out-of-fold predictions; below, each fold on its own "
+            f"({', '.join(summary['runs'])}, each with its own report)."
+        )
+    ]
+    for key, metrics in summary["per_fold"].items():
+        columns = ["metric", *(f"fold {i}" for i in range(summary["folds"])), "mean", "sd"]
+        rows = [
+            [
+                name,
+                *(("n/a" if v is None else f"{v:.3f}") for v in entry["folds"]),
+                f"{entry['mean']:.3f}",
+                f"{entry['sd']:.3f}",
+            ]
+            for name, entry in metrics.items()
+        ]
+        parts.append(html.paragraph(run.title(key).removesuffix(" (out-of-fold)")))
+        parts.append(html.table(columns, rows))
+    return "\n".join(parts)
+
+
 def external(run: RunArtifacts) -> str:
     """One table per external evaluation (``ctframe evaluate``), at each model's stored threshold."""
     from ctframe.external import EXTERNAL_DIR, external_results
