@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -25,6 +25,22 @@ COMPONENT_KEY = "component"
 COMPONENT_SECTIONS: tuple[KindSpec, ...] = recipe_kinds()
 """The recipe sections that name components, in recipe order (from ``ctframe.kinds.KINDS``)."""
 TOP_LEVEL_KEYS = ("run", *(kind.section for kind in COMPONENT_SECTIONS), "evaluation")
+
+
+class DistributedSettings(Options):
+    """The ``[run.distributed]`` table; read only when torchrun starts more than one process."""
+
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="process group backend: auto (nccl on CUDA, gloo on the CPU), gloo or nccl"
+    )
+    sync_batchnorm: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="BatchNorm statistics over the global batch, as on one device (SyncBatchNorm): auto "
+        "(on with CUDA; off on the CPU, where torch has none), on, off (each process's share)",
+    )
+    timeout_minutes: float = Field(
+        30, gt=0, le=1440, description="how long a process waits for the others before the run fails"
+    )
 
 
 class RunSettings(Options):
@@ -51,6 +67,10 @@ class RunSettings(Options):
         None, ge=2, le=100, description="set by ctframe cv: the number of cross-validation folds of this run"
     )
     cv_fold: int | None = Field(None, ge=0, description="set by ctframe cv: which fold (0-based) is test")
+    distributed: DistributedSettings = Field(
+        default_factory=DistributedSettings,
+        description="torchrun / DDP options (docs/distributed.md); a recipe runs unchanged without them",
+    )
 
     @model_validator(mode="after")
     def _fold_within_folds(self) -> RunSettings:
@@ -363,10 +383,19 @@ def validate_recipe(data: Mapping[str, Any], path: Path, registry: Registry) -> 
     evaluation = validate_options(evaluation_schema(), evaluation_values, path, "evaluation")
     return Recipe(
         path=path.absolute(),
-        run=run.model_copy(update={"output": run.output.expanduser().absolute()}),
+        run=run.model_copy(update={"output": _expanded(run.output, path)}),
         sections=sections,
         evaluation=evaluation,
     )
+
+
+def _expanded(output: Path, path: Path) -> Path:
+    try:
+        return output.expanduser().absolute()
+    except RuntimeError:  # "~name" for a user this machine does not know
+        raise RecipeError(
+            f"{path}: [run] output: {output.parts[0]} names no known user's home folder; write the path out"
+        ) from None
 
 
 def load_recipe(path: Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:

@@ -344,7 +344,6 @@ RECIPES = [
         "unknown-user-home-output",
         run_recipe(with_line(TOY, "run", 'output = "~nosuchuser-ctframe/runs"')),
         "~nosuchuser-ctframe",
-        xfail="issue 12 item 7: [run] output is a plain Path that ctframe/recipe.py expands unchecked",
     ),
     case("output-is-a-file", _output_is_a_file, "taken"),
     case("weights-missing", toy_set("run.weights=missing.safetensors"), "missing.safetensors"),
@@ -487,8 +486,6 @@ DATA = [
         "m.csv",
         "fewer than 6 columns",
         plugins=FOLDER_PLUGINS,
-        xfail="issue 12 item 6: folder_split's check does not read dataset.reuse_manifest, so the run "
-        "directory exists before the manifest is found cut",
     ),
     _audit("audit-empty-class", _empty_class, "non-COVID"),
     case("audit-missing-folder", lambda w: ["audit", str(w.root / "nowhere")], "nowhere", "not found"),

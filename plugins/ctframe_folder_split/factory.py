@@ -51,6 +51,8 @@ def check_paths(options: FolderSplitOptions, context: BuildContext) -> None:
     csv_path = options.group_csv(context.recipe_dir)
     if csv_path is not None and not csv_path.is_file():
         raise DataError(f"group_by file {csv_path} does not exist; fix dataset.group_by")
+    if options.reuse_manifest is not None:
+        read_manifest(options.reuse_manifest)  # a cut or foreign manifest is refused before the run starts
 
 
 def _make_store(options: FolderSplitOptions, count: int) -> Store:
