@@ -342,6 +342,9 @@ def metrics(
     out.print(f"metrics and report: {folder}")
 
 
+from ctframe import cli_model  # noqa: E402, F401 - registers the export and explain commands on app
+
+
 def _add_plugin_commands() -> None:
     # Plugin commands join at the first command lookup, so `--version` (handled while parsing) builds no
     # registry; app.registered_commands stays core-only, so names are checked against core commands alone.

@@ -158,7 +158,12 @@ class Layer:
 
 @runtime_checkable
 class Backbone(Protocol):
-    """Feature extractor contract (implemented by an ``nn.Module``)."""
+    """Feature extractor contract (implemented by an ``nn.Module``).
+
+    Optional: ``cam_layer``, the ``nn.Module`` inside the backbone whose output is the last spatial
+    feature map before the head pools (ResNetV2: ``post_relu``). ``ctframe explain`` and the report's
+    Grad-CAM overlays hook it; a backbone without one cannot be explained, and works otherwise.
+    """
 
     out_features: int
     """Channels of the feature map ``forward`` returns."""

@@ -69,6 +69,23 @@ KINDS: tuple[KindSpec, ...] = (
         section="metrics",
         many=True,
     ),
+    KindSpec(
+        "exporter",
+        "ctframe_register_exporters",
+        "Factory: ``factory(options, context: BuildContext) -> Exporter`` "
+        "(:class:`ctframe.export.Exporter`): a ``suffix``, ``export(module, example, path, metadata)`` "
+        "writing a uint8-in, probabilities-out module with a dynamic batch, and ``load(path)`` giving a "
+        "function that runs the file, which ``ctframe export --format NAME`` uses to check every export "
+        "against the PyTorch model.",
+    ),
+    KindSpec(
+        "explainer",
+        "ctframe_register_explainers",
+        "Factory: ``factory(options, context: BuildContext) -> Explainer`` "
+        "(:class:`ctframe.explain.Explainer`): ``explainer(model, layer, images, targets)`` returns one "
+        "map in [0, 1] per image, ``(N, H, W)``, of where the score of each target class comes from, "
+        "seen at ``layer`` (the backbone's ``cam_layer``); ``ctframe explain --method NAME`` uses it.",
+    ),
 )
 
 Kind = StrEnum("Kind", {spec.name.upper(): spec.name for spec in KINDS}, module=__name__)

@@ -134,6 +134,7 @@ class ResNetV2(nn.Module):
             in_channels = EXPANSION * filters
         self.stacks = nn.ModuleList(stacks)
         self.post_bn = _batch_norm(in_channels)
+        self.post_relu = nn.ReLU()  # a module of its own, so that explanations can hook post_relu's output
         self.out_features = in_channels
         self.reset_parameters()
         if channels_last:
@@ -190,7 +191,12 @@ class ResNetV2(nn.Module):
         x = self.stem(x)
         for stack in self.stacks:
             x = stack(x)
-        return F.relu(self.post_bn(x))
+        return self.post_relu(self.post_bn(x))
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The layer explanations look at: ``post_relu``, the last feature map before the head pools."""
+        return self.post_relu
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(torch.float32) / 127.5 - 1.0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ctframe import Layer
 
@@ -30,7 +29,7 @@ def _trunk_forward(family: str, model: nn.Module, x: torch.Tensor) -> torch.Tens
         x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
         return model.layer4(model.layer3(model.layer2(model.layer1(x))))
     if family == "densenet":
-        return F.relu(model.features(x))  # torchvision applies this ReLU in forward, after features
+        return model.features(x)  # torchvision's ReLU after features is the backbone's final_relu
     if family == "regnet":
         return model.trunk_output(model.stem(x))
     return model.features(x)
@@ -54,6 +53,8 @@ class TorchvisionBackbone(nn.Module):
                 setattr(self.model, attribute, nn.Identity())
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+        # torchvision applies DenseNet's last ReLU functionally; a module lets explanations hook its output
+        self.final_relu = nn.ReLU() if self.family == "densenet" else nn.Identity()
         self._layer_paths, self.out_features = self._probe()
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -86,11 +87,24 @@ class TorchvisionBackbone(nn.Module):
         modules = dict(self.model.named_modules())
         return [Layer(path, modules[path]) for path in self._layer_paths]
 
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The module whose output is the trunk's last feature map (what the head pools): explanations
+        look at it. ResNet: ``layer4``; DenseNet: the ReLU after ``features``; RegNet: ``trunk_output``;
+        EfficientNet, MobileNet, VGG: ``features``."""
+        if self.family == "resnet":
+            return self.model.layer4
+        if self.family == "densenet":
+            return self.final_relu
+        if self.family == "regnet":
+            return self.model.trunk_output
+        return self.model.features
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.to(torch.float32) - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return _trunk_forward(self.family, self.model, x).float()
+        return self.final_relu(_trunk_forward(self.family, self.model, x)).float()
 
 
 def _is_learnable_leaf(module: nn.Module) -> bool:

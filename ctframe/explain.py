@@ -1,0 +1,326 @@
+"""Where a trained model looks: class activation maps through registered explainer components.
+
+An explainer (registered through ``ctframe_register_explainers``; the built-in ones wrap the
+``grad-cam`` package) maps images to one map per image of where a class's score comes from, seen at
+the backbone's ``cam_layer``. The core decides how it is run, the same way for every explainer:
+
+* in fp32, without autocast or ``torch.compile``, on per-class *scores* (:class:`ClassScores`: the
+  logits of a softmax head; ``-z, z`` for a one-logit sigmoid head, so either class can be explained);
+* with gradients available even when the backbone is frozen: gradient-based CAMs hook the target
+  layer's output, which requires grad only if something before it does. The input carries the
+  gradient instead of the parameters (which are set to not require grad for the call, then restored).
+
+:func:`overlay` is the one-image entry point (the report's gallery uses it); :func:`explain_files`
+is ``ctframe explain``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctframe.contracts import Kind
+from ctframe.errors import CtframeError
+from ctframe.export import build_component, component_context, uncompiled
+from ctframe.rundir import atomic_open, write_bytes
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ctframe.model import Classifier
+    from ctframe.modelfile import LoadedModel
+    from ctframe.plugins import Registry
+
+DEFAULT_METHOD = "gradcam"
+CSV_NAME = "explanations.csv"
+OVERLAY_WEIGHT = 0.5
+"""Share of the image in an overlay; the rest is the colour-mapped CAM."""
+
+
+class ExplainError(CtframeError):
+    """A model that cannot be explained as asked (no layer to explain, an unknown class)."""
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    """What an explainer factory returns: ``factory(options, context) -> Explainer``."""
+
+    def __call__(
+        self, model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: Sequence[int]
+    ) -> np.ndarray:
+        """One map per image, float ``(N, H, W)`` in ``[0, 1]`` at the images' size.
+
+        ``model`` maps float images (``0..255``, ``N, 3, H, W``, requiring grad) to one score per class
+        (:class:`ClassScores`); ``layer`` is a module inside it (the backbone's ``cam_layer``);
+        ``targets[i]`` is the class index to explain for image ``i``.
+        """
+        ...
+
+
+class ClassScores(nn.Module):
+    """One score per class from a classifier's logits, whatever the head's layout."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.classifier(images).float()
+        if logits.shape[1] == 1:  # sigmoid head: z is class 1's evidence, -z class 0's
+            return torch.cat([-logits, logits], dim=1)
+        return logits
+
+
+def method_name(method: str) -> str:
+    """``gradcam++`` as written on a command line -> the registered name ``gradcampp``."""
+    return method.strip().lower().replace("+", "p").replace("-", "")
+
+
+def cam_layer(backbone: nn.Module) -> nn.Module:
+    """The backbone's layer to explain (its optional ``cam_layer``), or a one-line error."""
+    layer = getattr(backbone, "cam_layer", None)
+    if not isinstance(layer, nn.Module):
+        raise ExplainError(
+            f"backbone {type(backbone).__name__} names no cam_layer (the last spatial feature map before "
+            "pooling), so it cannot be explained; its plugin must add one (docs/plugins.md)"
+        )
+    return layer
+
+
+def feature_map_size(classifier: nn.Module, image_shape: Sequence[int]) -> tuple[int, int]:
+    """Height and width of the ``cam_layer`` map for images of ``image_shape`` ``(3, H, W)``: a CAM
+    has this resolution before it is resized to the image (1 x 1 locates nothing)."""
+    layer = cam_layer(classifier.backbone)
+    sizes: list[tuple[int, int]] = []
+    handle = layer.register_forward_hook(lambda _m, _i, output: sizes.append(tuple(output.shape[-2:])))
+    device = next(classifier.parameters()).device
+    try:
+        with torch.inference_mode():
+            classifier.backbone(torch.zeros(1, *image_shape, device=device))
+    finally:
+        handle.remove()
+    return sizes[0]
+
+
+def make_explainer(
+    method: str = DEFAULT_METHOD, options: Mapping[str, Any] | None = None, registry: Registry | None = None
+) -> Explainer:
+    """The registered explainer ``method`` (``gradcam``, ``gradcam++``, ``scorecam``, ...)."""
+    from ctframe.plugins import get_registry
+
+    registry = registry or get_registry()
+    component, validated = build_component(registry, Kind.EXPLAINER, method_name(method), options, "--method")
+    return component.factory(validated, component_context())
+
+
+def cam_maps(
+    classifier: Classifier,
+    images: torch.Tensor,
+    targets: Sequence[int],
+    method: str | Explainer = DEFAULT_METHOD,
+    *,
+    options: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+) -> np.ndarray:
+    """CAMs of ``images`` (uint8 or float ``0..255``, ``(N, 3, H, W)``) for class ``targets[i]`` each:
+    float ``(N, H, W)`` in ``[0, 1]``. The classifier is run in fp32 on ``device`` (it is moved there)."""
+    if len(targets) != len(images):
+        raise ValueError(f"{len(targets)} targets for {len(images)} images; give one class per image")
+    explainer = method if callable(method) else make_explainer(method, options, registry)
+    classifier = uncompiled(classifier)
+    layer = cam_layer(classifier.backbone)
+    model = ClassScores(classifier).float().to(device).eval()
+    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    maps = []
+    try:
+        for parameter, _ in flags:  # the input carries the gradient; parameter grads are wasted work
+            parameter.requires_grad_(False)
+        with torch.inference_mode(False), torch.enable_grad():
+            for start in range(0, len(images), batch_size):
+                batch = torch.as_tensor(images[start : start + batch_size]).to(device, torch.float32)
+                chosen = [int(t) for t in targets[start : start + batch_size]]
+                maps.append(np.asarray(explainer(model, layer, batch.requires_grad_(True), chosen)))
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+    if not maps:
+        return np.zeros((0, *images.shape[-2:]), dtype=np.float32)
+    return np.concatenate(maps).astype(np.float32)
+
+
+def blend(image: torch.Tensor | np.ndarray, cam: np.ndarray, weight: float = OVERLAY_WEIGHT) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)``: ``image`` (uint8 ``(3, H, W)``) under the jet-coloured ``cam`` ``(H, W)``."""
+    from matplotlib import colormaps
+
+    rgb = np.asarray(image, dtype=np.float32).transpose(1, 2, 0) / 255.0
+    heat = colormaps["jet"](np.clip(cam, 0.0, 1.0))[..., :3]
+    mixed = weight * rgb + (1.0 - weight) * heat
+    return np.clip(mixed * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def overlays(
+    loaded: LoadedModel,
+    images: torch.Tensor | np.ndarray,
+    targets: Sequence[int],
+    method: str = DEFAULT_METHOD,
+    *,
+    options: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+    device: str = "cpu",
+) -> list[np.ndarray]:
+    """One RGB uint8 ``(H, W, 3)`` overlay per image (uint8 ``(N, 3, H, W)``) for class ``targets[i]``."""
+    images = torch.as_tensor(np.asarray(images))
+    maps = cam_maps(
+        loaded.classifier, images, targets, method, options=options, registry=registry, device=device
+    )
+    return [blend(image, cam) for image, cam in zip(images, maps, strict=True)]
+
+
+def overlay(
+    loaded: LoadedModel,
+    image: torch.Tensor | np.ndarray,
+    target_index: int,
+    method: str = DEFAULT_METHOD,
+    *,
+    options: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+    device: str = "cpu",
+) -> np.ndarray:
+    """The CAM of class ``target_index`` over one image (uint8 RGB ``(3, H, W)``, at the model's input size,
+    as the model's dataset reader gives it): an RGB uint8 ``(H, W, 3)`` array."""
+    image = torch.as_tensor(np.asarray(image))
+    (result,) = overlays(
+        loaded, image[None], [target_index], method, options=options, registry=registry, device=device
+    )
+    return result
+
+
+# ------------------------------------------------------------------------------------ ctframe explain
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    csv: Path
+    images: int
+    overlays: int
+    skipped: list[tuple[str, str]]
+    map_size: tuple[int, int]
+    """Resolution of the CAMs before they are resized to the images (the cam_layer map's size)."""
+    image_size: tuple[int, int]
+
+
+def target_classes(
+    wanted: Sequence[str], class_names: Sequence[str], predicted: np.ndarray
+) -> list[list[int]]:
+    """Per image, the class indices to explain: ``predicted``, ``all`` or class names (any mix)."""
+    fixed: set[int] = set()
+    use_predicted = False
+    for entry in wanted or ("predicted",):
+        if entry == "predicted":
+            use_predicted = True
+        elif entry == "all":
+            fixed.update(range(len(class_names)))
+        elif entry in class_names:
+            fixed.add(class_names.index(entry))
+        else:
+            choices = ", ".join(["predicted", "all", *class_names])
+            raise ExplainError(f"--target {entry!r}: not a class of this model; choose from {choices}")
+    return [sorted(fixed | ({int(p)} if use_predicted else set())) for p in predicted]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "x"
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def explain_files(
+    model_or_run: Path,
+    paths: Sequence[Path],
+    output: Path,
+    *,
+    method: str = DEFAULT_METHOD,
+    targets: Sequence[str] = ("predicted",),
+    model_key: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    on_bad_image: str = "error",
+    batch_size: int = 16,
+    device: str = "cpu",
+    registry: Registry | None = None,
+    console: Console | None = None,
+) -> ExplainResult:
+    """Overlay PNGs (one per image and target class) and ``explanations.csv`` (files, probabilities,
+    predicted class, overlay per class) in the folder ``output``."""
+    from ctframe.evaluation.decision import predicted_labels
+    from ctframe.evaluation.outputs import PROBABILITY_PREFIX
+    from ctframe.filenames import ensure_escaped
+    from ctframe.inference import predict_with_progress, read_files
+    from ctframe.modelfile import ModelFileError, find_model, load_model
+    from ctframe.plugins import get_registry
+
+    registry = registry or get_registry()
+    explainer = make_explainer(method, options, registry)
+    loaded = load_model(find_model(model_or_run, model_key), registry, device=device)
+    info = loaded.info
+    read = read_files(info, paths, on_bad_image, registry)
+    if len(read.images) == 0:
+        raise ModelFileError("no image files to explain" + (" (all were skipped)" if read.skipped else ""))
+    images = torch.stack([torch.as_tensor(read.images[i][0]) for i in range(len(read.images))])
+    map_size = feature_map_size(loaded.classifier, images.shape[1:])  # fails early without a cam_layer
+    predictions = predict_with_progress(
+        loaded, read.images, device, "fp32", batch_size, console, f"predict ({info.key})"
+    )
+    threshold = 0.5 if info.threshold is None else info.threshold
+    predicted = predicted_labels(predictions.probabilities, info.positive_index, threshold)
+    wanted = target_classes(targets, info.class_names, predicted)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    written: dict[tuple[int, int], str] = {}
+    for class_index, class_name in enumerate(info.class_names):
+        rows = [i for i, classes in enumerate(wanted) if class_index in classes]
+        if not rows:
+            continue
+        maps = cam_maps(
+            loaded.classifier, images[rows], [class_index] * len(rows), explainer, device=device,
+            batch_size=batch_size,
+        )
+        for row, cam in zip(rows, maps, strict=True):
+            sample_id = predictions.sample_ids[row]
+            stem = Path(read.files.get(sample_id, sample_id)).stem
+            name = f"{row:04d}-{_safe(stem)}-{_safe(class_name)}.png"
+            write_bytes(output / name, _png(blend(images[row], cam)))
+            written[(row, class_index)] = name
+    explained = sorted({class_index for _, class_index in written})
+    header = ["file", "sample_id", "predicted_class", "positive_class", "threshold"]
+    header += [PROBABILITY_PREFIX + name for name in info.class_names]
+    header += [f"overlay_{info.class_names[c]}" for c in explained]
+    table = output / CSV_NAME
+    with atomic_open(table) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row, sample_id in enumerate(predictions.sample_ids):
+            file = ensure_escaped(read.files.get(sample_id, ""))
+            record = [file, ensure_escaped(sample_id), info.class_names[int(predicted[row])]]
+            record += [info.positive_class, "" if info.threshold is None else f"{info.threshold:.8g}"]
+            record += [f"{p:.8g}" for p in predictions.probabilities[row]]
+            record += [written.get((row, c), "") for c in explained]
+            writer.writerow(record)
+    image_size = (int(images.shape[-2]), int(images.shape[-1]))
+    return ExplainResult(table, len(images), len(written), list(read.skipped), map_size, image_size)
