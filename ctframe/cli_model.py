@@ -44,6 +44,10 @@ def export_command(
         Optional[list[Path]],  # noqa: UP045
         typer.Option("--images", help="images to check the export on (default: the run's test split)"),
     ] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option("--tolerance", min=0.0, help="largest probability difference the check accepts"),
+    ] = 1e-4,  # ctframe.export.TOLERANCE, not imported here: that module loads torch
     overrides: ComponentSet = None,
 ) -> None:
     """Export a trained model (uint8 RGB in, probabilities out) and check it against PyTorch."""
@@ -55,7 +59,7 @@ def export_command(
             raise CtframeError("give the opset once: --opset or --set opset=..., not both")
         options["opset"] = opset
     result = export_model(
-        model, export_format, output, model_key=key, options=options, images=images or ()
+        model, export_format, output, model_key=key, options=options, images=images or (), tolerance=tolerance
     )
     out.print(result.summary(), markup=False)
     out.print(f"wrote {result.path} and {result.sidecar}", markup=False)

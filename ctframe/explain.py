@@ -141,6 +141,7 @@ def cam_maps(
     classifier = uncompiled(classifier)
     layer = cam_layer(classifier.backbone)
     model = ClassScores(classifier).float().to(device).eval()
+    _leave_inference_mode(model)
     flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
     maps = []
     try:
@@ -157,6 +158,19 @@ def cam_maps(
     if not maps:
         return np.zeros((0, *images.shape[-2:]), dtype=np.float32)
     return np.concatenate(maps).astype(np.float32)
+
+
+def _leave_inference_mode(module: nn.Module) -> None:
+    """Replace inference tensors among the weights (made when a model was moved or converted inside
+    ``torch.inference_mode``, as a prediction loop may do) with ordinary copies: autograd refuses them."""
+    with torch.inference_mode(False):
+        for owner in module.modules():
+            for name, parameter in list(owner._parameters.items()):
+                if parameter is not None and parameter.is_inference():
+                    owner._parameters[name] = nn.Parameter(parameter.clone(), parameter.requires_grad)
+            for name, buffer in list(owner._buffers.items()):
+                if buffer is not None and buffer.is_inference():
+                    owner._buffers[name] = buffer.clone()
 
 
 def blend(image: torch.Tensor | np.ndarray, cam: np.ndarray, weight: float = OVERLAY_WEIGHT) -> np.ndarray:

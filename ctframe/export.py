@@ -214,13 +214,14 @@ class ExportResult:
     max_abs_diff: float
     check_source: str
     size_bytes: int
+    tolerance: float = TOLERANCE
 
     def summary(self) -> str:
         return (
             f"{self.format}: {self.path} ({self.size_bytes / 1e6:.1f} MB), "
             f"exported in {self.export_seconds:.1f} s; "
             f"check on {self.check_source}, batches {'/'.join(map(str, CHECK_BATCHES))}: "
-            f"max |p - p_torch| = {self.max_abs_diff:.2e} (<= {TOLERANCE:g})"
+            f"max |p - p_torch| = {self.max_abs_diff:.2e} (<= {self.tolerance:g})"
         )
 
 
@@ -280,6 +281,7 @@ def export_model(
     model_key: str | None = None,
     options: Mapping[str, Any] | None = None,
     images: Sequence[Path] = (),
+    tolerance: float = TOLERANCE,
     registry: Registry | None = None,
 ) -> ExportResult:
     """Export one model with the exporter named ``format`` and check the file (see the module docs).
@@ -324,10 +326,10 @@ def export_model(
                 f"{first_line(error)}"
             ) from error
         checked = time.perf_counter()
-        if not difference <= TOLERANCE:
+        if not difference <= tolerance:
             raise ExportError(
                 f"the {format} file of model {info.key!r} differs from the PyTorch model by up to "
-                f"{difference:.3g} in probability (allowed {TOLERANCE:g}); not written"
+                f"{difference:.3g} in probability (allowed {tolerance:g}); not written"
             )
         os.replace(partial, output)
     finally:
@@ -341,13 +343,14 @@ def export_model(
         difference,
         source,
         output.stat().st_size,
+        tolerance,
     )
     record["file"] = output.name
     record["check"] = {
         "images": source,
         "batches": list(CHECK_BATCHES),
         "max_abs_diff": difference,
-        "tolerance": TOLERANCE,
+        "tolerance": tolerance,
         "export_seconds": round(result.export_seconds, 3),
     }
     write_json(result.sidecar, record)

@@ -128,6 +128,21 @@ def test_cam_mass_peaks_in_the_quadrant_holding_the_class_signal(quadrant_model,
     assert all(p.grad is None for p in quadrant_model.parameters())
 
 
+def test_a_model_the_prediction_loop_ran_can_still_be_explained(quadrant_model, registry):
+    """The core's prediction loop runs (and may convert) the model in inference mode, which leaves
+    inference tensors behind; explain runs right after it, on the same model."""
+    import copy
+
+    from ctframe.predict import predict_dataset
+
+    model = copy.deepcopy(quadrant_model)
+    images = quadrant_images(4, seed=4)[0]
+    before = cam_maps(model, images, [1] * 4, "gradcam", registry=registry)
+    predict_dataset(model, [(image, -1, str(i)) for i, image in enumerate(images)], device="cpu")
+    after = cam_maps(model, images, [1] * 4, "gradcam", registry=registry)
+    np.testing.assert_allclose(after, before, atol=1e-5)
+
+
 def test_a_frozen_backbone_gives_the_package_no_gradient_without_the_input_fix(quadrant_model, registry):
     """The pitfall cam_maps avoids: with every parameter frozen and an input that needs no grad, the
     target layer's output has no gradient and grad-cam fails."""

@@ -25,7 +25,7 @@ from ctframe.predict import predict_dataset
 from tests.conftest import REPO, install_distribution
 
 PLUGINS = "folder_split,resnet_v2,torchvision,dense_head,two_phase,classification_metrics,export,gradcam"
-pytestmark = pytest.mark.filterwarnings("ignore:No complete tensor found")  # torch.export.load, harmless
+pytestmark = pytest.mark.filterwarnings("ignore:No complete tensor found")  # torch.export.save, harmless
 TINY = [
     "dataset.cache=none",
     "head.units=16",
@@ -218,3 +218,6 @@ def test_a_third_party_exporter_is_listed_used_and_checked(tmp_path_factory, tmp
     error = capsys.readouterr().err
     assert "differs from the PyTorch model by up to 0.001" in error and "not written" in error
     assert not list(tmp_path.glob("*skewed*"))  # neither the file nor its temporary
+    # a looser bound is the user's explicit choice, and the sidecar records it
+    assert main(["export", str(run), "--format", "skewed", "-o", "skewed.tiny", "--tolerance", "0.01"]) == 0
+    assert json.loads((tmp_path / "skewed.tiny.json").read_text())["check"]["tolerance"] == 0.01

@@ -29,12 +29,12 @@ class Pt2Exporter:
     ) -> None:
         batch = torch.export.Dim("batch", min=1)
         program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-        torch.export.save(program, str(path), extra_files={METADATA_FILE: json.dumps(dict(metadata))})
+        with warnings.catch_warnings():  # about weights that share storage; CPU ones are saved right
+            warnings.filterwarnings("ignore", message="No complete tensor found")
+            torch.export.save(program, str(path), extra_files={METADATA_FILE: json.dumps(dict(metadata))})
 
     def load(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
-        with warnings.catch_warnings():  # torch warns about CPU weight groups it loads correctly
-            warnings.filterwarnings("ignore", message="No complete tensor found")
-            module = torch.export.load(str(path)).module()
+        module = torch.export.load(str(path)).module()
 
         def run(images: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
