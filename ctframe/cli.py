@@ -78,7 +78,10 @@ def run(
         raise CtframeError("name a recipe file (ctframe run RECIPE) or use --resume RUN_DIR")
     else:
         result = start_run(load_recipe(recipe, overrides or ()), output=output, console=err)
-    out.print(f"run directory: {result.run_dir.path}")
+    from ctframe.distributed import is_main
+
+    if is_main():  # under torchrun the other processes stay quiet
+        out.print(f"run directory: {result.run_dir.path}")
 
 
 @app.command()
@@ -225,6 +228,10 @@ def cv(
 ) -> None:
     """Cross-validate RECIPE on K stratified, group-disjoint folds; pooled out-of-fold metrics."""
     from ctframe.crossval import resume_cv, start_cv
+    from ctframe.distributed import world_size
+
+    if world_size() > 1:
+        raise CtframeError("ctframe cv runs in one process, not under torchrun; start it with ctframe cv")
 
     if resume is not None:
         if recipe is not None or overrides or output is not None:

@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import tomli_w
 from rich.console import Console
 
-from ctframe import integrity
+from ctframe import distributed, integrity
 from ctframe.contracts import BuildContext, DataSplits, TrainedModel
 from ctframe.environment import describe_environment, seed_everything
 from ctframe.errors import CtframeError, RecipeError, RunError, note_log
@@ -47,7 +47,7 @@ def _resolved_device(recipe: Recipe) -> str:
 def make_context(recipe: Recipe, run_dir: RunDirectory | None, resume: bool = False) -> BuildContext:
     return BuildContext(
         seed=recipe.run.seed,
-        device=_resolved_device(recipe),
+        device=distributed.local_device(_resolved_device(recipe)),
         recipe_dir=recipe.path.parent,
         run_dir=run_dir,
         resume=resume,
@@ -137,10 +137,12 @@ def _logging_to(run_dir: RunDirectory, console: Console | None) -> Iterator[logg
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    file_handler = logging.FileHandler(run_dir / RunDirectory.LOG, encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handlers: list[logging.Handler] = [file_handler]
-    if console is not None:
+    handlers: list[logging.Handler] = [logging.NullHandler()]  # other ranks: no console, no run.log
+    if distributed.is_main():
+        file_handler = logging.FileHandler(run_dir / RunDirectory.LOG, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers = [file_handler]
+    if console is not None and distributed.is_main():
         console_handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
         console_handler.setFormatter(_ConsoleFormatter())
         console_handler.addFilter(_console_wanted)
@@ -156,6 +158,8 @@ def _logging_to(run_dir: RunDirectory, console: Console | None) -> Iterator[logg
 
 
 def _write_status(run_dir: RunDirectory, state: str, **extra: Any) -> None:
+    if not distributed.is_main():
+        return
     now = datetime.now(UTC).isoformat(timespec="seconds")
     run_dir.write_json(STATUS, {"state": state, "updated": now, **extra})
 
@@ -238,10 +242,11 @@ def _predict_and_evaluate(
     scored = []
     for entry in trained:
         check_history(entry.history, f"trainer {recipe.trainer.component.name!r}, model {entry.key!r}")
-        write_history(run_dir.path, entry.key, entry.history)
+        if distributed.is_main():
+            write_history(run_dir.path, entry.key, entry.history)
         model.load_state_dict(dict(entry.state_dict), strict=True)
 
-        def predict(dataset: Any) -> Any:
+        def predict_share(dataset: Any) -> Any:
             return predict_dataset(
                 model,
                 dataset,
@@ -251,7 +256,12 @@ def _predict_and_evaluate(
                 num_workers=data.num_workers,
             )
 
+        def predict(dataset: Any) -> Any:  # each process scores its share once; rank 0 gets them all
+            return distributed.map_shards(dataset, predict_share, distributed.concat_predictions)
+
         scored.append(ModelPredictions(entry.key, entry.title, predict(data.val), predict(data.test)))
+    if not distributed.is_main():
+        return None  # metrics, model files and the report are rank 0's
     evaluation = evaluate(
         scored,
         EvaluationData(
@@ -302,7 +312,7 @@ def execute(
     context = make_context(recipe, run_dir, resume)
     with _logging_to(run_dir, console) as logger:
         logger.info("%s run %s", "resuming" if resume else "starting", run_dir.path)
-        if resume:
+        if resume and distributed.is_main():
             for stale in remove_stale_temporaries(run_dir.path):  # left by a kill during an atomic write
                 logger.info("removed the stale temporary file %s", stale)
         plugins = {p.name: f"{p.package} {p.version}" for p in registry.plugins.values() if not p.error}
@@ -310,19 +320,30 @@ def execute(
         _write_status(run_dir, "running")
         seed_everything(recipe.run.seed)
         try:
-            data = build_data(recipe, context)
-            run_dir.write_json("split_summary.json", _split_summary(data))
+            with distributed.main_goes_first():  # rank 0 fills shared caches; the others then read them
+                # only rank 0 lets the dataset write into the run directory (manifest, leakage check)
+                data_context = context if distributed.is_main() else replace(context, run_dir=None)
+                data = build_data(recipe, data_context)
+                model = build_model(recipe, context, data.class_names)
+                _initial_weights(recipe, model, logger)
+            distributed.check_same_data(data)
+            if distributed.is_main():
+                run_dir.write_json("split_summary.json", _split_summary(data))
             logger.info("data: %d train / %d val / %d test", len(data.train), len(data.val), len(data.test))
-            model = build_model(recipe, context, data.class_names)
-            _initial_weights(recipe, model, logger)
             trainer = recipe.trainer.component.factory(recipe.trainer.options, context)
+            distributed.check_trainer(trainer, recipe.trainer.component.name)
             environment["precision"] = _record_precision(recipe, trainer, context.device)
-            run_dir.write_json("environment.json" if not resume else "environment_resume.json", environment)
+            if distributed.active():
+                environment["distributed"] = distributed.describe()
+            if distributed.is_main():
+                name = "environment.json" if not resume else "environment_resume.json"
+                run_dir.write_json(name, environment)
             trained = trainer.fit(model, data.for_training(), context) or _as_built(model, logger)
             evaluation = _predict_and_evaluate(recipe, run_dir, data, model, trained, context, console)
             _write_status(run_dir, "completed")
-            report = build_report(run_dir.path)
-            logger.info("report: %s", report)
+            if distributed.is_main():
+                report = build_report(run_dir.path)
+                logger.info("report: %s", report)
         except KeyboardInterrupt:
             _write_status(run_dir, "interrupted")
             logger.warning("interrupted; resume with: ctframe run --resume %s", run_dir.path)
@@ -333,7 +354,8 @@ def execute(
         except Exception as error:
             _write_status(run_dir, "failed", error=f"{type(error).__name__}: {first_line(error)}")
             logger.error("internal failure", exc_info=True, extra={FILE_ONLY: True})
-            note_log(error, run_dir / RunDirectory.LOG)  # the CLI prints this path, not the traceback
+            if distributed.is_main():
+                note_log(error, run_dir / RunDirectory.LOG)  # the CLI prints this path, not the traceback
             raise
         logger.info("finished: %s", run_dir.path)
     return RunResult(run_dir, trained, evaluation)
@@ -349,17 +371,30 @@ def start_run(
     """Create ``<output>/<stem>-<timestamp>/`` (or exactly ``run_path``, which must not exist yet), save
     the resolved recipe, run everything."""
     registry = registry or get_registry()
+    distributed.join(recipe.run.distributed, _resolved_device(recipe))  # under torchrun only
     precheck(recipe, make_context(recipe, run_dir=None))  # fail before creating anything
-    if run_path is not None:
-        Path(run_path).mkdir(parents=True)
-        run_dir = RunDirectory(Path(run_path))
-    else:
-        run_dir = RunDirectory.create(Path(output) if output else recipe.run.output, recipe.stem)
-    integrity.start(run_dir)  # from here on, what a resume relies on is recorded as it is written
-    header = f"# resolved recipe of this run (from {recipe.path})\n"
-    text = header + tomli_w.dumps(recipe.to_dict())
-    integrity.write_recorded(run_dir / RunDirectory.RECIPE, text.encode(), run_dir, kind="recipe")
-    return execute(recipe, run_dir, registry, console)
+    folder = Path(run_path).parent if run_path is not None else Path(output) if output else recipe.run.output
+    earlier = distributed.from_main(lambda: distributed.restarted_run(folder))
+    if earlier is not None:  # torchrun restarted the workers: continue the run their first attempt made
+        return resume_run(earlier, registry, console)
+
+    def create() -> Path:  # rank 0 only; the others receive the path
+        if run_path is not None:
+            Path(run_path).mkdir(parents=True)
+            run_dir = RunDirectory(Path(run_path))
+        else:
+            run_dir = RunDirectory.create(folder, recipe.stem)
+        integrity.start(run_dir)  # from here on, what a resume relies on is recorded as it is written
+        header = f"# resolved recipe of this run (from {recipe.path})\n"
+        text = header + tomli_w.dumps(recipe.to_dict())
+        integrity.write_recorded(run_dir / RunDirectory.RECIPE, text.encode(), run_dir, kind="recipe")
+        distributed.remember_run(folder, run_dir.path)
+        return run_dir.path
+
+    result = execute(recipe, RunDirectory(distributed.from_main(create)), registry, console)
+    distributed.forget_run(result.run_dir.path)
+    distributed.leave()
+    return result
 
 
 def resume_run(path: Path, registry: Registry | None = None, console: Console | None = None) -> RunResult:
@@ -381,6 +416,12 @@ def resume_run(path: Path, registry: Registry | None = None, console: Console | 
     integrity.verify(run_dir)
     registry = registry or get_registry()
     recipe = load_recipe(recipe_file, registry=registry)
+    distributed.join(recipe.run.distributed, _resolved_device(recipe))  # under torchrun only
     precheck(recipe, make_context(recipe, run_dir=None))
-    integrity.settle(run_dir)
-    return execute(recipe, run_dir, registry, console, resume=True)
+    distributed.barrier()  # every process has verified the run before rank 0 writes to it
+    if distributed.is_main():
+        integrity.settle(run_dir)
+    result = execute(recipe, run_dir, registry, console, resume=True)
+    distributed.forget_run(run_dir.path)
+    distributed.leave()
+    return result

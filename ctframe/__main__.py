@@ -1,0 +1,8 @@
+"""``python -m ctframe``: the command line, also what ``torchrun -m ctframe run RECIPE`` starts."""
+
+import sys
+
+from ctframe.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
