@@ -98,21 +98,22 @@ def save_last(
     epoch: int,
     early_stopping: Mapping[str, Any],
     history: Sequence[Mapping[str, Any]],
+    rank_rng: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    save_checkpoint(
-        path,
-        {
-            "format": FORMAT,
-            "phase": phase,
-            "epoch": epoch,
-            "model": model_state(model),
-            "optimizer": optimizer.state_dict(),
-            "early_stopping": dict(early_stopping),
-            "history": [dict(record) for record in history],
-            "rng": capture_rng(),
-        },
-        run_dir=_run_dir(path),
-    )
+    """``rank_rng``: every process's :func:`capture_rng` under torchrun, in rank order."""
+    state = {
+        "format": FORMAT,
+        "phase": phase,
+        "epoch": epoch,
+        "model": model_state(model),
+        "optimizer": optimizer.state_dict(),
+        "early_stopping": dict(early_stopping),
+        "history": [dict(record) for record in history],
+        "rng": capture_rng(),
+    }
+    if rank_rng:
+        state["rank_rng"] = [dict(entry) for entry in rank_rng]
+    save_checkpoint(path, state, run_dir=_run_dir(path))
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
+from ctframe import distributed
 from ctframe.precision import autocast
 from ctframe_two_phase.loops import FeatureSource, ImageSource, epoch_batches
 
@@ -50,3 +53,28 @@ def compute_features(
         backbone.train(was_training)
     source = FeatureSource(torch.cat(features), torch.cat(labels), ids)
     return source, time.perf_counter() - started
+
+
+def compute_features_shared(
+    backbone: nn.Module,
+    images: ImageSource,
+    batch_size: int,
+    precision: str,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[FeatureSource, float]:
+    """:func:`compute_features` under torchrun: each process runs the backbone on its contiguous share
+    of ``images`` and every process then holds the whole cache, in order (each image computed once).
+    In one process it is :func:`compute_features` itself."""
+    if not distributed.active():
+        return compute_features(backbone, images, batch_size, precision, reduce)
+    start, stop = distributed.shard_range(len(images))
+    part, seconds = None, 0.0
+    if stop > start:
+        share = replace(images, dataset=Subset(images.dataset, range(start, stop)))
+        computed, seconds = compute_features(backbone, share, batch_size, precision, reduce)
+        part = (computed.features.cpu(), computed.labels.cpu(), computed.sample_ids)
+    parts = [p for p in distributed.gather(part) if p is not None]
+    device = images.device
+    features = torch.cat([p[0] for p in parts]).to(device)
+    labels = torch.cat([p[1] for p in parts]).to(device)
+    return FeatureSource(features, labels, [i for p in parts for i in p[2]]), seconds

@@ -3,6 +3,9 @@
 Both batch sources (images through a data loader, or cached backbone features) yield
 ``(inputs, labels, sample_ids)`` for an explicit list of index batches, so the cached and the
 uncached paths see exactly the same batches in the same order.
+
+Under torchrun every process draws the same global batches and trains on its contiguous part of each
+(:func:`rank_batches`); validation is split the same way and its sums are added over processes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ctframe import RecipeError, distributed
 from ctframe.model import Classifier, classification_loss, freeze_inactive_batchnorm, logits_to_probabilities
 from ctframe.precision import autocast
 from ctframe_two_phase.checkpoints import seed_everything
@@ -46,6 +50,30 @@ def epoch_batches(size: int, batch_size: int, generator: torch.Generator | None)
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2].extend(batches.pop())
     return batches
+
+
+def rank_batches(order: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[float] | None]:
+    """This process's part of every global batch, and the factor for each part's mean loss.
+
+    ``batch_size`` stays the global batch: with N processes each trains on about ``batch_size / N``
+    images per step. DDP averages gradients over processes, so a part's loss is scaled by
+    ``N * part / batch``: the sum is then the gradient of the global batch's mean, even for uneven
+    parts. A final batch with fewer than two images per process joins the one before it (BatchNorm
+    cannot train on one sample). In one process: ``order`` itself and no factors.
+    """
+    world = distributed.world_size() if distributed.active() else 1
+    if world == 1:
+        return [list(batch) for batch in order], None
+    batches = [list(batch) for batch in order]
+    if len(batches) > 1 and len(batches[-1]) < 2 * world:
+        batches[-2].extend(batches.pop())
+    if any(len(batch) < 2 * world for batch in batches):
+        raise RecipeError(
+            f"trainer.batch_size is the global batch and the train split has {sum(map(len, batches))} "
+            f"images: with {world} processes both must be at least {2 * world} (2 images per process)"
+        )
+    parts = distributed.shard_batches(batches)
+    return parts, [world * len(part) / len(batch) for part, batch in zip(parts, batches, strict=True)]
 
 
 class _Augmented(Dataset):
@@ -142,16 +170,18 @@ def train_one_epoch(
     precision: str,
     device: str,
     on_batch: Callable[[int, float], None] = lambda images, loss: None,
+    scales: Sequence[float] | None = None,
 ) -> EpochResult:
     """One pass over ``order``; the loss is classification loss + head penalty, as Keras reports it
-    (mean over samples). The caller sets train/eval modes."""
+    (mean over samples, over all processes under torchrun). The caller sets train/eval modes.
+    ``scales`` (from :func:`rank_batches`) multiply each batch's loss before ``backward``."""
     total, seen, started = 0.0, 0, time.perf_counter()
-    for inputs, labels, _ in source.batches(order, seed):
+    for step, (inputs, labels, _) in enumerate(source.batches(order, seed)):
         with autocast(precision, device):
             logits = forward(inputs)
         loss = classification_loss(logits, labels) + penalty()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * scales[step] if scales is not None else loss).backward()
         optimizer.step()
         value = float(loss.detach())
         if not np.isfinite(value):
@@ -159,7 +189,9 @@ def train_one_epoch(
         total += value * len(labels)
         seen += len(labels)
         on_batch(len(labels), value)
-    return EpochResult(total / max(seen, 1), seen, time.perf_counter() - started)
+    if scales is not None:
+        total, seen = distributed.sum_over_ranks([total, seen])
+    return EpochResult(total / max(seen, 1), int(seen), time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -181,35 +213,47 @@ def evaluate(
     precision: str,
     device: str,
 ) -> Evaluation:
-    """Loss, accuracy and class probabilities on every sample of ``source``, in order."""
-    order = epoch_batches(len(source), batch_size, generator=None)
-    losses, labels, probabilities, ids = 0.0, [], [], []
+    """Loss, accuracy and class probabilities on every sample of ``source``, in order.
+
+    Under torchrun each process scores its contiguous share and the loss and accuracy are over all
+    samples (sums added over processes); the arrays hold this process's share only.
+    """
+    start, stop = distributed.shard_range(len(source))
+    order = [[start + i for i in batch] for batch in epoch_batches(stop - start, batch_size, generator=None)]
+    losses, correct, labels, probabilities, ids = 0.0, 0, [], [], []
     for inputs, batch_labels, batch_ids in source.batches(order, seed=0):
         with autocast(precision, device):
             logits = forward(inputs)
         losses += float(classification_loss(logits, batch_labels)) * len(batch_labels)
+        batch_probabilities = logits_to_probabilities(logits).cpu()
+        correct += int((batch_probabilities.argmax(dim=1) == batch_labels.cpu()).sum())
         labels.append(batch_labels.cpu())
-        probabilities.append(logits_to_probabilities(logits).cpu())
+        probabilities.append(batch_probabilities)
         ids.extend(batch_ids)
-    if not ids:
+    losses, correct, count = distributed.sum_over_ranks([losses, correct, len(ids)])
+    if not count:
         raise ValueError("cannot evaluate on an empty split")
-    label_array = torch.cat(labels).numpy()
-    probability_array = torch.cat(probabilities).double().numpy()
-    accuracy = float((probability_array.argmax(axis=1) == label_array).mean())
+    label_array = torch.cat(labels).numpy() if labels else np.zeros(0, dtype=np.int64)
+    probability_array = torch.cat(probabilities).double().numpy() if probabilities else np.zeros((0, 0))
     return Evaluation(
-        losses / len(ids) + float(penalty()), accuracy, label_array, probability_array, tuple(ids)
+        losses / count + float(penalty()), correct / count, label_array, probability_array, tuple(ids)
     )
 
 
-def model_forward(model: nn.Module, backbone_frozen: bool) -> Forward:
-    """Forward through backbone and head; a fully frozen backbone runs without building a graph."""
+def model_forward(model: nn.Module, backbone_frozen: bool, trained: nn.Module | None = None) -> Forward:
+    """Forward through backbone and head; a fully frozen backbone runs without building a graph.
+
+    ``trained`` is what the trainable part (the head when the backbone is frozen, else the model)
+    is called through: its DDP wrapper under torchrun."""
+    head = model.head if trained is None or not backbone_frozen else trained
+    whole = model if trained is None or backbone_frozen else trained
 
     def forward(images: torch.Tensor) -> torch.Tensor:
         if backbone_frozen:
             with torch.no_grad():
                 features = model.backbone(images)
-            return model.head(features)
-        return model(images)
+            return head(features)
+        return whole(images)
 
     return forward
 
@@ -246,9 +290,15 @@ class EpochRunner:
     def run(
         self, seed: int, on_batch: Callable[[int, float], None] | None = None
     ) -> tuple[EpochResult, Evaluation]:
-        """Seed everything from ``seed`` first, so an epoch repeats exactly when a run resumes."""
-        seed_everything(seed)
+        """Seed everything from ``seed`` first, so an epoch repeats exactly when a run resumes.
+
+        The batch order comes from ``seed`` on every process; dropout and augmentation from each
+        process's own seed (``distributed.rank_seed``, which is ``seed`` in one process).
+        """
+        own_seed = distributed.rank_seed(seed)
+        seed_everything(own_seed)
         order = epoch_batches(len(self.train), self.batch_size, torch.Generator().manual_seed(seed))
+        parts, scales = rank_batches(order)
         set_train_mode(self.model, self.backbone_frozen, self.update_batchnorm)
         penalty = self.model.head.penalty  # type: ignore[attr-defined]
         result = train_one_epoch(
@@ -256,12 +306,14 @@ class EpochRunner:
             penalty,
             self.optimizer,
             self.train,
-            order,
-            seed,
+            parts,
+            own_seed,
             self.precision,
             self.device,
             on_batch or (lambda images, loss: None),
+            scales,
         )
+        distributed.share_buffers(self.model)  # rank 0's BatchNorm statistics: the model it saves
         self.model.eval()
         validation = evaluate(
             self.forward, penalty, self.val, self.eval_batch_size, self.precision, self.device
@@ -269,4 +321,4 @@ class EpochRunner:
         return result, validation
 
     def batches_per_epoch(self) -> int:
-        return len(epoch_batches(len(self.train), self.batch_size, None))
+        return len(rank_batches(epoch_batches(len(self.train), self.batch_size, None))[0])

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from ctframe import BuildContext, DataError, TrainedModel, TrainingData
+from ctframe import BuildContext, DataError, TrainedModel, TrainingData, distributed
 from ctframe.model import Classifier, set_trainable_layers
 from ctframe.precision import resolve
 from ctframe_two_phase import checkpoints
 from ctframe_two_phase.early_stopping import EarlyStopping
-from ctframe_two_phase.features import backbone_is_frozen, compute_features
+from ctframe_two_phase.features import backbone_is_frozen, compute_features_shared
 from ctframe_two_phase.loops import (
     BatchSource,
     EpochResult,
@@ -44,6 +44,10 @@ class Phase:
 
 
 class TwoPhaseTrainer:
+    supports_distributed = True
+    """Under torchrun it shards batches, validation and the feature cache; rank 0 writes (see
+    docs/distributed.md)."""
+
     def __init__(self, options: TwoPhaseOptions, context: BuildContext):
         self.options = options
         self.phases = [
@@ -121,24 +125,38 @@ class TwoPhaseTrainer:
         stopper = EarlyStopping(options.patience, options.min_delta)
         history: list[dict[str, Any]] = []
         start_epoch = 0
-        if context.resume and last_path.exists():
-            state = checkpoints.load(last_path)
+        # checkpoints are rank 0's: it reads them and the other processes receive what it read
+        resume = context.resume and distributed.from_main(last_path.exists)
+        if resume:
+            state = distributed.from_main(lambda: checkpoints.load(last_path))
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             stopper.load_state_dict(state["early_stopping"])
             history = list(state["history"])
             start_epoch = int(state["epoch"]) + 1
-            checkpoints.restore_rng(state["rng"])
+            checkpoints.restore_rng(self._own_rng(state))
             logger.info(f"{phase.key}: resuming after epoch {start_epoch}/{options.epochs}")
         elif start_from is not None:
-            model.load_state_dict(checkpoints.load(start_from)["model"])
+            model.load_state_dict(distributed.from_main(lambda: checkpoints.load(start_from)["model"]))
         if start_epoch < options.epochs and not stopper.stopped:
             self._train_epochs(
                 phase, model, data, context, run_path, optimizer, stopper, history, start_epoch
             )
-        chosen = best_path if options.restore_best and best_path.exists() else last_path
-        model.load_state_dict(checkpoints.load(chosen)["model"])
+
+        def chosen_weights() -> tuple[Path, dict[str, Any]]:
+            chosen = best_path if options.restore_best and best_path.exists() else last_path
+            return chosen, checkpoints.load(chosen)["model"]
+
+        chosen, weights = distributed.from_main(chosen_weights)
+        model.load_state_dict(weights)
         return chosen, history
+
+    @staticmethod
+    def _own_rng(state: dict[str, Any]) -> Any:
+        """This process's RNG state from a resume point (rank 0's when the number of processes changed)."""
+        ranks = state.get("rank_rng") or ()
+        own = distributed.active() and len(ranks) == distributed.world_size()
+        return ranks[distributed.rank()] if own else state["rng"]
 
     def _runner(
         self, phase: Phase, model: Classifier, data: TrainingData, context: BuildContext, optimizer
@@ -149,17 +167,20 @@ class TwoPhaseTrainer:
         frozen = backbone_is_frozen(model.backbone)
         train: BatchSource = self._images(data.train, data, context, data.augment)
         val: BatchSource = self._images(data.val, data, context)
-        forward: Forward = model_forward(model, frozen)
+        # DDP under torchrun (the module itself otherwise), wrapped again in every phase because the
+        # trainable parameters change
+        trained = distributed.wrap(model.head if frozen else model)
+        forward: Forward = model_forward(model, frozen, trained)
         if frozen and data.augment is None and self.options.feature_cache == "auto":
             reduce = getattr(model.head, "reduce_features", None)
             batch = self._eval_batch_size
-            train, train_seconds = compute_features(model.backbone, train, batch, precision, reduce)
-            val, val_seconds = compute_features(model.backbone, val, batch, precision, reduce)
+            train, train_seconds = compute_features_shared(model.backbone, train, batch, precision, reduce)
+            val, val_seconds = compute_features_shared(model.backbone, val, batch, precision, reduce)
             context.logger.info(
                 f"{phase.key}: cached frozen-backbone features of {len(train)} train and "
                 f"{len(val)} val images in {train_seconds + val_seconds:.1f} s"
             )
-            forward = model.head
+            forward = trained
         return EpochRunner(
             model,
             forward,
@@ -189,35 +210,42 @@ class TwoPhaseTrainer:
         options, logger = phase.options, context.logger
         best_path, last_path = checkpoints.checkpoint_paths(run_path, phase.key)
         runner = self._runner(phase, model, data, context, optimizer)
-        tensorboard = TensorBoardLog(run_path / "tensorboard" / phase.key, self.options.tensorboard, logger)
+        main = distributed.is_main()  # only rank 0 shows progress and writes files
+        tensorboard = TensorBoardLog(
+            run_path / "tensorboard" / phase.key, self.options.tensorboard and main, logger
+        )
         epoch = start_epoch
         try:
-            with EpochProgress(self.options.progress) as progress:
+            with EpochProgress(self.options.progress and main) as progress:
                 for epoch in range(start_epoch, options.epochs):
-                    if stopper.stopped:
-                        break
                     started = time.perf_counter()
                     progress.start(f"{phase.key} {epoch + 1}/{options.epochs}", runner.batches_per_epoch())
                     result, val = runner.run(
                         checkpoints.epoch_seed(context.seed, phase.index, epoch), progress.advance
                     )
                     progress.stop()
-                    improved = stopper.update(val.loss, epoch)
+                    improved = stopper.update(val.loss, epoch)  # val.loss is over all processes
+                    distributed.check_agree((improved, stopper.stopped), f"stopping after epoch {epoch + 1}")
                     history.append(self._record(phase, epoch, result, val, started))
+                    rank_rng = distributed.gather(checkpoints.capture_rng()) if distributed.active() else ()
                     # best before last: a kill in between redoes this epoch and rewrites the same best
-                    if improved:
+                    if improved and main:
                         checkpoints.save_best(best_path, model, phase.key, epoch, val.loss)
-                    checkpoints.save_last(
-                        last_path,
-                        model=model,
-                        optimizer=optimizer,
-                        phase=phase.key,
-                        epoch=epoch,
-                        early_stopping=stopper.state_dict(),
-                        history=history,
-                    )
+                    if main:
+                        checkpoints.save_last(
+                            last_path,
+                            model=model,
+                            optimizer=optimizer,
+                            phase=phase.key,
+                            epoch=epoch,
+                            early_stopping=stopper.state_dict(),
+                            history=history,
+                            rank_rng=rank_rng,
+                        )
                     tensorboard.log(history[-1], epoch)
                     logger.info(self._summary(phase, history[-1], improved))
+                    if stopper.stopped:  # here, not at the top: `epoch` is then the last epoch run
+                        break
             if stopper.stopped:
                 logger.info(
                     f"{phase.key}: early stopping after epoch {epoch + 1}; "
