@@ -12,3 +12,12 @@ mantissa (relative error ~4e-3 per operation), which compounds through training 
 
 BF16_FEATURE_RTOL = 5e-2
 """One bf16 forward pass of a backbone against fp32, relative to the feature scale."""
+
+DDP_LOSS_RTOL = 1e-5
+"""Two processes with half a batch each against one process with the whole batch (fp32): the same
+arithmetic summed in a different order. DDP all-reduces each process's gradient of its part and the
+validation sums are added over processes, so every sum is grouped differently (float32 addition is not
+associative: ~1e-7 relative per sum), and RMSprop carries the difference through a few steps."""
+
+DDP_PROBABILITY_ATOL = 1e-5
+"""The same, for predicted probabilities after training (weights differ by rounding only)."""

@@ -7,6 +7,8 @@ steps on 8x8 images whose brightness depends on the class).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from pydantic import Field
@@ -23,6 +25,7 @@ class ToyDataOptions(Options):
     classes: list[str] = Field(["dark", "bright"], min_length=2, description="class names")
     positive_class: str = Field("bright", description="the positive class")
     require_file: RecipePath | None = Field(None, description="a file that must exist (exercises checks)")
+    delay_s: float = Field(0.0, ge=0, le=1, description="sleep per image read (epochs long enough to kill)")
 
 
 def check_data(options: ToyDataOptions, context) -> None:
@@ -31,7 +34,8 @@ def check_data(options: ToyDataOptions, context) -> None:
 
 
 class ToySplit(torch.utils.data.Dataset):
-    def __init__(self, count: int, size: int, num_classes: int, seed: int, prefix: str):
+    def __init__(self, count: int, size: int, num_classes: int, seed: int, prefix: str, delay_s: float = 0.0):
+        self.delay_s = delay_s
         generator = torch.Generator().manual_seed(seed)
         self.labels = torch.arange(count) % num_classes
         base = (self.labels.float() * 10 + 100).view(-1, 1, 1, 1)  # overlapping classes
@@ -43,12 +47,16 @@ class ToySplit(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int):
+        if self.delay_s:
+            time.sleep(self.delay_s)
         return self.images[index], int(self.labels[index]), self.ids[index]
 
 
 def build_data(options: ToyDataOptions, context) -> DataSplits:
     splits = {
-        name: ToySplit(options.samples, options.size, len(options.classes), context.seed + offset, name)
+        name: ToySplit(
+            options.samples, options.size, len(options.classes), context.seed + offset, name, options.delay_s
+        )
         for offset, name in enumerate(("train", "val", "test"))
     }
     files = {sid: f"{sid}.png" for split in splits.values() for sid in split.ids}
