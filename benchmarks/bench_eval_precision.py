@@ -22,6 +22,7 @@ from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 from ctframe_resnet_v2.model import ResNetV2
 
 from ctframe.model import Classifier
+from ctframe.performance import tune_allocator
 from ctframe.precision import cpu_bf16_features
 from ctframe.predict import predict_dataset
 
@@ -66,10 +67,9 @@ def main() -> None:
         args.images, args.arch, args.size, args.batch_size = 8, "resnet50v2", 32, 4
     if args.threads:
         torch.set_num_threads(args.threads)
+    tune_allocator()  # as the ctframe command does
     torch.manual_seed(0)
-    model = Classifier(
-        ResNetV2(args.arch, channels_last=True), DenseHead(2048, 2, DenseHeadOptions()), ("a", "b")
-    )
+    model = Classifier(ResNetV2(args.arch), DenseHead(2048, 2, DenseHeadOptions()), ("a", "b"))
     images = RandomImages(args.images, args.size)
     print(
         f"{args.arch} at {args.size} px, {args.images} images, batch {args.batch_size}, "

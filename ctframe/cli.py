@@ -376,8 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     to see one; inside a run it is in RUN/run.log).
     """
     from ctframe.errors import logged_in
+    from ctframe.performance import tune_allocator
     from ctframe.rundir import first_line
 
+    tune_allocator()  # process-wide and before any tensor exists: see ctframe.performance
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         _add_plugin_commands()

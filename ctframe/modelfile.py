@@ -206,8 +206,11 @@ def _build(registry: Registry, kind: Kind, record: Mapping[str, Any], where: Pat
             f"{where}: the model needs {kind} {name!r} from plugin {plugin!r}, which is not installed "
             "(ctframe list-plugins shows what is)"
         )
+    # an option the component has since moved elsewhere (removed_options) no longer shapes the model
+    removed = getattr(component.options, "removed_options", {})
+    stored = {key: value for key, value in dict(record.get("options", {})).items() if key not in removed}
     try:
-        options = component.options.model_validate(dict(record.get("options", {})))
+        options = component.options.model_validate(stored)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         at = ".".join(str(p) for p in first["loc"]) or "(options)"

@@ -51,6 +51,11 @@ PRECISION_MOVED = (
     "[evaluation] precision for predictions"
 )
 
+CHANNELS_LAST_MOVED = (
+    "channels_last is no longer a backbone option: set [trainer] channels_last for training; predictions "
+    "choose the faster memory format for their device themselves"
+)
+
 
 class NoOptions(Options):
     """For components that take no options."""

@@ -24,7 +24,9 @@ TABLES = {
         "fp32                         forward ",
         "fp32                         train ",
         "bf16+channels_last           train ",
+        "channels_last+fold           forward ",
         "bf16+channels_last+compile   forward ",
+        "bf16+channels_last+compile   train ",
         "load average after:",
     ],
     "bench_feature_cache.py": [

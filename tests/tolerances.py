@@ -13,6 +13,11 @@ mantissa (relative error ~4e-3 per operation), which compounds through training 
 BF16_FEATURE_RTOL = 5e-2
 """One bf16 forward pass of a backbone against fp32, relative to the feature scale."""
 
+FP32_FOLDED_RTOL = 1e-5
+"""The same fp32 model computed another way: BatchNorm folded into the convolution before it, a cached
+or compiled forward. Each is the same arithmetic with its products and sums in another order (~1e-7
+relative per layer); relative to the output's scale, and to the losses of a few toy epochs."""
+
 DDP_LOSS_RTOL = 1e-5
 """Two processes with half a batch each against one process with the whole batch (fp32): the same
 arithmetic summed in a different order. DDP all-reduces each process's gradient of its part and the

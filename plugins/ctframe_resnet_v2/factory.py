@@ -16,7 +16,7 @@ def build_resnet_v2(arch: str, options: ResNetV2Options, context: BuildContext):
     from .model import ResNetV2
     from .weights import load_weights
 
-    model = ResNetV2(arch, channels_last=options.channels_last)
+    model = ResNetV2(arch)
     if context.restoring:  # trained weights follow; reading pretrained ones would be wasted work
         pass
     elif options.weights == "imagenet":

@@ -8,6 +8,10 @@ Differences from torchvision-style ResNets that matter for parity with Keras:
 * the stem is conv 7x7/2 with bias, no BN or ReLU, then a 3x3/2 max-pool over *zero* padding;
 * BatchNorm epsilon 1.001e-5, Keras momentum 0.99 (torch momentum 0.01).
 
+The module has no memory-format or precision setting: whoever runs it (the trainer, the prediction loop)
+moves it to NHWC and opens autocast. In inference mode ``ctframe.folding`` folds each block's ``bn1`` and
+``bn2`` into ``conv1`` / ``conv2``; ``preact_bn`` and ``post_bn`` follow an addition and cannot fold.
+
 ``layers`` lists Keras's ``model.layers`` with the same names in the same order (Keras 3 naming: the input
 is ``input_layer`` and the shortcut max-pools, which Keras leaves unnamed, are ``max_pooling2d``,
 ``max_pooling2d_1``, ``max_pooling2d_2``), so "the last N layers" means what ``base.layers[-N:]`` means.
@@ -72,15 +76,18 @@ class PreActBottleneck(nn.Module):
         self.conv3 = _conv(filters, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        preact = F.relu(self.preact_bn(x))
+        # In-place ReLUs: each overwrites a fresh BatchNorm (or folded conv) output that nothing else
+        # reads, saving an allocation per layer; autograd keeps what the backward needs.
+        preact = F.relu(self.preact_bn(x), inplace=True)
         if self.shortcut_conv is not None:
             shortcut = self.shortcut_conv(preact)
         elif self.stride > 1:
-            shortcut = F.max_pool2d(x, kernel_size=1, stride=self.stride)
+            # Keras's 1x1 max-pool with stride s is a strided view: no pooling kernel, no indices
+            shortcut = x[:, :, :: self.stride, :: self.stride]
         else:
             shortcut = x
-        out = F.relu(self.bn1(self.conv1(preact)))
-        out = F.relu(self.bn2(self.conv2(out)))
+        out = F.relu(self.bn1(self.conv1(preact)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
         return shortcut + self.conv3(out)
 
     def keras_layers(self, prefix: str, max_pool_name: str | None) -> Iterator[Layer]:
@@ -106,16 +113,11 @@ class PreActBottleneck(nn.Module):
 class ResNetV2(nn.Module):
     """Backbone: RGB ``0..255`` (uint8 or float, NCHW) -> ``post_relu`` features ``(N, 2048, h, w)``."""
 
-    def __init__(
-        self,
-        arch: str = "resnet101v2",
-        channels_last: bool = False,
-    ):
+    def __init__(self, arch: str = "resnet101v2"):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
         self.arch = arch
-        self.channels_last = channels_last
         self.conv1_conv = nn.Conv2d(3, 64, 7, stride=2, padding=3)
         stacks = []
         in_channels = 64
@@ -137,8 +139,6 @@ class ResNetV2(nn.Module):
         self.post_relu = nn.ReLU()  # a module of its own, so that explanations can hook post_relu's output
         self.out_features = in_channels
         self.reset_parameters()
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
 
     def reset_parameters(self) -> None:
         """Keras's initialisers: glorot-uniform kernels, zero biases, BatchNorm (1, 0, 0, 1)."""
@@ -199,7 +199,7 @@ class ResNetV2(nn.Module):
         return self.post_relu
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # the input keeps its memory format (the caller converts the uint8 batch once); with NHWC
+        # weights the first convolution runs NHWC either way
         x = images.to(torch.float32) / 127.5 - 1.0
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         return self.features(x).float()

@@ -7,11 +7,11 @@ from typing import Literal
 from pydantic import Field
 
 from ctframe import Options, RecipePath
-from ctframe.options import PRECISION_MOVED
+from ctframe.options import CHANNELS_LAST_MOVED, PRECISION_MOVED
 
 
 class ResNetV2Options(Options):
-    removed_options = {"precision": PRECISION_MOVED}
+    removed_options = {"precision": PRECISION_MOVED, "channels_last": CHANNELS_LAST_MOVED}
 
     weights: Literal["imagenet", "none"] | RecipePath = Field(
         "imagenet",
@@ -22,5 +22,4 @@ class ResNetV2Options(Options):
         None,
         description="folder for downloaded weights; default $CTFRAME_WEIGHTS_DIR or ~/.cache/ctframe/weights",
     )
-    channels_last: bool = Field(True, description="run convolutions in NHWC memory format (usually faster)")
     compile: bool = Field(False, description="torch.compile the backbone (slow first batch, faster after)")

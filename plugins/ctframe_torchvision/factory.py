@@ -12,7 +12,7 @@ def build_torchvision_backbone(options: TorchvisionOptions, context: BuildContex
     from .model import TorchvisionBackbone
     from .weights import imagenet_file, load_weights
 
-    backbone = TorchvisionBackbone(options.arch, channels_last=options.channels_last)
+    backbone = TorchvisionBackbone(options.arch)
     if context.restoring:  # trained weights follow; reading pretrained ones would be wasted work
         pass
     elif options.weights == "imagenet":

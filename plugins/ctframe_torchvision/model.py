@@ -38,7 +38,7 @@ def _trunk_forward(family: str, model: nn.Module, x: torch.Tensor) -> torch.Tens
 class TorchvisionBackbone(nn.Module):
     """RGB ``0..255`` (uint8 or float, NCHW) -> the trunk's last feature map ``(N, out_features, h, w)``."""
 
-    def __init__(self, arch: str, channels_last: bool = False):
+    def __init__(self, arch: str):
         super().__init__()
         from torchvision import models
 
@@ -46,7 +46,6 @@ class TorchvisionBackbone(nn.Module):
             raise ValueError(f"unsupported torchvision architecture {arch!r}; choose from {sorted(FAMILIES)}")
         self.arch = arch
         self.family = FAMILIES[arch]
-        self.channels_last = channels_last
         self.model = models.get_model(arch, weights=None)
         for attribute in HEAD_ATTRIBUTES:  # the ctframe head pools and classifies
             if hasattr(self.model, attribute):
@@ -56,8 +55,6 @@ class TorchvisionBackbone(nn.Module):
         # torchvision applies DenseNet's last ReLU functionally; a module lets explanations hook its output
         self.final_relu = nn.ReLU() if self.family == "densenet" else nn.Identity()
         self._layer_paths, self.out_features = self._probe()
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
 
     def _probe(self) -> tuple[list[str], int]:
         """Run a small input once: the order in which learnable leaf modules are called, and the width."""
@@ -101,9 +98,8 @@ class TorchvisionBackbone(nn.Module):
         return self.model.features
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # no memory-format conversion here: the caller converts the uint8 batch once (ctframe.performance)
         x = (images.to(torch.float32) - self.mean) / self.std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         return self.final_relu(_trunk_forward(self.family, self.model, x)).float()
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from ctframe import Options, RecipePath
-from ctframe.options import PRECISION_MOVED
+from ctframe.options import CHANNELS_LAST_MOVED, PRECISION_MOVED
 
 # Architectures whose torchvision trunk ends in a spatial feature map a pooling head can use.
 FAMILIES: dict[str, str] = {
@@ -30,7 +30,7 @@ Architecture = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
 
 
 class TorchvisionOptions(Options):
-    removed_options = {"precision": PRECISION_MOVED}
+    removed_options = {"precision": PRECISION_MOVED, "channels_last": CHANNELS_LAST_MOVED}
 
     arch: Architecture = Field("resnet50", description="torchvision classification model whose trunk to use")
     weights: Literal["imagenet", "none"] | RecipePath = Field(
@@ -41,5 +41,4 @@ class TorchvisionOptions(Options):
     cache_dir: RecipePath | None = Field(
         None, description="folder for downloaded weights; default torch hub's checkpoints folder"
     )
-    channels_last: bool = Field(True, description="run convolutions in NHWC memory format")
     compile: bool = Field(False, description="torch.compile the backbone (slow first batch, faster after)")

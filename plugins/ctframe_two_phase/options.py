@@ -63,7 +63,19 @@ class TwoPhaseOptions(Options):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA and CPUs that run bf16 natively, else fp32"
     )
-    channels_last: bool = Field(False, description="NHWC memory format for the model and its inputs")
+    channels_last: bool | Literal["auto"] = Field(
+        "auto",
+        description="NHWC memory format for the model and its inputs; auto: where it is faster (CUDA, "
+        "CPUs with AVX-512)",
+    )
+    compile: bool = Field(
+        False, description="torch.compile the training forward (minutes of compiling first, faster steps)"
+    )
+    fold_batchnorm: bool = Field(
+        True,
+        description="fold each frozen inference-mode BatchNorm into the convolution before it (exact up "
+        "to float rounding; the saved weights stay unfolded)",
+    )
     feature_cache: Literal["auto", "off"] = Field(
         "auto",
         description="auto: without augmentation, phase 1 computes the frozen backbone's features once",

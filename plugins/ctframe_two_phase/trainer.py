@@ -14,7 +14,9 @@ from typing import Any
 import torch
 
 from ctframe import BuildContext, DataError, TrainedModel, TrainingData, distributed
+from ctframe.folding import folded_batchnorm
 from ctframe.model import Classifier, set_trainable_layers
+from ctframe.performance import resolve_channels_last
 from ctframe.precision import resolve
 from ctframe_two_phase import checkpoints
 from ctframe_two_phase.early_stopping import EarlyStopping
@@ -31,6 +33,9 @@ from ctframe_two_phase.loops import (
 from ctframe_two_phase.optimizer import KerasRMSprop
 from ctframe_two_phase.options import PhaseOptions, TwoPhaseOptions
 from ctframe_two_phase.progress import EpochProgress, TensorBoardLog
+
+COMPILE_OPTIONS: dict[str, Any] = {}
+"""Keyword arguments of ``torch.compile`` for ``compile = true`` (tests choose a cheap backend)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class TwoPhaseTrainer:
                 raise DataError(f"the {name} split is empty; add images or change the split fractions")
         with self._run_path(context) as run_path:
             model.to(context.device)
-            if self.options.channels_last:
+            if self._channels_last(context):
                 model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             trained: list[TrainedModel] = []
             start_from: Path | None = None
@@ -97,11 +102,21 @@ class TwoPhaseTrainer:
 
     def _images(self, dataset, data: TrainingData, context: BuildContext, augment=None) -> ImageSource:
         workers = self.options.num_workers if self.options.num_workers is not None else data.num_workers
-        return ImageSource(dataset, context.device, workers, augment, self.options.channels_last)
+        return ImageSource(dataset, context.device, workers, augment, self._channels_last(context))
+
+    def _channels_last(self, context: BuildContext) -> bool:
+        return resolve_channels_last(self.options.channels_last, context.device)
 
     @property
     def _eval_batch_size(self) -> int:
         return self.options.eval_batch_size or 2 * self.options.batch_size
+
+    def _folded(self, model: Classifier) -> contextlib.AbstractContextManager[int]:
+        """Frozen inference-mode BatchNorm folded into its convolution while a phase trains (the whole
+        backbone in phase 1, the frozen prefix in phase 2); checkpoints still get unfolded weights."""
+        if not self.options.fold_batchnorm:
+            return contextlib.nullcontext(0)
+        return folded_batchnorm(model.backbone, frozen_only=True)
 
     def _run_phase(
         self,
@@ -139,9 +154,12 @@ class TwoPhaseTrainer:
         elif start_from is not None:
             model.load_state_dict(distributed.from_main(lambda: checkpoints.load(start_from)["model"]))
         if start_epoch < options.epochs and not stopper.stopped:
-            self._train_epochs(
-                phase, model, data, context, run_path, optimizer, stopper, history, start_epoch
-            )
+            with self._folded(model) as folded:
+                if folded:
+                    logger.info(f"{phase.key}: {folded} frozen BatchNorm layers folded into their convs")
+                self._train_epochs(
+                    phase, model, data, context, run_path, optimizer, stopper, history, start_epoch
+                )
 
         def chosen_weights() -> tuple[Path, dict[str, Any]]:
             chosen = best_path if options.restore_best and best_path.exists() else last_path
@@ -181,6 +199,9 @@ class TwoPhaseTrainer:
                 f"{len(val)} val images in {train_seconds + val_seconds:.1f} s"
             )
             forward = trained
+        if self.options.compile:
+            # one graph per input shape (the last batch is smaller); mode changes recompile once
+            forward = torch.compile(forward, **COMPILE_OPTIONS)
         return EpochRunner(
             model,
             forward,

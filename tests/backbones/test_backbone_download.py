@@ -88,7 +88,7 @@ def test_imagenet_weights_download_once(server: Server, tiny_arch: str, tmp_path
     monkeypatch.setitem(download.IMAGENET_WEIGHTS, tiny_arch, entry)
     cache = tmp_path / "cache"
     context = BuildContext(seed=0, device="cpu", recipe_dir=tmp_path)
-    options = ResNetV2Options(weights="imagenet", cache_dir=cache, channels_last=False)
+    options = ResNetV2Options(weights="imagenet", cache_dir=cache)
 
     first = build_resnet_v2(tiny_arch, options, context).eval()
     second = build_resnet_v2(tiny_arch, options, context).eval()
@@ -176,6 +176,6 @@ def test_torchvision_imagenet_weights_come_from_the_cache(tmp_path: Path) -> Non
     reference = models.resnet18(weights=None).eval()
     file_name = models.ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[-1]
     torch.save(reference.state_dict(), tmp_path / file_name)
-    options = TorchvisionOptions(arch="resnet18", weights="imagenet", cache_dir=tmp_path, channels_last=False)
+    options = TorchvisionOptions(arch="resnet18", weights="imagenet", cache_dir=tmp_path)
     backbone = build_torchvision_backbone(options, BuildContext(seed=0, device="cpu", recipe_dir=tmp_path))
     torch.testing.assert_close(backbone.model.conv1.weight, reference.conv1.weight)

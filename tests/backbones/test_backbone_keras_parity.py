@@ -58,7 +58,7 @@ def _relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
 )
 def test_outputs_match_keras_at_224px(keras_export: Path, file_name: str, channels_last: bool) -> None:
     reference = np.load(keras_export / "io.npz")
-    model = ResNetV2(ARCH, channels_last=channels_last)
+    model = ResNetV2(ARCH).to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     load_weights(model, keras_export / file_name)
     outputs = _torch_outputs(model, reference["images"])
     assert outputs.shape == reference["outputs"].shape == (2, 7, 7, 2048)

@@ -19,7 +19,7 @@ from torch import nn
 
 from ctframe import BuildContext, CtframeError
 from ctframe import precision as runtime
-from tests.tolerances import BF16_FEATURE_RTOL
+from tests.tolerances import BF16_FEATURE_RTOL, FP32_FOLDED_RTOL
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,7 +33,7 @@ def narrow_architectures():
 
 def _randomised(arch: str) -> ResNetV2:
     """Random BatchNorm parameters and statistics, so that a wrong mapping changes outputs."""
-    model = ResNetV2(arch, channels_last=False)
+    model = ResNetV2(arch)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -169,7 +169,7 @@ def _write_keras_archive(weights_file: Path, path: Path) -> None:
 
 
 def _assert_same_outputs(reference: ResNetV2, path: Path, images: torch.Tensor) -> None:
-    model = ResNetV2(reference.arch, channels_last=True)
+    model = ResNetV2(reference.arch).to(memory_format=torch.channels_last)
     load_weights(model, path)
     model.eval()
     with torch.no_grad():
@@ -279,17 +279,40 @@ def test_backbone_runs_in_the_callers_precision(tiny: ResNetV2, images: torch.Te
     assert (lowered - reference).norm() / reference.norm() < BF16_FEATURE_RTOL
 
 
+def test_bn1_and_bn2_of_every_block_fold(tiny: ResNetV2, images: torch.Tensor) -> None:
+    """fp32: folded and unfolded agree to float rounding, in both memory formats."""
+    from ctframe.folding import folded_batchnorm, plan_folding
+
+    plan = plan_folding(tiny)
+    blocks = [block for stack in tiny.stacks for block in stack]
+    assert len(plan.pairs) == 2 * len(blocks)
+    assert all(pair[1].endswith((".bn1", ".bn2")) for pair in plan.pairs)
+    preact = {name for name, _ in tiny.named_modules() if name.endswith("preact_bn")}
+    assert set(plan.unfoldable) == preact | {"post_bn"}  # they follow an addition, not a convolution
+    with torch.no_grad():
+        reference = tiny(images)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            with folded_batchnorm(tiny.to(memory_format=layout)):
+                folded = tiny(images.contiguous(memory_format=layout))
+            scale = float(reference.abs().max())
+            torch.testing.assert_close(folded, reference, rtol=0, atol=FP32_FOLDED_RTOL * scale)
+    tiny.to(memory_format=torch.contiguous_format)
+
+
 def test_precision_is_no_backbone_option() -> None:
     with pytest.raises(ValueError, match="precision"):
         ResNetV2Options(weights="none", precision="auto")
     assert "precision" in ResNetV2Options.removed_options
+    with pytest.raises(ValueError, match="channels_last"):
+        ResNetV2Options(weights="none", channels_last=True)
+    assert "trainer" in ResNetV2Options.removed_options["channels_last"]
 
 
 def test_factory_honours_options(tmp_path: Path) -> None:
     context = BuildContext(seed=0, device="cpu", recipe_dir=tmp_path)
-    options = ResNetV2Options(weights="none", channels_last=True)
+    options = ResNetV2Options(weights="none")
     model = build_resnet_v2("tinyv2", options, context)
-    assert model.conv1_conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.conv1_conv.weight.is_contiguous()  # memory format: the trainer's / prediction's choice
     assert model._compiled_call_impl is None
     relative = ResNetV2Options.model_validate({"weights": "w/r50.h5"}, context={"base_dir": tmp_path})
     assert relative.weights == tmp_path / "w" / "r50.h5"

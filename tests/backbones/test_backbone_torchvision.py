@@ -38,7 +38,7 @@ def test_resnet18_state_dict_gives_torchvision_features(images: torch.Tensor, tm
     torch.manual_seed(0)
     reference = models.resnet18(weights=None).eval()
     save_file(reference.state_dict(), tmp_path / "resnet18.safetensors")  # with its fc: dropped on load
-    backbone = TorchvisionBackbone("resnet18", channels_last=True).eval()
+    backbone = TorchvisionBackbone("resnet18").to(memory_format=torch.channels_last).eval()
     load_weights(backbone, tmp_path / "resnet18.safetensors")
     with torch.no_grad():
         x = reference.maxpool(reference.relu(reference.bn1(reference.conv1(_normalised(images)))))
