@@ -80,8 +80,29 @@ class TwoPhaseOptions(Options):
         "auto",
         description="auto: without augmentation, phase 1 computes the frozen backbone's features once",
     )
+    augmentation_bank: Literal["off", "auto"] | int = Field(
+        "off",
+        description="phase 1 with augmentation: precompute the frozen backbone's features of this many "
+        "augmented views per training image, one drawn per image and epoch; auto: 8 views when "
+        "initial.epochs >= 24; off: augment every epoch",
+    )
     progress: bool = Field(True, description="rich progress bar per epoch (only on a terminal)")
     tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
+
+    @field_validator("augmentation_bank", mode="before")
+    @classmethod
+    def _views(cls, value: object) -> object:
+        # true would silently mean 1 view; --set passes "8" as text, which the int branch then reads
+        if isinstance(value, bool):
+            raise ValueError("give a number of views per image, 'auto' or 'off'")
+        return value
+
+    @field_validator("augmentation_bank")
+    @classmethod
+    def _positive_views(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("an augmentation bank needs at least 1 view per image ('off' turns it off)")
+        return value
 
     @field_validator("batch_size")
     @classmethod

@@ -19,6 +19,7 @@ from ctframe.model import Classifier, set_trainable_layers
 from ctframe.performance import resolve_channels_last
 from ctframe.precision import resolve
 from ctframe_two_phase import checkpoints
+from ctframe_two_phase.bank import BankSource, bank_views, build_bank, view_seed
 from ctframe_two_phase.early_stopping import EarlyStopping
 from ctframe_two_phase.features import backbone_is_frozen, compute_features_shared
 from ctframe_two_phase.loops import (
@@ -199,6 +200,10 @@ class TwoPhaseTrainer:
                 f"{len(val)} val images in {train_seconds + val_seconds:.1f} s"
             )
             forward = trained
+        views = bank_views(self.options.augmentation_bank, phase.options.epochs)
+        if frozen and data.augment is not None and views:
+            train, val = self._bank(phase, model, context, train, val, views, precision)
+            forward = trained
         if self.options.compile:
             # one graph per input shape (the last batch is smaller); mode changes recompile once
             forward = torch.compile(forward, **COMPILE_OPTIONS)
@@ -215,6 +220,23 @@ class TwoPhaseTrainer:
             precision,
             context.device,
         )
+
+    def _bank(
+        self, phase: Phase, model: Classifier, context: BuildContext, train, val, views: int, precision: str
+    ) -> tuple[BankSource, BankSource]:
+        """Phase 1 with augmentation and an ``augmentation_bank``: the bank of ``views`` augmented views
+        per training image and the (never augmented) validation features, one view each."""
+        reduce = getattr(model.head, "reduce_features", None)
+        batch, backbone = self._eval_batch_size, model.backbone
+        seeds = lambda k: view_seed(context.seed, phase.index, k)  # noqa: E731 - one pass's seed
+        bank, bank_seconds = build_bank(backbone, train, views, batch, precision, seeds, reduce)
+        val, val_seconds = build_bank(backbone, val, 1, batch, precision, lambda k: 0, reduce)
+        context.logger.info(
+            f"{phase.key}: augmentation bank of {views} views x {len(bank)} train images "
+            f"({bank.nbytes / 2**20:.0f} MiB) and {len(val)} val features in "
+            f"{bank_seconds + val_seconds:.1f} s"
+        )
+        return bank, val
 
     def _train_epochs(
         self,
