@@ -29,6 +29,14 @@ TABLES = {
         "bf16+channels_last+compile   train ",
         "load average after:",
     ],
+    "bench_study.py": [
+        "run                            phase 1 img/s   ratio phase 2 img/s   ratio   wall s speed-up",
+        "keras ",
+        "ctframe as shipped ",
+        "ctframe fp32 ",
+        "ctframe + augmentation bank ",
+        "load average after:",
+    ],
     "bench_feature_cache.py": [
         "s/epoch (median)",
         "uncached (frozen backbone)",

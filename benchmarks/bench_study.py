@@ -1,0 +1,216 @@
+"""The whole study recipe against the study's Keras pipeline, at equal epochs, on a folder of images.
+
+    .venv/bin/python benchmarks/bench_study.py [--root FOLDER] [--initial-epochs 2] [--finetuned-epochs 1]
+    .venv/bin/python benchmarks/bench_study.py --smoke    # ResNet50V2 at 32 px on 24 generated images
+
+Runs, one after another and each in its own process so that peak RSS is each run's own:
+
+* ``keras``: ``benchmarks/keras/study.py``, the study's pipeline in Keras (tensorflow never shares a
+  process with torch), fp32 as the study ran it, augmenting as the recipe does;
+* ``ctframe run recipes/covid_ct.toml`` as shipped (``precision = "auto"``: bf16 on a CPU with native
+  bf16), then with ``precision = "fp32"``, then with ``trainer.augmentation_bank = K``.
+
+Every run gets the same data, split fractions, batch size, image size, epochs (early stopping off:
+patience = epochs), random backbone weights (speed does not depend on them) and threads. Per phase the
+table shows training images per second of the whole phase (train images x epochs / phase seconds,
+validation and any cache or bank building included), then wall time (process start to exit, model
+building, decoding, test prediction and for ctframe the report included) and peak RSS, each as a ratio
+to Keras. ``--smoke`` shrinks everything to seconds: its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+KERAS_STUDY = Path(__file__).resolve().parent / "keras" / "study.py"
+DEFAULT_ROOT = REPO.parent / "shared" / "data" / "sarscov2-ct-sample"
+PHASES = ("initial", "finetuned")
+# name -> minimum speed-up of the whole run against Keras (issue 15's targets, native-bf16 CPU)
+TARGETS = {"ctframe as shipped": 3.0, "ctframe + augmentation bank": 5.0}
+MAX_RSS_GB = 3.0
+
+
+@dataclass
+class Result:
+    name: str
+    wall: float
+    peak_rss: int
+    """bytes"""
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    phase_images: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+    def images_per_s(self, phase: str) -> float | None:
+        seconds = self.phase_seconds.get(phase)
+        return self.phase_images[phase] / seconds if seconds else None
+
+
+def run_measured(command: list[str], environment: dict[str, str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (bytes) of the process itself, and its stdout."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=environment, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode != 0:
+        raise SystemExit(f"{command[1]} failed ({process.returncode}):\n{stderr[-3000:]}")
+    return wall, usage.ru_maxrss * 1024, stdout  # ru_maxrss is KiB on Linux
+
+
+def keras_study(args: argparse.Namespace, environment: dict[str, str]) -> Result:
+    command = [sys.executable, str(KERAS_STUDY), "--root", str(args.root), "--arch", args.arch]
+    command += ["--size", str(args.size), "--batch-size", str(args.batch_size)]
+    command += ["--threads", str(args.threads), "--initial-epochs", str(args.initial_epochs)]
+    command += ["--finetuned-epochs", str(args.finetuned_epochs)]
+    wall, rss, stdout = run_measured(command, {**environment, "KERAS_BACKEND": "tensorflow"})
+    answer = json.loads(stdout.strip().splitlines()[-1])
+    result = Result("keras", wall, rss, note=f"keras {answer['keras_version']}, split {answer['split']}")
+    for phase in PHASES:
+        result.phase_seconds[phase] = answer["phases"][phase]["seconds"]
+        result.phase_images[phase] = answer["phases"][phase]["images"]
+    return result
+
+
+def ctframe_study(name: str, extra: list[str], args: argparse.Namespace, environment: dict[str, str]):
+    output = Path(tempfile.mkdtemp(prefix="bench-study-"))
+    overrides = [
+        f"dataset.root={json.dumps(str(args.root))}",
+        f"dataset.image_size={args.size}",
+        f"dataset.classes={json.dumps(args.classes)}",
+        f"dataset.positive_class={json.dumps(args.classes[-1])}",
+        f"backbone.component={args.arch}",
+        "backbone.weights=none",
+        f"trainer.batch_size={args.batch_size}",
+        f"trainer.initial.epochs={args.initial_epochs}",
+        f"trainer.initial.patience={max(args.initial_epochs, 1)}",
+        f"trainer.finetuned.epochs={args.finetuned_epochs}",
+        f"trainer.finetuned.patience={max(args.finetuned_epochs, 1)}",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        f"run.output={json.dumps(str(output))}",
+        *extra,
+    ]
+    command = [str(Path(sys.executable).with_name("ctframe")), "run", str(REPO / "recipes" / "covid_ct.toml")]
+    for override in overrides:
+        command += ["--set", override]
+    wall, rss, _ = run_measured(command, environment)
+    (run_dir,) = [path for path in output.iterdir() if path.is_dir()]
+    result = Result(name, wall, rss)
+    log = (run_dir / "run.log").read_text()
+    with open(run_dir / "split_manifest.csv", newline="") as handle:
+        train_images = sum(row["split"] == "train" for row in csv.DictReader(handle))
+    for phase in PHASES:
+        with open(run_dir / f"history_{phase}.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        # the feature cache or augmentation bank is built before the first epoch: part of the phase
+        built = re.findall(rf"{phase}: (?:cached|augmentation bank)[^\n]* in ([0-9.]+) s", log)
+        result.phase_seconds[phase] = sum(float(row["seconds"]) for row in rows) + sum(map(float, built))
+        result.phase_images[phase] = train_images * len(rows)
+    precision = json.loads((run_dir / "environment.json").read_text()).get("precision", {})
+    result.note = f"training precision {precision.get('training', {}).get('resolved', '?')}"
+    return result
+
+
+def _smoke_folder(folder: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("COVID", "non-COVID")):
+        (folder / name).mkdir(parents=True)
+        for index in range(12):
+            pixels = rng.integers(0, 90, (40, 40, 3)) + 120 * label * (np.arange(40) > 20)[None, :, None]
+            Image.fromarray(pixels.astype("uint8")).save(folder / name / f"{name}_{index}.png")
+    return folder
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="one sub-folder of images per class")
+    parser.add_argument("--arch", default="resnet101v2")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--initial-epochs", type=int, default=2)
+    parser.add_argument("--finetuned-epochs", type=int, default=1)
+    parser.add_argument("--views", type=int, default=8, help="views per image of the augmentation bank")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="for every run")
+    parser.add_argument("--variants", default="keras,shipped,fp32,bank")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks that it runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.root = _smoke_folder(Path(tempfile.mkdtemp(prefix="bench-study-smoke-")) / "images")
+        args.arch, args.size, args.batch_size = "resnet50v2", 32, 4  # Keras's ResNetV2 needs >= 32 px
+        args.initial_epochs, args.finetuned_epochs, args.views = 1, 1, 2
+    args.root = args.root.resolve()
+    args.classes = sorted(p.name for p in args.root.iterdir() if p.is_dir())
+    args.images = sum(1 for name in args.classes for f in (args.root / name).iterdir() if f.is_file())
+    return args
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    return f"{value / reference:6.2f}x" if value and reference else "      -"
+
+
+def main() -> None:
+    args = parse_arguments()
+    threads = str(args.threads)
+    environment = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    environment.pop("CTFRAME_PLUGINS", None)
+    print(f"machine: {os.cpu_count()} cores, threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
+    print(f"study at equal epochs: {args.arch} at {args.size} px, batch {args.batch_size}, epochs "
+          f"{args.initial_epochs} + {args.finetuned_epochs}, {args.images} images in "
+          f"{args.root}" + (" (smoke: numbers mean nothing)" * args.smoke))
+    variants = {
+        "keras": lambda: keras_study(args, environment),
+        "shipped": lambda: ctframe_study("ctframe as shipped", [], args, environment),
+        "fp32": lambda: ctframe_study("ctframe fp32", ["trainer.precision=fp32"], args, environment),
+        "bank": lambda: ctframe_study(
+            "ctframe + augmentation bank", [f"trainer.augmentation_bank={args.views}"], args, environment
+        ),
+    }
+    results = []
+    for key in args.variants.split(","):
+        results.append(variants[key]())
+        last = results[-1]
+        print(f"  ran {last.name}: {last.wall:.1f} s, {last.note}", flush=True)
+    keras = next((r for r in results if r.name == "keras"), None)
+
+    print()
+    print(f"{'run':30s} {'phase 1 img/s':>13s} {'ratio':>7s} {'phase 2 img/s':>13s} {'ratio':>7s} "
+          f"{'wall s':>8s} {'speed-up':>8s} {'peak RSS GB':>11s} {'ratio':>7s}  target")
+    for result in results:
+        cells = []
+        for phase in PHASES:
+            value = result.images_per_s(phase)
+            reference = keras.images_per_s(phase) if keras else None
+            cells.append(f"{value or 0:13.2f} {_ratio(value, reference):>7s}")
+        speedup = keras.wall / result.wall if keras else None
+        goal = TARGETS.get(result.name)
+        met = speedup is not None and goal is not None and speedup >= goal
+        verdict = f"speed-up >= {goal}x: {'met' if met else 'NOT met'}" if goal else ""
+        if result.name != "keras":
+            within = result.peak_rss / 1e9 <= MAX_RSS_GB
+            verdict += f"{'; ' if verdict else ''}RSS <= {MAX_RSS_GB} GB: {'met' if within else 'NOT met'}"
+        print(f"{result.name:30s} {cells[0]} {cells[1]} {result.wall:8.1f} "
+              f"{(f'{speedup:7.2f}x' if speedup else '       -'):>8s} {result.peak_rss / 1e9:11.2f} "
+              f"{_ratio(result.peak_rss, keras.peak_rss if keras else None):>7s}  {verdict}")
+    print(f"load average after: {os.getloadavg()[0]:.1f} (a shared machine makes these numbers noisy)")
+
+
+if __name__ == "__main__":
+    main()
