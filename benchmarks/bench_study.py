@@ -12,10 +12,10 @@ Runs, one after another and each in its own process so that peak RSS is each run
 
 Every run gets the same data, split fractions, batch size, image size, epochs (early stopping off:
 patience = epochs), random backbone weights (speed does not depend on them) and threads. Per phase the
-table shows training images per second of the whole phase (train images x epochs / phase seconds,
-validation and any cache or bank building included), then wall time (process start to exit, model
-building, decoding, test prediction and for ctframe the report included) and peak RSS, each as a ratio
-to Keras. ``--smoke`` shrinks everything to seconds: its numbers mean nothing.
+table shows training images per second of the whole phase (train images x epochs / phase seconds;
+validation, any cache or bank building and ctframe's per-epoch checkpoints included), then wall time
+(process start to exit: model building, decoding, predictions and for ctframe the report included) and
+peak RSS, each as a ratio to Keras. ``--smoke`` shrinks everything to seconds: its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,19 +112,40 @@ def ctframe_study(name: str, extra: list[str], args: argparse.Namespace, environ
     wall, rss, _ = run_measured(command, environment)
     (run_dir,) = [path for path in output.iterdir() if path.is_dir()]
     result = Result(name, wall, rss)
-    log = (run_dir / "run.log").read_text()
-    with open(run_dir / "split_manifest.csv", newline="") as handle:
-        train_images = sum(row["split"] == "train" for row in csv.DictReader(handle))
-    for phase in PHASES:
-        with open(run_dir / f"history_{phase}.csv", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        # the feature cache or augmentation bank is built before the first epoch: part of the phase
-        built = re.findall(rf"{phase}: (?:cached|augmentation bank)[^\n]* in ([0-9.]+) s", log)
-        result.phase_seconds[phase] = sum(float(row["seconds"]) for row in rows) + sum(map(float, built))
-        result.phase_images[phase] = train_images * len(rows)
+    result.phase_seconds, result.phase_images = phase_times(run_dir)
     precision = json.loads((run_dir / "environment.json").read_text()).get("precision", {})
     result.note = f"training precision {precision.get('training', {}).get('resolved', '?')}"
     return result
+
+
+def _logged_at(line: str) -> float:
+    stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+    return stamp.timestamp()
+
+
+def phase_times(run_dir: Path) -> tuple[dict[str, float], dict[str, int]]:
+    """Seconds and training images of each phase of a ctframe run, from its run.log and histories.
+
+    A phase runs from the log line that opens it (the frozen BatchNorm it folded) to its last epoch's
+    line: cache or bank building, training, validation and the checkpoints written after every epoch
+    but the last are all in it, as everything ``fit`` does is in Keras's phase time.
+    """
+    lines = (run_dir / "run.log").read_text().splitlines()
+    with open(run_dir / "split_manifest.csv", newline="") as handle:
+        train_images = sum(row["split"] == "train" for row in csv.DictReader(handle))
+    seconds, images = {}, {}
+    for phase in PHASES:
+        with open(run_dir / f"history_{phase}.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        opened = [line for line in lines if f" {phase}: " in line and "folded into" in line]
+        epochs = [line for line in lines if re.search(rf" {phase} epoch \d+/", line)]
+        if opened and epochs:
+            # the first epoch's own seconds come before its line: from the opening line to the last epoch
+            seconds[phase] = _logged_at(epochs[-1]) - _logged_at(opened[0])
+        else:  # fold_batchnorm off: the epochs' own seconds
+            seconds[phase] = sum(float(row["seconds"]) for row in rows)
+        images[phase] = train_images * len(rows)
+    return seconds, images
 
 
 def _smoke_folder(folder: Path) -> Path:

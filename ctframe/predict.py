@@ -48,9 +48,9 @@ def predict_dataset(
     # outside inference mode: parameters touched inside it become inference tensors, which anything that
     # needs gradients on this model afterwards (explain, Grad-CAM) cannot use
     model.eval().to(device).to(memory_format=layout)  # type: ignore[call-overload]
-    with folded_batchnorm(model.backbone) if fold_batchnorm else contextlib.nullcontext():
-        with torch.inference_mode():
-            return _predict(model, dataset, device, precision, batch_size, num_workers, on_batch, layout)
+    folded = folded_batchnorm(model.backbone) if fold_batchnorm else contextlib.nullcontext()
+    with folded, torch.inference_mode():
+        return _predict(model, dataset, device, precision, batch_size, num_workers, on_batch, layout)
 
 
 def _predict(

@@ -15,7 +15,15 @@ from ctframe_two_phase.options import TwoPhaseOptions
 
 from ctframe.performance import resolve_channels_last
 from ctframe.rundir import load_checkpoint
-from tests.test_trainer_toys import ToyImages, fit, make_context, make_model, make_splits, make_trainer, random_flip
+from tests.test_trainer_toys import (
+    ToyImages,
+    fit,
+    make_context,
+    make_model,
+    make_splits,
+    make_trainer,
+    random_flip,
+)
 from tests.tolerances import FP32_FOLDED_RTOL
 
 
@@ -38,18 +46,18 @@ def _flip(image: torch.Tensor) -> torch.Tensor:
 def test_memory_format_follows_the_devices_rule_by_default(tmp_path) -> None:
     assert TwoPhaseOptions().channels_last == "auto"
     model = make_model()
-    fit(make_trainer(initial={"epochs": 1}, finetuned={"epochs": 0}), model, make_splits(), make_context(tmp_path))
+    trainer = make_trainer(initial={"epochs": 1}, finetuned={"epochs": 0})
+    fit(trainer, model, make_splits(), make_context(tmp_path))
     expected = resolve_channels_last("auto", "cpu")
     assert model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last) is expected
 
 
 def test_folding_frozen_batchnorm_changes_only_rounding(tmp_path, caplog) -> None:
     start = {name: tensor.clone() for name, tensor in make_model().state_dict().items()}
+    data = make_splits(augment=random_flip)
     with caplog.at_level(logging.INFO, logger="ctframe.test"):
-        folded = fit(make_trainer(), make_model(), make_splits(augment=random_flip), make_context(tmp_path / "f"))
-    plain = fit(
-        make_trainer(fold_batchnorm=False), make_model(), make_splits(augment=random_flip), make_context(tmp_path)
-    )
+        folded = fit(make_trainer(), make_model(), data, make_context(tmp_path / "f"))
+    plain = fit(make_trainer(fold_batchnorm=False), make_model(), data, make_context(tmp_path))
     np.testing.assert_allclose(_losses(folded), _losses(plain), rtol=FP32_FOLDED_RTOL)
     # phase 1: the whole toy backbone (2 pairs); phase 2 trains conv2/bn2, so conv1/bn1 fold
     assert "initial: 2 frozen BatchNorm layers folded" in caplog.text
@@ -69,7 +77,8 @@ def test_compile_wraps_the_training_forward(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(trainer_module, "COMPILE_OPTIONS", {"backend": "eager"})  # no code generation
     monkeypatch.setattr(trainer_module.torch, "compile", spy)
     phases = {"initial": {"epochs": 2}, "finetuned": {"epochs": 1}}
-    with_compile = fit(make_trainer(compile=True, **phases), make_model(), make_splits(), make_context(tmp_path))
+    trainer = make_trainer(compile=True, **phases)
+    with_compile = fit(trainer, make_model(), make_splits(), make_context(tmp_path))
     monkeypatch.undo()
     without = fit(make_trainer(**phases), make_model(), make_splits(), make_context(tmp_path / "plain"))
     assert compiled == [{"backend": "eager"}] * 2  # one forward per phase
@@ -80,9 +89,8 @@ def test_a_bank_of_one_view_trains_as_augmenting_every_epoch(tmp_path, caplog) -
     """With a deterministic augmentation every epoch sees the one view: cached == uncached."""
     phases = {"initial": {"epochs": 3}, "finetuned": {"epochs": 0}}
     with caplog.at_level(logging.INFO, logger="ctframe.test"):
-        banked = fit(
-            make_trainer(augmentation_bank=1, **phases), make_model(), make_splits(_flip), make_context(tmp_path)
-        )
+        trainer = make_trainer(augmentation_bank=1, **phases)
+        banked = fit(trainer, make_model(), make_splits(_flip), make_context(tmp_path))
     live = fit(make_trainer(**phases), make_model(), make_splits(_flip), make_context(tmp_path / "live"))
     assert "augmentation bank of 1 views x 32 train images" in caplog.text
     np.testing.assert_allclose(_losses(banked), _losses(live), rtol=FP32_FOLDED_RTOL)
