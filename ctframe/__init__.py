@@ -12,6 +12,7 @@ from ctframe.contracts import (
     Layer,
     MetricInput,
     Predictions,
+    Segment,
     TrainedModel,
     TrainingData,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "RecipeError",
     "RecipePath",
     "RunError",
+    "Segment",
     "TrainedModel",
     "TrainingData",
     "__version__",

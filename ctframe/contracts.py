@@ -156,6 +156,17 @@ class Layer:
     module: nn.Module | None = None
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One link of a backbone cut into a chain (see ``Backbone.segments``)."""
+
+    start: int
+    """Index in ``backbone.layers`` of the segment's first layer."""
+    module: nn.Module
+    """Maps the previous segment's output (the images, for the first) to the next one's input; it owns
+    the parameters of the layers from ``start`` up to the next segment's ``start``."""
+
+
 @runtime_checkable
 class Backbone(Protocol):
     """Feature extractor contract (implemented by an ``nn.Module``).
@@ -163,6 +174,13 @@ class Backbone(Protocol):
     Optional: ``cam_layer``, the ``nn.Module`` inside the backbone whose output is the last spatial
     feature map before the head pools (ResNetV2: ``post_relu``). ``ctframe explain`` and the report's
     Grad-CAM overlays hook it; a backbone without one cannot be explained, and works otherwise.
+
+    Optional: ``segments() -> Sequence[Segment]``, the backbone as a chain whose composition is
+    ``forward`` (the first segment starts at layer 0 and takes the images; the last returns the float32
+    features). The cuts are where a trainer may store activations: a frozen prefix of whole segments
+    computes the same output every epoch when nothing is augmented, so phase 2 of ``two_phase`` caches it
+    and runs only the rest. A segment's modules are the backbone's own (no copies), and a segment made
+    of frozen layers must be deterministic in inference mode.
     """
 
     out_features: int

@@ -43,6 +43,13 @@ TABLES = {
         "cached features",
         "one-time cache build:",
     ],
+    "bench_prefix_cache.py": [
+        "path                   train img/s  val img/s  epoch s  ratio",
+        "uncached ",
+        "cached prefix ",
+        "cache: ",
+        "load average after:",
+    ],
     "bench_images.py": [
         "images/s",
         "reference: PIL open+RGB+resize",

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ctframe import Layer
+from ctframe import Layer, Segment
 
 BN_EPSILON = 1.001e-5
 BN_MOMENTUM = 0.01  # torch's momentum is 1 - Keras's 0.99
@@ -110,6 +110,40 @@ class PreActBottleneck(nn.Module):
         yield Layer(f"{prefix}_out")
 
 
+def stem(conv1: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    x = conv1(x)
+    # Keras's pool1_pad pads with zeros, and conv1's output can be negative: not a -inf padded pool.
+    return F.max_pool2d(F.pad(x, (1, 1, 1, 1), value=0.0), kernel_size=3, stride=2)
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """RGB ``0..255`` to Keras's ``preprocess_input`` for ResNetV2 (``x / 127.5 - 1``)."""
+    return images.to(torch.float32) / 127.5 - 1.0
+
+
+class _InputSegment(nn.Module):
+    """The chain's first link: normalisation and the stem (conv1, pool1)."""
+
+    def __init__(self, backbone: ResNetV2):
+        super().__init__()
+        self.conv1_conv = backbone.conv1_conv
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return stem(self.conv1_conv, normalise(images))
+
+
+class _OutputSegment(nn.Module):
+    """The chain's last link: ``post_bn`` and ``post_relu``, returning float32 as ``forward`` does."""
+
+    def __init__(self, backbone: ResNetV2):
+        super().__init__()
+        self.post_bn = backbone.post_bn
+        self.post_relu = backbone.post_relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post_relu(self.post_bn(x)).float()
+
+
 class ResNetV2(nn.Module):
     """Backbone: RGB ``0..255`` (uint8 or float, NCHW) -> ``post_relu`` features ``(N, 2048, h, w)``."""
 
@@ -181,14 +215,17 @@ class ResNetV2(nn.Module):
         )
         return sum(p.numel() for p in self.parameters()) + statistics
 
-    def stem(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1_conv(x)
-        # Keras's pool1_pad pads with zeros, and conv1's output can be negative: not a -inf padded pool.
-        return F.max_pool2d(F.pad(x, (1, 1, 1, 1), value=0.0), kernel_size=3, stride=2)
+    def segments(self) -> list[Segment]:
+        """The stem, each residual block, and ``post_bn``/``post_relu``: a cut between blocks is where
+        the trainer can cache a frozen prefix's activations (``ctframe.Segment``)."""
+        starts = {id(layer.module): index for index, layer in enumerate(self.layers) if layer.module}
+        chain = [Segment(0, _InputSegment(self))]
+        chain += [Segment(starts[id(block.preact_bn)], block) for stack in self.stacks for block in stack]
+        return [*chain, Segment(starts[id(self.post_bn)], _OutputSegment(self))]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The network on already-normalised input (``x / 127.5 - 1``)."""
-        x = self.stem(x)
+        x = stem(self.conv1_conv, x)
         for stack in self.stacks:
             x = stack(x)
         return self.post_relu(self.post_bn(x))
@@ -201,5 +238,4 @@ class ResNetV2(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # the input keeps its memory format (the caller converts the uint8 batch once); with NHWC
         # weights the first convolution runs NHWC either way
-        x = images.to(torch.float32) / 127.5 - 1.0
-        return self.features(x).float()
+        return self.features(normalise(images)).float()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ctframe import Layer
+from ctframe import Layer, Segment
 
 from .options import FAMILIES
 
@@ -24,10 +24,13 @@ HEAD_ATTRIBUTES = ("fc", "classifier", "avgpool")
 PROBE_SIZE = 64
 
 
+def _resnet_stem(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.maxpool(model.relu(model.bn1(model.conv1(x))))
+
+
 def _trunk_forward(family: str, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if family == "resnet":
-        x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-        return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+        return model.layer4(model.layer3(model.layer2(model.layer1(_resnet_stem(model, x)))))
     if family == "densenet":
         return model.features(x)  # torchvision's ReLU after features is the backbone's final_relu
     if family == "regnet":
@@ -97,10 +100,50 @@ class TorchvisionBackbone(nn.Module):
             return self.model.trunk_output
         return self.model.features
 
+    def segments(self) -> list[Segment]:
+        """ResNet family: the stem, then each residual block (cuts where a trainer may cache a frozen
+        prefix's activations, ``ctframe.Segment``). Other families offer no cuts: an empty list."""
+        if self.family != "resnet":
+            return []
+        starts = {path: index for index, path in enumerate(self._layer_paths)}
+        blocks = [(f"layer{stage}.{i}", block) for stage in range(1, 5)
+                  for i, block in enumerate(getattr(self.model, f"layer{stage}"))]
+        chain = [Segment(0, _ResNetStem(self))]
+        chain += [Segment(starts[f"{path}.conv1"], block) for path, block in blocks[:-1]]
+        last_path, last_block = blocks[-1]
+        return [*chain, Segment(starts[f"{last_path}.conv1"], _FloatOutput(last_block))]
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.to(torch.float32) - self.mean) / self.std
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # no memory-format conversion here: the caller converts the uint8 batch once (ctframe.performance)
-        x = (images.to(torch.float32) - self.mean) / self.std
-        return self.final_relu(_trunk_forward(self.family, self.model, x)).float()
+        return self.final_relu(_trunk_forward(self.family, self.model, self.normalise(images))).float()
+
+
+class _ResNetStem(nn.Module):
+    """First link of a ResNet trunk's chain: ImageNet normalisation, conv1, bn1, ReLU, max-pool."""
+
+    def __init__(self, backbone: TorchvisionBackbone):
+        super().__init__()
+        self.model_stem = nn.ModuleDict(
+            {name: getattr(backbone.model, name) for name in ("conv1", "bn1", "relu", "maxpool")}
+        )
+        self._normalise = backbone.normalise  # a plain attribute: the backbone is not this module's child
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return _resnet_stem(self.model_stem, self._normalise(images))  # ModuleDict: attribute access
+
+
+class _FloatOutput(nn.Module):
+    """The last block, returning float32 features as the backbone's ``forward`` does."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x).float()
 
 
 def _is_learnable_leaf(module: nn.Module) -> bool:

@@ -86,6 +86,18 @@ class TwoPhaseOptions(Options):
         "augmented views per training image, one drawn per image and epoch; auto: 8 views when "
         "initial.epochs >= 24; off: augment every epoch",
     )
+    prefix_cache: Literal["auto", "memory", "disk", "off"] = Field(
+        "auto",
+        description="phase 2 without augmentation: run the frozen part of the backbone (whole segments "
+        "before the first unfrozen layer) once and train on its stored activations; auto: in memory up "
+        "to a quarter of RAM, else a file in RUN/cache/ deleted after the phase; off: every step runs "
+        "the whole backbone",
+    )
+    prefix_cache_dtype: Literal["auto", "bf16"] = Field(
+        "auto",
+        description="auto: store what the prefix computes (fp32, or bf16 under bf16 training: exact); "
+        "bf16: half the size in an fp32 run, at bf16 rounding of the activations",
+    )
     progress: bool = Field(True, description="rich progress bar per epoch (only on a terminal)")
     tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ctframe import BuildContext, DataError, TrainedModel, TrainingData, distributed
 from ctframe.folding import folded_batchnorm
@@ -33,6 +34,14 @@ from ctframe_two_phase.loops import (
 )
 from ctframe_two_phase.optimizer import KerasRMSprop
 from ctframe_two_phase.options import PhaseOptions, TwoPhaseOptions
+from ctframe_two_phase.prefix import (
+    ActivationSource,
+    PrefixCut,
+    SuffixClassifier,
+    build_activation_cache,
+    frozen_prefix,
+    human_size,
+)
 from ctframe_two_phase.progress import EpochProgress, TensorBoardLog
 
 COMPILE_OPTIONS: dict[str, Any] = {}
@@ -155,11 +164,12 @@ class TwoPhaseTrainer:
         elif start_from is not None:
             model.load_state_dict(distributed.from_main(lambda: checkpoints.load(start_from)["model"]))
         if start_epoch < options.epochs and not stopper.stopped:
-            with self._folded(model) as folded:
+            # the ExitStack deletes this phase's cache files when it ends, however it ends
+            with self._folded(model) as folded, contextlib.ExitStack() as cleanup:
                 if folded:
                     logger.info(f"{phase.key}: {folded} frozen BatchNorm layers folded into their convs")
                 self._train_epochs(
-                    phase, model, data, context, run_path, optimizer, stopper, history, start_epoch
+                    phase, model, data, context, run_path, optimizer, stopper, history, start_epoch, cleanup
                 )
 
         def chosen_weights() -> tuple[Path, dict[str, Any]]:
@@ -178,18 +188,25 @@ class TwoPhaseTrainer:
         return ranks[distributed.rank()] if own else state["rng"]
 
     def _runner(
-        self, phase: Phase, model: Classifier, data: TrainingData, context: BuildContext, optimizer
+        self,
+        phase: Phase,
+        model: Classifier,
+        data: TrainingData,
+        context: BuildContext,
+        optimizer,
+        run_path: Path,
+        cleanup: contextlib.ExitStack,
     ) -> EpochRunner:
-        """Batch sources and forward function of a phase: cached features when the backbone is
-        frozen and nothing is augmented, images through the whole model otherwise."""
+        """Batch sources and forward function of a phase: cached features when the backbone is frozen
+        (with the augmentation bank when augmenting), cached prefix activations when only its last
+        layers train and nothing is augmented, images through the whole model otherwise."""
         precision = resolve(self.options.precision, context.device).resolved
         frozen = backbone_is_frozen(model.backbone)
         train: BatchSource = self._images(data.train, data, context, data.augment)
         val: BatchSource = self._images(data.val, data, context)
-        # DDP under torchrun (the module itself otherwise), wrapped again in every phase because the
-        # trainable parameters change
-        trained = distributed.wrap(model.head if frozen else model)
-        forward: Forward = model_forward(model, frozen, trained)
+        trainable: nn.Module = model.head if frozen else model
+        cached = False
+        views = bank_views(self.options.augmentation_bank, phase.options.epochs)
         if frozen and data.augment is None and self.options.feature_cache == "auto":
             reduce = getattr(model.head, "reduce_features", None)
             batch = self._eval_batch_size
@@ -199,11 +216,21 @@ class TwoPhaseTrainer:
                 f"{phase.key}: cached frozen-backbone features of {len(train)} train and "
                 f"{len(val)} val images in {train_seconds + val_seconds:.1f} s"
             )
-            forward = trained
-        views = bank_views(self.options.augmentation_bank, phase.options.epochs)
-        if frozen and data.augment is not None and views:
+            cached = True
+        elif frozen and data.augment is not None and views:
             train, val = self._bank(phase, model, context, train, val, views, precision)
-            forward = trained
+            cached = True
+        elif not frozen and data.augment is None and self.options.prefix_cache != "off":
+            cut = frozen_prefix(model.backbone)
+            if cut is not None:
+                train, val = self._prefix_cache(phase, cut, context, train, val, precision, run_path)
+                cleanup.callback(train.close)
+                cleanup.callback(val.close)
+                trainable, cached = SuffixClassifier(cut.suffix, model.head), True
+        # DDP under torchrun (the module itself otherwise), wrapped again in every phase because the
+        # trainable parameters change
+        trained = distributed.wrap(trainable)
+        forward: Forward = trained if cached else model_forward(model, frozen, trained)
         if self.options.compile:
             # one graph per input shape (the last batch is smaller); mode changes recompile once
             forward = torch.compile(forward, **COMPILE_OPTIONS)
@@ -220,6 +247,43 @@ class TwoPhaseTrainer:
             precision,
             context.device,
         )
+
+    def _prefix_cache(
+        self,
+        phase: Phase,
+        cut: PrefixCut,
+        context: BuildContext,
+        train: ImageSource,
+        val: ImageSource,
+        precision: str,
+        run_path: Path,
+    ) -> tuple[ActivationSource, ActivationSource]:
+        """Phase 2 without augmentation: the frozen prefix's activations of train and val images."""
+        folder = run_path / "cache"
+        suffix = f"{distributed.rank()}.bin"  # every process computes (and maps) its own copy
+        made = [
+            build_activation_cache(
+                cut.prefix,
+                images,
+                self._eval_batch_size,
+                precision,
+                self.options.prefix_cache,
+                self.options.prefix_cache_dtype == "bf16",
+                folder / f"{phase.key}-prefix-{name}.{suffix}",
+            )
+            for name, images in (("train", train), ("val", val))
+        ]
+        (train_cache, train_seconds), (val_cache, val_seconds) = made
+        shape = "x".join(map(str, train_cache.activations.shape[1:]))
+        where = "in memory" if train_cache.path is None else f"in {folder}"
+        context.logger.info(
+            f"{phase.key}: cached the frozen prefix (up to {cut.last_cached_layer}; "
+            f"{len(cut.suffix)} segments train) for {len(train_cache)} train and {len(val_cache)} val "
+            f"images: {shape} {str(train_cache.activations.dtype).removeprefix('torch.')}, "
+            f"{human_size(train_cache.nbytes + val_cache.nbytes)} {where}, "
+            f"{train_seconds + val_seconds:.1f} s"
+        )
+        return train_cache, val_cache
 
     def _bank(
         self, phase: Phase, model: Classifier, context: BuildContext, train, val, views: int, precision: str
@@ -249,10 +313,11 @@ class TwoPhaseTrainer:
         stopper: EarlyStopping,
         history: list[dict[str, Any]],
         start_epoch: int,
+        cleanup: contextlib.ExitStack,
     ) -> None:
         options, logger = phase.options, context.logger
         best_path, last_path = checkpoints.checkpoint_paths(run_path, phase.key)
-        runner = self._runner(phase, model, data, context, optimizer)
+        runner = self._runner(phase, model, data, context, optimizer, run_path, cleanup)
         main = distributed.is_main()  # only rank 0 shows progress and writes files
         tensorboard = TensorBoardLog(
             run_path / "tensorboard" / phase.key, self.options.tensorboard and main, logger

@@ -86,3 +86,34 @@ def test_backbone_forward_backward_and_layers(name: str, options: dict, tmp_path
     for module in backbone.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             assert module.training == any(p.requires_grad for p in module.parameters())
+
+
+@pytest.mark.parametrize(("name", "options"), _cases())
+def test_backbone_segments_chain_to_forward(name: str, options: dict, tmp_path: Path, monkeypatch) -> None:
+    """``segments()`` (optional): composed in order they are ``forward``, and each owns exactly the
+    parameters of its layers, so a frozen prefix of whole segments is one of frozen layers."""
+    monkeypatch.setenv("CTFRAME_PLUGINS", PLUGINS)
+    torch.manual_seed(0)
+    backbone = _build(name, options, tmp_path)
+    segments = list(getattr(backbone, "segments", list)())
+    if not segments:
+        pytest.skip(f"{name} {options} offers no segments (optional)")
+    starts = [segment.start for segment in segments]
+    assert starts[0] == 0 and starts == sorted(set(starts)), starts
+
+    layers = list(backbone.layers)
+    bounds = [*starts, len(layers)]
+    for segment, start, stop in zip(segments, bounds, bounds[1:], strict=False):
+        owned = {id(p) for p in segment.module.parameters()}
+        listed = {id(p) for layer in layers[start:stop] if layer.module for p in layer.module.parameters()}
+        assert owned == listed, f"segment at layer {start} ({layers[start].name})"
+
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    backbone.eval()
+    with torch.no_grad():
+        x = images
+        for segment in segments:
+            x = segment.module(x)
+        expected = backbone(images)
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x, expected, rtol=0, atol=0)  # the same operations in the same order
