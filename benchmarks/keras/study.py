@@ -78,6 +78,9 @@ def main() -> None:
     parser.add_argument("--zoom-range", type=float, default=0.1)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--eager", action="store_true", help="run_eagerly: no graph tracing (most of a tiny smoke run)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -126,7 +129,9 @@ def main() -> None:
         for layer in base.layers[: len(base.layers) - last]:
             layer.trainable = False
         optimizer = keras.optimizers.RMSprop(lr)
-        model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=optimizer, loss="binary_crossentropy", metrics=["accuracy"], run_eagerly=args.eager
+        )
         start = time.perf_counter()
         model.fit(train, validation_data=val, epochs=epochs, verbose=0)
         phases[key] = {"seconds": time.perf_counter() - start, "images": len(parts["train"]) * epochs}
