@@ -1,7 +1,7 @@
 """``ctframe cv``: group-disjoint folds that test every image once, pooled out-of-fold predictions, and
 a cross-validation killed with SIGKILL mid-fold that resumes to the same result.
 
-Tiny real runs (folder_split demo data at 32 px, ResNet50V2 with random weights, 1 + 1 epochs), in
+Tiny real runs (folder_split demo data at 32 px, a tiny ResNetV2 with random weights, 2 + 1 epochs), in
 subprocesses with one thread so that the interrupted and the uninterrupted run do the same arithmetic.
 Probabilities are fp32 (the evaluation default); training is pinned to fp32 too.
 """
@@ -22,6 +22,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = "folder_split,resnet_v2,dense_head,two_phase,classification_metrics"
 FOLDS = 2
+# Each subprocess registers a tiny ResNetV2 as the backbone component "tinyv2" (the plugin's code, 4-8-16-32
+# wide stacks of 2 blocks) before running the command line: cross-validation does not depend on the width.
+MAIN = (
+    "import sys, ctframe_resnet_v2; from ctframe_resnet_v2.model import ARCHITECTURES, Architecture;"
+    "ARCHITECTURES['tinyv2'] = Architecture((2, 2, 2, 2), 0, filters=(4, 8, 16, 32));"
+    "ctframe_resnet_v2.DESCRIPTIONS['tinyv2'] = 'a tiny ResNetV2 for tests';"
+    "from ctframe.cli import main; sys.exit(main())"
+)
 
 
 def _settings(demo: Path, group_by: str = "sequence") -> list[str]:
@@ -29,6 +37,7 @@ def _settings(demo: Path, group_by: str = "sequence") -> list[str]:
         f"dataset.root={demo}",
         f"dataset.group_by={group_by}",
         "dataset.image_size=32",
+        "backbone.component=tinyv2",
         "dataset.cache=none",
         "head.units=16",
         "trainer.initial.epochs=2",
@@ -47,7 +56,7 @@ def _environment() -> dict[str, str]:
 
 
 def _cv(arguments: list[str]) -> subprocess.Popen:
-    command = [sys.executable, "-c", "import sys; from ctframe.cli import main; sys.exit(main())", *arguments]
+    command = [sys.executable, "-c", MAIN, *arguments]
     return subprocess.Popen(
         command, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
