@@ -18,6 +18,7 @@ from ctframe import distributed, integrity
 from ctframe.contracts import BuildContext, DataSplits, TrainedModel
 from ctframe.environment import describe_environment, seed_everything
 from ctframe.errors import CtframeError, RecipeError, RunError, note_log
+from ctframe.performance import release_memory
 from ctframe.plugins import Registry, get_registry
 from ctframe.recipe import Recipe, load_recipe
 from ctframe.rundir import RunDirectory, first_line, remove_stale_temporaries
@@ -339,8 +340,11 @@ def execute(
                 name = "environment.json" if not resume else "environment_resume.json"
                 run_dir.write_json(name, environment)
             trained = trainer.fit(model, data.for_training(), context) or _as_built(model, logger)
+            release_memory()  # the trainer's caches, activations and optimizer state
             evaluation = _predict_and_evaluate(recipe, run_dir, data, model, trained, context, console)
             _write_status(run_dir, "completed")
+            del model, trainer  # the report reads the model files; the weights stay in `trained`
+            release_memory()
             if distributed.is_main():
                 report = build_report(run_dir.path)
                 logger.info("report: %s", report)

@@ -6,9 +6,12 @@ the backbone's ``cam_layer``. The core decides how it is run, the same way for e
 
 * in fp32, without autocast or ``torch.compile``, on per-class *scores* (:class:`ClassScores`: the
   logits of a softmax head; ``-z, z`` for a one-logit sigmoid head, so either class can be explained);
-* with gradients available even when the backbone is frozen: gradient-based CAMs hook the target
-  layer's output, which requires grad only if something before it does. The input carries the
-  gradient instead of the parameters (which are set to not require grad for the call, then restored).
+* with gradients from the scores back to the target layer and no further: the layer's output is
+  replaced by a leaf that requires grad (parameters are set to not require grad for the call, then
+  restored), so a frozen backbone still gets its CAM, nothing before the layer is kept for a backward
+  pass, and the backward runs through the head only. An explainer that needs gradients with respect
+  to the images (an attribution method, not a CAM) sets ``input_gradients = True`` and gets the whole
+  graph: the images then require grad.
 
 :func:`overlay` is the one-image entry point (the report's gallery uses it); :func:`explain_files`
 is ``ctframe explain``.
@@ -59,9 +62,11 @@ class Explainer(Protocol):
     ) -> np.ndarray:
         """One map per image, float ``(N, H, W)`` in ``[0, 1]`` at the images' size.
 
-        ``model`` maps float images (``0..255``, ``N, 3, H, W``, requiring grad) to one score per class
-        (:class:`ClassScores`); ``layer`` is a module inside it (the backbone's ``cam_layer``);
-        ``targets[i]`` is the class index to explain for image ``i``.
+        ``model`` maps float images (``0..255``, ``N, 3, H, W``) to one score per class
+        (:class:`ClassScores`); ``layer`` is a module inside it (the backbone's ``cam_layer``), whose
+        output requires grad; ``targets[i]`` is the class index to explain for image ``i``. Optional
+        attribute ``input_gradients`` (default false): true makes the images require grad as well, and
+        keeps the graph before ``layer``.
         """
         ...
 
@@ -143,21 +148,34 @@ def cam_maps(
     model = ClassScores(classifier).float().to(device).eval()
     _leave_inference_mode(model)
     flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    whole_graph = bool(getattr(explainer, "input_gradients", False))
+    # registered first (prepend), so the explainer's own hooks on the layer see the leaf
+    cut = None if whole_graph else layer.register_forward_hook(_gradient_starts_here, prepend=True)
     maps = []
     try:
-        for parameter, _ in flags:  # the input carries the gradient; parameter grads are wasted work
+        for parameter, _ in flags:  # parameter gradients are wasted work for a map
             parameter.requires_grad_(False)
         with torch.inference_mode(False), torch.enable_grad():
             for start in range(0, len(images), batch_size):
                 batch = torch.as_tensor(images[start : start + batch_size]).to(device, torch.float32)
                 chosen = [int(t) for t in targets[start : start + batch_size]]
-                maps.append(np.asarray(explainer(model, layer, batch.requires_grad_(True), chosen)))
+                maps.append(np.asarray(explainer(model, layer, batch.requires_grad_(whole_graph), chosen)))
     finally:
+        if cut is not None:
+            cut.remove()
         for parameter, flag in flags:
             parameter.requires_grad_(flag)
     if not maps:
         return np.zeros((0, *images.shape[-2:]), dtype=np.float32)
     return np.concatenate(maps).astype(np.float32)
+
+
+def _gradient_starts_here(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+    """Forward hook on the CAM layer: its output as a leaf that requires grad, so that autograd keeps
+    nothing of the backbone before it (at 224 px a ResNet101V2 batch of 16 otherwise holds ~2 GB)."""
+    if isinstance(output, torch.Tensor) and torch.is_grad_enabled():
+        return output.detach().requires_grad_(True)
+    return output
 
 
 def _leave_inference_mode(module: nn.Module) -> None:

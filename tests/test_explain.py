@@ -128,6 +128,38 @@ def test_cam_mass_peaks_in_the_quadrant_holding_the_class_signal(quadrant_model,
     assert all(p.grad is None for p in quadrant_model.parameters())
 
 
+class _WholeGraph:
+    """The same explainer, asking for gradients with respect to the images (the whole graph)."""
+
+    input_gradients = True
+
+    def __init__(self, explainer):
+        self.explainer = explainer
+
+    def __call__(self, model, layer, images, targets):
+        assert images.requires_grad
+        return self.explainer(model, layer, images, targets)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "hirescam"])
+def test_the_graph_starts_at_the_cam_layer_and_gives_the_whole_graphs_maps(quadrant_model, registry, method):
+    """Nothing before the CAM layer is kept for the backward pass (memory: docs/performance.md), and the
+    maps are those of the whole graph: a CAM only needs the gradient at the layer."""
+    images, _ = quadrant_images(8, seed=2)
+    explainer = make_explainer(method, registry=registry)
+    early = []
+    handle = quadrant_model.backbone.conv1.register_forward_hook(lambda m, i, out: early.append(out))
+    try:
+        cut = cam_maps(quadrant_model, images, [1] * 8, explainer)
+        assert early and not any(out.requires_grad for out in early)
+        early.clear()
+        whole = cam_maps(quadrant_model, images, [1] * 8, _WholeGraph(explainer))
+        assert early and all(out.requires_grad for out in early)
+    finally:
+        handle.remove()
+    np.testing.assert_allclose(cut, whole, atol=1e-6)  # fp32 both ways: the same head backward
+
+
 def test_a_model_the_prediction_loop_ran_can_still_be_explained(quadrant_model, registry):
     """The core's prediction loop runs (and may convert) the model in inference mode, which leaves
     inference tensors behind; explain runs right after it, on the same model."""

@@ -43,4 +43,6 @@ class EvaluationSettings(Options):
         description="precision of every reported prediction (validation, test, predict, evaluate); fp32 "
         "gives the same numbers on every CPU, whatever the training precision",
     )
-    batch_size: int = Field(64, ge=1, description="images per prediction step")
+    batch_size: int = Field(
+        32, ge=1, description="images per prediction step (larger batches raise peak memory, not speed)"
+    )

@@ -50,7 +50,7 @@ class TwoPhaseOptions(Options):
         description="images per training step (Keras fit default 32; at least 2 for BatchNorm)",
     )
     eval_batch_size: int | None = Field(
-        None, ge=1, description="images per evaluation step; unset: twice batch_size"
+        None, ge=1, description="images per validation step (and cache-building step); unset: batch_size"
     )
     rho: float = Field(0.9, gt=0.0, lt=1.0, description="RMSprop decay of the squared-gradient average")
     epsilon: float = Field(1e-7, gt=0.0, description="RMSprop epsilon")

@@ -17,7 +17,7 @@ from torch import nn
 from ctframe import BuildContext, DataError, TrainedModel, TrainingData, distributed
 from ctframe.folding import folded_batchnorm
 from ctframe.model import Classifier, set_trainable_layers
-from ctframe.performance import resolve_channels_last
+from ctframe.performance import release_memory, resolve_channels_last
 from ctframe.precision import resolve
 from ctframe_two_phase import checkpoints
 from ctframe_two_phase.bank import BankSource, bank_views, build_bank, view_seed
@@ -100,6 +100,7 @@ class TwoPhaseTrainer:
                 state = checkpoints.model_state(model)  # the chosen weights, loaded by _run_phase
                 trained.append(TrainedModel(phase.key, phase.title, state, history))
                 start_from = chosen
+                release_memory()  # this phase's caches and activations: the next phase allocates others
             return trained
 
     @contextlib.contextmanager
@@ -119,7 +120,8 @@ class TwoPhaseTrainer:
 
     @property
     def _eval_batch_size(self) -> int:
-        return self.options.eval_batch_size or 2 * self.options.batch_size
+        # not larger by default: a no-grad forward of a bigger batch would be the run's memory peak
+        return self.options.eval_batch_size or self.options.batch_size
 
     def _folded(self, model: Classifier) -> contextlib.AbstractContextManager[int]:
         """Frozen inference-mode BatchNorm folded into its convolution while a phase trains (the whole
