@@ -10,6 +10,7 @@ import pytest
 import torch
 from ctframe_two_phase import trainer as trainer_module
 from ctframe_two_phase.bank import AUTO_VIEWS, BankSource, bank_views, build_bank
+from ctframe_two_phase.checkpoints import fingerprint
 from ctframe_two_phase.loops import ImageSource, epoch_batches
 from ctframe_two_phase.options import TwoPhaseOptions
 
@@ -62,9 +63,13 @@ def test_folding_frozen_batchnorm_changes_only_rounding(tmp_path, caplog) -> Non
     # phase 1: the whole toy backbone (2 pairs); phase 2 trains conv2/bn2, so conv1/bn1 fold
     assert "initial: 2 frozen BatchNorm layers folded" in caplog.text
     assert "finetuned: 1 frozen BatchNorm layers folded" in caplog.text
-    saved = load_checkpoint(tmp_path / "f" / "checkpoints" / "finetuned_best.pt")["model"]
+    saved = load_checkpoint(tmp_path / "f" / "checkpoints" / "finetuned_best.pt")
     for name in ("backbone.conv1.weight", "backbone.conv1.bias", "backbone.bn1.running_var"):
-        assert torch.equal(saved[name], start[name])  # frozen, and saved unfolded
+        assert torch.equal(folded[-1].state_dict[name], start[name])  # frozen, and returned unfolded
+    # the checkpoint names conv1/bn1 as frozen and hashes their unfolded values
+    frozen = saved["frozen"]["keys"]
+    assert "backbone.conv1.weight" in frozen and "backbone.conv1.weight" not in saved["model"]
+    assert fingerprint(start, frozen) == saved["frozen"]["sha256"]
 
 
 def test_compile_wraps_the_training_forward(tmp_path, monkeypatch) -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ctframe_two_phase import checkpoints
 from ctframe_two_phase.early_stopping import EarlyStopping
 from ctframe_two_phase.options import FinetuneOptions, TwoPhaseOptions
 
-from ctframe import DataError, Kind
+from ctframe import DataError, Kind, RunError
 from ctframe.plugins import build_registry
 from ctframe.precision import resolve
 from ctframe.rundir import load_checkpoint
@@ -56,9 +57,8 @@ def test_phase_one_trains_the_head_phase_two_the_last_layers(tmp_path, finetune_
     trainer = make_trainer(
         initial={"epochs": 2}, finetuned={"epochs": 2, "finetune_batchnorm": finetune_batchnorm}
     )
-    fit(trainer, model, make_splits(), make_context(tmp_path))
-    initial = load_checkpoint(tmp_path / "checkpoints" / "initial_best.pt")["model"]
-    finetuned = load_checkpoint(tmp_path / "checkpoints" / "finetuned_best.pt")["model"]
+    trained = fit(trainer, model, make_splits(), make_context(tmp_path))
+    initial, finetuned = (entry.state_dict for entry in trained)  # what the engine evaluates
 
     assert _changed(start, initial, "backbone.") == set()  # weights and BatchNorm statistics
     assert {"head.hidden.weight", "head.output.weight", "head.norm.running_mean"} <= _changed(
@@ -70,6 +70,26 @@ def test_phase_one_trains_the_head_phase_two_the_last_layers(tmp_path, finetune_
     assert not any(name.startswith(("backbone.conv1", "backbone.bn1")) for name in changed)
     assert ("backbone.bn2.running_mean" in changed) == finetune_batchnorm
     assert "head.hidden.weight" in _changed(initial, finetuned, "head.")
+
+
+def test_checkpoints_leave_out_what_their_phase_cannot_change(tmp_path):
+    """Phase 1's checkpoints hold the head only (the frozen backbone is named and hashed); phase 2's
+    leave out the frozen layers; a resume into a model whose frozen weights differ is refused."""
+    model = make_model()
+    trainer = make_trainer(initial={"epochs": 2}, finetuned={"epochs": 1})
+    fit(trainer, model, make_splits(), make_context(tmp_path))
+    backbone = {name for name in model.state_dict() if name.startswith("backbone.")}
+    for name in ("initial_best.pt", "initial_last.pt"):
+        saved = load_checkpoint(tmp_path / "checkpoints" / name)
+        assert not backbone & set(saved["model"]) and set(saved["frozen"]["keys"]) == backbone, name
+    saved = load_checkpoint(tmp_path / "checkpoints" / "finetuned_last.pt")
+    assert {key.split(".")[1] for key in saved["frozen"]["keys"]} == {"conv1", "bn1"}
+    assert "backbone.conv2.weight" in saved["model"]
+
+    checkpoints.restore(make_model(), saved, "finetuned_last.pt")  # the same starting weights: accepted
+    other = make_model(seed=1)
+    with pytest.raises(RunError, match="leaves out 7 frozen tensors of its phase, and this model's differ"):
+        checkpoints.restore(other, saved, "finetuned_last.pt")
 
 
 def test_early_stopping_rules():

@@ -5,12 +5,21 @@ weights-only. ``_last.pt`` is the resume point: written atomically after every e
 model, optimiser, early-stopping state, history and RNG states; a run killed at any moment
 resumes from the last completed epoch. Both files are recorded in the run's ``integrity.json``, so a
 resume refuses a checkpoint that changed after it was written.
+
+A phase cannot change its frozen layers (:class:`FrozenPart`: modules whose parameters are all frozen,
+which run in inference mode), so its checkpoints leave them out and record their names and one sha256
+instead: in phase 1 that is the whole backbone, so two checkpoints per epoch write the head only
+(ResNet101V2: ~2 MB instead of ~340 MB). :func:`restore` takes those tensors from the model it loads into,
+after checking the hash, so a resumed run whose rebuilt model differs from the one that was trained is
+refused instead of trusted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +44,72 @@ def _run_dir(path: Path) -> Path:
     return Path(path).parent.parent  # checkpoint_paths keeps them in RUN/checkpoints/
 
 
-def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+def model_state(model: nn.Module, leave_out: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    skipped = set(leave_out)
+    return {
+        name: tensor.detach().cpu().clone()
+        for name, tensor in model.state_dict().items()
+        if name not in skipped
+    }
+
+
+def fingerprint(state: Mapping[str, torch.Tensor], keys: Sequence[str]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of ``state[key]`` for ``keys``, in order."""
+    digest = hashlib.sha256()
+    for key in keys:
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FrozenPart:
+    """The state-dict entries a phase cannot change, and their hash at the phase's start."""
+
+    keys: tuple[str, ...]
+    sha256: str
+
+    @classmethod
+    def of(cls, model: nn.Module) -> FrozenPart:
+        """Parameters and persistent buffers of every module whose own parameters are all frozen (such a
+        BatchNorm runs in inference mode, so its statistics stay too); computed once per phase."""
+        keys = []
+        for name, module in model.named_modules():
+            parameters = list(module.parameters(recurse=False))
+            if not parameters or any(p.requires_grad for p in parameters):
+                continue
+            prefix = f"{name}." if name else ""
+            keys += [prefix + n for n, _ in module.named_parameters(recurse=False)]
+            keys += [prefix + n for n in module._buffers if n not in module._non_persistent_buffers_set]
+        state = model.state_dict()
+        keys = [key for key in keys if key in state]
+        return cls(tuple(keys), fingerprint(state, keys))
+
+    def record(self) -> dict[str, Any]:
+        return {"keys": list(self.keys), "sha256": self.sha256}
+
+
+NOTHING_FROZEN = FrozenPart((), fingerprint({}, ()))
+
+
+def restore(model: nn.Module, state: Mapping[str, Any], path: Path | str) -> None:
+    """Load a checkpoint's weights into ``model``; the entries it left out as frozen come from ``model``
+    itself once their hash matches (else a one-line :class:`RunError`)."""
+    weights = dict(state["model"])
+    frozen = state.get("frozen")
+    if frozen:
+        keys = list(frozen["keys"])
+        current = model.state_dict()
+        missing = [key for key in keys if key not in current]
+        if missing or fingerprint(current, keys) != frozen["sha256"]:
+            raise RunError(
+                f"checkpoint {path} leaves out {len(keys)} frozen tensors of its phase, and this model's "
+                "differ from the ones it was trained with (the starting weights or the code that builds the "
+                "model changed since the run started): start a new run"
+            )
+        weights.update({key: current[key] for key in keys})
+    model.load_state_dict(weights, strict=True)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -81,12 +154,18 @@ def epoch_seed(seed: int, phase_index: int, epoch: int) -> int:
     return (seed * 1_000_003 + phase_index * 10_007 + epoch) % 2**62
 
 
-def save_best(path: Path, model: nn.Module, phase: str, epoch: int, val_loss: float) -> None:
-    save_checkpoint(
-        path,
-        {"format": FORMAT, "phase": phase, "epoch": epoch, "val_loss": val_loss, "model": model_state(model)},
-        run_dir=_run_dir(path),
-    )
+def save_best(
+    path: Path, model: nn.Module, phase: str, epoch: int, val_loss: float, frozen: FrozenPart = NOTHING_FROZEN
+) -> None:
+    state = {
+        "format": FORMAT,
+        "phase": phase,
+        "epoch": epoch,
+        "val_loss": val_loss,
+        "model": model_state(model, frozen.keys),
+        "frozen": frozen.record(),
+    }
+    save_checkpoint(path, state, run_dir=_run_dir(path))
 
 
 def save_last(
@@ -99,13 +178,15 @@ def save_last(
     early_stopping: Mapping[str, Any],
     history: Sequence[Mapping[str, Any]],
     rank_rng: Sequence[Mapping[str, Any]] = (),
+    frozen: FrozenPart = NOTHING_FROZEN,
 ) -> None:
     """``rank_rng``: every process's :func:`capture_rng` under torchrun, in rank order."""
     state = {
         "format": FORMAT,
         "phase": phase,
         "epoch": epoch,
-        "model": model_state(model),
+        "model": model_state(model, frozen.keys),
+        "frozen": frozen.record(),
         "optimizer": optimizer.state_dict(),
         "early_stopping": dict(early_stopping),
         "history": [dict(record) for record in history],

@@ -156,7 +156,7 @@ class TwoPhaseTrainer:
         resume = context.resume and distributed.from_main(last_path.exists)
         if resume:
             state = distributed.from_main(lambda: checkpoints.load(last_path))
-            model.load_state_dict(state["model"])
+            checkpoints.restore(model, state, last_path)
             optimizer.load_state_dict(state["optimizer"])
             stopper.load_state_dict(state["early_stopping"])
             history = list(state["history"])
@@ -164,7 +164,8 @@ class TwoPhaseTrainer:
             checkpoints.restore_rng(self._own_rng(state))
             logger.info(f"{phase.key}: resuming after epoch {start_epoch}/{options.epochs}")
         elif start_from is not None:
-            model.load_state_dict(distributed.from_main(lambda: checkpoints.load(start_from)["model"]))
+            previous = distributed.from_main(lambda: checkpoints.load(start_from))
+            checkpoints.restore(model, previous, start_from)
         if start_epoch < options.epochs and not stopper.stopped:
             # the ExitStack deletes this phase's cache files when it ends, however it ends
             with self._folded(model) as folded, contextlib.ExitStack() as cleanup:
@@ -176,10 +177,10 @@ class TwoPhaseTrainer:
 
         def chosen_weights() -> tuple[Path, dict[str, Any]]:
             chosen = best_path if options.restore_best and best_path.exists() else last_path
-            return chosen, checkpoints.load(chosen)["model"]
+            return chosen, checkpoints.load(chosen)
 
-        chosen, weights = distributed.from_main(chosen_weights)
-        model.load_state_dict(weights)
+        chosen, state = distributed.from_main(chosen_weights)
+        checkpoints.restore(model, state, chosen)
         return chosen, history
 
     @staticmethod
@@ -320,6 +321,7 @@ class TwoPhaseTrainer:
         options, logger = phase.options, context.logger
         best_path, last_path = checkpoints.checkpoint_paths(run_path, phase.key)
         runner = self._runner(phase, model, data, context, optimizer, run_path, cleanup)
+        frozen = checkpoints.FrozenPart.of(model)  # what this phase's checkpoints leave out
         main = distributed.is_main()  # only rank 0 shows progress and writes files
         tensorboard = TensorBoardLog(
             run_path / "tensorboard" / phase.key, self.options.tensorboard and main, logger
@@ -340,7 +342,7 @@ class TwoPhaseTrainer:
                     rank_rng = distributed.gather(checkpoints.capture_rng()) if distributed.active() else ()
                     # best before last: a kill in between redoes this epoch and rewrites the same best
                     if improved and main:
-                        checkpoints.save_best(best_path, model, phase.key, epoch, val.loss)
+                        checkpoints.save_best(best_path, model, phase.key, epoch, val.loss, frozen)
                     if main:
                         checkpoints.save_last(
                             last_path,
@@ -351,6 +353,7 @@ class TwoPhaseTrainer:
                             early_stopping=stopper.state_dict(),
                             history=history,
                             rank_rng=rank_rng,
+                            frozen=frozen,
                         )
                     tensorboard.log(history[-1], epoch)
                     logger.info(self._summary(phase, history[-1], improved))
