@@ -20,6 +20,7 @@ import time
 import torch
 from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 from ctframe_resnet_v2.model import ResNetV2
+from support.images import RandomImages
 
 from ctframe.model import Classifier
 from ctframe.performance import tune_allocator
@@ -27,18 +28,6 @@ from ctframe.precision import cpu_bf16_features
 from ctframe.predict import predict_dataset
 
 STUDY_TEST_IMAGES = 745
-
-
-class RandomImages(torch.utils.data.Dataset):
-    def __init__(self, count: int, size: int):
-        generator = torch.Generator().manual_seed(0)
-        self.images = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        return self.images[index], 0, f"img{index}"
 
 
 def timed(model: Classifier, images: RandomImages, precision: str, batch_size: int) -> tuple[float, object]:

@@ -23,24 +23,13 @@ from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 from ctframe_two_phase.features import compute_features
 from ctframe_two_phase.loops import ImageSource, epoch_batches, model_forward, set_train_mode, train_one_epoch
 from ctframe_two_phase.optimizer import KerasRMSprop
+from support.images import RandomImages
 
 from ctframe import BuildContext, Kind
 from ctframe.model import Classifier, set_trainable_layers
 from ctframe.plugins import build_registry
 
 TARGET_RATIO = 200.0
-
-
-class RandomImages(torch.utils.data.Dataset):
-    def __init__(self, count: int, size: int):
-        generator = torch.Generator().manual_seed(0)
-        self.images = torch.randint(0, 256, (count, 3, size, size), generator=generator, dtype=torch.uint8)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        return self.images[index], index % 2, f"img{index}"
 
 
 def time_epochs(model, forward, source, batch_size: int, epochs: int, precision: str) -> list[float]:

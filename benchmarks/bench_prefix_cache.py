@@ -31,23 +31,12 @@ from ctframe_two_phase.loops import (
 )
 from ctframe_two_phase.optimizer import KerasRMSprop
 from ctframe_two_phase.prefix import SuffixClassifier, build_activation_cache, frozen_prefix, human_size
+from support.images import RandomImages
 
 from ctframe.folding import folded_batchnorm
 from ctframe.model import Classifier, set_trainable_layers
 from ctframe.performance import resolve_channels_last, tune_allocator
 from ctframe.precision import cpu_bf16_features
-
-
-class RandomImages(torch.utils.data.Dataset):
-    def __init__(self, count: int, size: int):
-        generator = torch.Generator().manual_seed(0)
-        self.images = torch.randint(0, 256, (count, 3, size, size), generator=generator, dtype=torch.uint8)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        return self.images[index], index % 2, f"img{index}"
 
 
 def time_phase(model, forward, source, args) -> tuple[float, float]:
