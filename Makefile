@@ -29,15 +29,18 @@ setup-test: $(VENV)/.installed-test
 run: setup
 	$(BIN)/ctframe run $(RECIPE)
 
-# Tests whose numbers depend on what precision="auto" resolves to; they run again with the CPU's bf16
-# answer forced each way, so both paths are checked on every machine (tests/tolerances.py).
+# Tests whose numbers depend on what precision="auto" resolves to. The full run checks this CPU's own
+# answer (does it run bf16 natively?); these tests then run again with the other answer forced, so both
+# paths are checked on every machine (tests/tolerances.py).
 PRECISION_TESTS := tests/core/test_precision.py tests/test_trainer_two_phase.py tests/test_trainer_quickstart.py \
 	tests/test_evaluation.py tests/backbones/test_backbone_resnet_v2.py tests/backbones/test_backbone_contract.py
 
 test: setup-test
 	$(BIN)/python -m pytest -q
-	CTFRAME_NATIVE_BF16=1 $(BIN)/python -m pytest -q $(PRECISION_TESTS)
-	CTFRAME_NATIVE_BF16=0 $(BIN)/python -m pytest -q $(PRECISION_TESTS)
+	other=$$(env -u CTFRAME_NATIVE_BF16 $(BIN)/python -c \
+		"from ctframe.precision import cpu_bf16_features; print(0 if cpu_bf16_features() else 1)") && \
+	echo "precision-dependent tests again with CTFRAME_NATIVE_BF16=$$other (the other answer than this CPU's)" && \
+	CTFRAME_NATIVE_BF16=$$other $(BIN)/python -m pytest -q $(PRECISION_TESTS)
 
 lint: setup-test
 	$(BIN)/ruff check ctframe plugins tests benchmarks

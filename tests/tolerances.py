@@ -1,6 +1,7 @@
 """Numeric tolerances of the suite, stated once. A test that compares numbers names the precision it
 means; "auto" resolves per machine (``ctframe.precision``), and ``make test`` runs the precision-
-sensitive tests with ``$CTFRAME_NATIVE_BF16`` forced both ways, so both answers are checked everywhere.
+sensitive tests again with ``$CTFRAME_NATIVE_BF16`` forced to the other answer than the CPU's own, so both
+answers are checked everywhere.
 """
 
 FP32_PROBABILITY_ATOL = 1e-6
