@@ -14,6 +14,7 @@ network, at the cost of one prefix pass per process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -99,10 +100,12 @@ class ActivationSource:
             yield inputs.contiguous(memory_format=memory_format), labels, [self.sample_ids[i] for i in batch]
 
     def close(self) -> None:
-        """Drop the mapping and delete the file of an on-disk cache."""
+        """Drop the mapping and delete the file of an on-disk cache (and its folder, once empty)."""
         self.activations = torch.empty(0)
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # still holds another split's or process's file
+                self.path.parent.rmdir()
 
 
 def human_size(nbytes: int) -> str:
