@@ -42,7 +42,7 @@ TEST_WORKERS ?= 2
 test: setup-test
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 	other=$$(env -u CTFRAME_NATIVE_BF16 $(BIN)/python -c \
-		"from ctframe.precision import cpu_bf16_features; print(0 if cpu_bf16_features() else 1)") && \
+		"from ctframe.runtime.precision import cpu_bf16_features; print(0 if cpu_bf16_features() else 1)") && \
 	echo "precision-dependent tests again with CTFRAME_NATIVE_BF16=$$other (the other answer than this CPU's)" && \
 	CTFRAME_NATIVE_BF16=$$other $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PRECISION_TESTS)
 

@@ -5,7 +5,7 @@
 
 Reported predictions run in fp32 (``[evaluation] precision = "fp32"``) so that one recipe gives the
 same numbers on every CPU. This measures that choice through the core's own prediction loop
-(``ctframe.predict.predict_dataset``), the fp32 run first and bf16 second on the same random images,
+(``ctframe.runtime.predict.predict_dataset``), the fp32 run first and bf16 second on the same random images,
 and extrapolates both to the study's 745 test images. On a CPU without native bf16 (no AVX512-BF16,
 no AMX) bf16 is emulated, so fp32 is the faster of the two there.
 """
@@ -22,10 +22,10 @@ from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 from ctframe_resnet_v2.model import ResNetV2
 from support.images import RandomImages
 
-from ctframe.model import Classifier
-from ctframe.performance import tune_allocator
-from ctframe.precision import cpu_bf16_features
-from ctframe.predict import predict_dataset
+from ctframe.runtime.model import Classifier
+from ctframe.runtime.performance import tune_allocator
+from ctframe.runtime.precision import cpu_bf16_features
+from ctframe.runtime.predict import predict_dataset
 
 STUDY_TEST_IMAGES = 745
 

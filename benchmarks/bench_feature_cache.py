@@ -26,8 +26,8 @@ from ctframe_two_phase.optimizer import KerasRMSprop
 from support.images import RandomImages
 
 from ctframe import BuildContext, Kind
-from ctframe.model import Classifier, set_trainable_layers
-from ctframe.plugins import build_registry
+from ctframe.registry.plugins import build_registry
+from ctframe.runtime.model import Classifier, set_trainable_layers
 
 TARGET_RATIO = 200.0
 

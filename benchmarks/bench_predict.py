@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_predict.py --smoke    # resnet50v2, 32 px, 8 images
 
 The reference is the core prediction loop over images already decoded in memory (what the model alone
-costs). The measured path is what a user runs: ``ctframe.inference.predict_files`` on PNG files on disk
+costs). The measured path is what a user runs: ``ctframe.workflows.predict.predict_files`` on PNG files on disk
 (read and decode every file through the dataset's reader, predict, write the CSV; loading the model
 file, once per command, is timed apart). Target: the files path within 10% of the bare forward pass.
 Both in fp32, batch 32, the files path first and the reference second, fastest of ``--repeats``.
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 
-from ctframe.precision import cpu_bf16_features
+from ctframe.runtime.precision import cpu_bf16_features
 
 
 def _model_file(folder: Path, arch: str, size: int) -> Path:
     """A model file of a random-weight ResNetV2 + dense head, as a run would write it."""
-    from ctframe.kinds import Kind
-    from ctframe.modelfile import save_model
-    from ctframe.plugins import get_registry
+    from ctframe.base.kinds import Kind
+    from ctframe.registry.plugins import get_registry
+    from ctframe.storage.modelfile import save_model
 
     registry = get_registry()
     backbone = registry.get(Kind.BACKBONE, arch)
@@ -37,7 +37,7 @@ def _model_file(folder: Path, arch: str, size: int) -> Path:
     backbone_options = backbone.options(weights="none")
     head_options = head.options()
     from ctframe import BuildContext
-    from ctframe.model import Classifier
+    from ctframe.runtime.model import Classifier
 
     context = BuildContext(seed=0, device="cpu", recipe_dir=folder)
     built = backbone.factory(backbone_options, context)
@@ -101,9 +101,9 @@ def main() -> None:
             1,
         )
     os.environ.setdefault("CTFRAME_PLUGINS", "folder_split,resnet_v2,dense_head")
-    from ctframe.inference import predict_files, read_files
-    from ctframe.modelfile import load_model
-    from ctframe.predict import predict_dataset
+    from ctframe.runtime.loading import load_model
+    from ctframe.runtime.predict import predict_dataset
+    from ctframe.workflows.predict import predict_files, read_files
 
     with tempfile.TemporaryDirectory(prefix="ctframe-bench-predict-") as scratch:
         folder = Path(scratch)
@@ -117,7 +117,7 @@ def main() -> None:
             load_seconds.append(run.load_seconds)
             loaded = load_model(model_path)
             decoded = read_files(
-                loaded.info, paths, "error", __import__("ctframe.plugins").plugins.get_registry()
+                loaded.info, paths, "error", __import__("ctframe.registry.plugins").plugins.get_registry()
             )
             in_memory = [decoded.images[i] for i in range(len(decoded.images))]
             started = time.perf_counter()

@@ -33,10 +33,10 @@ from ctframe_two_phase.optimizer import KerasRMSprop
 from ctframe_two_phase.prefix import SuffixClassifier, build_activation_cache, frozen_prefix, human_size
 from support.images import RandomImages
 
-from ctframe.folding import folded_batchnorm
-from ctframe.model import Classifier, set_trainable_layers
-from ctframe.performance import resolve_channels_last, tune_allocator
-from ctframe.precision import cpu_bf16_features
+from ctframe.runtime.folding import folded_batchnorm
+from ctframe.runtime.model import Classifier, set_trainable_layers
+from ctframe.runtime.performance import resolve_channels_last, tune_allocator
+from ctframe.runtime.precision import cpu_bf16_features
 
 
 def time_phase(model, forward, source, args) -> tuple[float, float]:

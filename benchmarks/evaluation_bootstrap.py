@@ -17,7 +17,7 @@ import numpy as np
 
 from ctframe import Kind, MetricInput
 from ctframe.evaluation.bootstrap import looped, resample_weights
-from ctframe.plugins import build_registry
+from ctframe.registry.plugins import build_registry
 
 METRICS = [
     ("accuracy", {}),

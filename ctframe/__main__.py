@@ -2,7 +2,7 @@
 
 import sys
 
-from ctframe.cli import main
+from ctframe.commands.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ctframe.plugins import PLUGINS_ENV, clear_registry_cache
+from ctframe.registry.plugins import PLUGINS_ENV, clear_registry_cache
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent

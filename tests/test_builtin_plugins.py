@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ctframe.cli import main
+from ctframe.commands.app import main
 from tests.conftest import REPO
 
 BUILT_IN = "folder_split,resnet_v2,torchvision,dense_head,two_phase,classification_metrics,export,gradcam"
@@ -16,7 +16,7 @@ BUILT_IN = "folder_split,resnet_v2,torchvision,dense_head,two_phase,classificati
 
 def test_registering_the_built_in_plugins_imports_no_torch():
     code = (
-        "import sys; from ctframe.plugins import build_registry;"
+        "import sys; from ctframe.registry.plugins import build_registry;"
         f"registry = build_registry(selection='{BUILT_IN}');"
         "assert not registry.broken(), registry.broken();"
         "print(len(registry.all_components()), 'torch' in sys.modules)"
@@ -32,7 +32,7 @@ def test_every_kind_is_provided(monkeypatch, capsys):
     listing = json.loads(capsys.readouterr().out)
     assert listing["broken"] == []
     kinds = {entry["kind"] for entry in listing["components"]}
-    from ctframe.kinds import KINDS
+    from ctframe.base.kinds import KINDS
 
     assert kinds == {kind.name for kind in KINDS}  # every kind the core declares has a built-in
 
@@ -43,7 +43,7 @@ def test_shipped_recipes_match_the_schema_and_the_validator(recipe, monkeypatch,
 
     import jsonschema
 
-    from ctframe.recipe import load_recipe
+    from ctframe.registry.recipe import load_recipe
 
     monkeypatch.setenv("CTFRAME_PLUGINS", BUILT_IN)
     assert main(["schema"]) == 0

@@ -202,7 +202,7 @@ def test_one_process_needs_no_torch_distributed():
     """``import ctframe`` (and its distributed module) imports no torch; in one process every helper is
     the identity and nothing joins a process group."""
     code = (
-        "import sys, ctframe, ctframe.distributed as d\n"
+        "import sys, ctframe, ctframe.runtime.distributed as d\n"
         "assert 'torch' not in sys.modules\n"
         "assert (d.world_size(), d.rank(), d.is_main(), d.active()) == (1, 0, True, False)\n"
         "assert d.shard_range(7) == (0, 7) and d.gather(3) == [3]\n"
@@ -218,8 +218,9 @@ def test_one_process_needs_no_torch_distributed():
 PROBE = """
 from types import SimpleNamespace
 import numpy as np
-from ctframe import RunError, distributed as d
-from ctframe.contracts import Predictions
+from ctframe import RunError
+from ctframe.runtime import distributed as d
+from ctframe.base.contracts import Predictions
 d.join(SimpleNamespace(backend="auto", sync_batchnorm="auto", timeout_minutes=1), "cpu")
 me, world = d.rank(), d.world_size()
 # shares of 7 items over 3 processes: contiguous, no padding, every item once
@@ -251,7 +252,7 @@ print("probe ok", me)
 
 
 def test_collectives_on_three_processes(tmp_path):
-    """The helpers of ctframe.distributed across 3 gloo processes: shares, gathers, broadcast errors and
+    """The helpers of ctframe.runtime.distributed across 3 gloo processes: shares, gathers, broadcast errors and
     the agreement check that turns a diverging decision into one error instead of a hang."""
     script = tmp_path / "probe.py"
     script.write_text(PROBE)

@@ -16,8 +16,8 @@ from ctframe.evaluation import EvaluationData, EvaluationSettings, evaluate
 from ctframe.evaluation import calibration as cal
 from ctframe.evaluation.bootstrap import stratified_counts
 from ctframe.evaluation.results import ModelPredictions
-from ctframe.plugins import PLUGINS_ENV, build_registry
-from ctframe.rundir import RunDirectory
+from ctframe.registry.plugins import PLUGINS_ENV, build_registry
+from ctframe.storage.rundir import RunDirectory
 
 CLASSES = ("COVID", "non-COVID")
 STUDY_METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc"]

@@ -1,4 +1,4 @@
-"""``ctframe explain`` and ``ctframe.explain``: CAMs from registered explainers, frozen backbones too."""
+"""``ctframe explain`` and ``ctframe.runtime.explaining``: CAMs from registered explainers, frozen backbones too."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from ctframe import NoOptions, hookimpl
-from ctframe.cli import main
-from ctframe.explain import ExplainError, cam_layer, cam_maps, make_explainer, method_name, overlay
-from ctframe.model import Classifier
-from ctframe.modelfile import find_model, load_model
-from ctframe.plugins import build_registry
+from ctframe.commands.app import main
+from ctframe.registry.plugins import build_registry
+from ctframe.runtime.explaining import ExplainError, cam_layer, cam_maps, make_explainer, method_name, overlay
+from ctframe.runtime.loading import load_model
+from ctframe.runtime.model import Classifier
+from ctframe.storage.modelfile import find_model
 from tests.test_export import PLUGINS, trained_run
 
 SIZE = 32
@@ -165,7 +166,7 @@ def test_a_model_the_prediction_loop_ran_can_still_be_explained(quadrant_model, 
     inference tensors behind; explain runs right after it, on the same model."""
     import copy
 
-    from ctframe.predict import predict_dataset
+    from ctframe.runtime.predict import predict_dataset
 
     model = copy.deepcopy(quadrant_model)
     images = quadrant_images(4, seed=4)[0]
@@ -178,7 +179,7 @@ def test_a_model_the_prediction_loop_ran_can_still_be_explained(quadrant_model, 
 def test_a_frozen_backbone_gives_the_package_no_gradient_without_the_input_fix(quadrant_model, registry):
     """The pitfall cam_maps avoids: with every parameter frozen and an input that needs no grad, the
     target layer's output has no gradient and grad-cam fails."""
-    from ctframe.explain import ClassScores
+    from ctframe.runtime.explaining import ClassScores
 
     model = ClassScores(quadrant_model)
     frozen = [(p, p.requires_grad) for p in model.parameters()]
@@ -242,8 +243,8 @@ def test_a_third_party_explainer_is_used_through_its_hook(quadrant_model):
 )
 def test_each_backbone_family_names_the_map_its_head_pools(component, options, layer):
     """``cam_layer``'s output is exactly what the backbone returns: the last map before pooling."""
-    from ctframe.contracts import BuildContext
-    from ctframe.kinds import Kind
+    from ctframe.base.contracts import BuildContext
+    from ctframe.base.kinds import Kind
 
     registry = build_registry(selection="resnet_v2,torchvision")
     found = registry.get(Kind.BACKBONE, component)
@@ -310,7 +311,7 @@ def test_the_explainers_register_without_importing_torch():
     import subprocess
 
     code = (
-        "import sys; from ctframe.plugins import build_registry;"
+        "import sys; from ctframe.registry.plugins import build_registry;"
         "registry = build_registry(selection='export,gradcam');"
         "assert not registry.broken(), registry.broken();"
         "print(len(registry.all_components()), 'torch' in sys.modules)"

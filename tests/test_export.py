@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from ctframe.cli import main
-from ctframe.export import TOLERANCE
-from ctframe.inference import read_files
-from ctframe.modelfile import find_model, load_model
-from ctframe.plugins import get_registry
-from ctframe.predict import predict_dataset
+from ctframe.commands.app import main
+from ctframe.registry.plugins import get_registry
+from ctframe.runtime.inference import read_files
+from ctframe.runtime.loading import load_model
+from ctframe.runtime.predict import predict_dataset
+from ctframe.storage.modelfile import find_model
+from ctframe.workflows.export import TOLERANCE
 from tests.conftest import REPO, install_distribution
 
 PLUGINS = "folder_split,resnet_v2,torchvision,dense_head,two_phase,classification_metrics,export,gradcam"

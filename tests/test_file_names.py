@@ -1,4 +1,4 @@
-"""File names of any bytes: the escaping in ctframe.filenames, and folder_split end to end with names
+"""File names of any bytes: the escaping in ctframe.base.filenames, and folder_split end to end with names
 that hold invalid UTF-8, NFD accents, spaces, brackets, backslashes and control characters."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from ctframe import DataError
-from ctframe.cli import main
-from ctframe.filenames import ensure_escaped, escape_name, escape_path, needs_escaping, unescape_name
+from ctframe.base.filenames import ensure_escaped, escape_name, escape_path, needs_escaping, unescape_name
+from ctframe.commands.app import main
 
 # The folder_split test helpers, loaded by path (tests use importlib mode, so they are no package).
 _spec = importlib.util.spec_from_file_location(

@@ -12,8 +12,8 @@ from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 from pydantic import ValidationError
 
 from ctframe import Kind
-from ctframe.contracts import Head
-from ctframe.plugins import build_registry
+from ctframe.base.contracts import Head
+from ctframe.registry.plugins import build_registry
 
 
 def test_outputs_sigmoid_for_two_classes_softmax_otherwise():

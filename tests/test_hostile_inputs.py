@@ -23,7 +23,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from ctframe.plugins import PLUGINS_ENV, clear_registry_cache
+from ctframe.registry.plugins import PLUGINS_ENV, clear_registry_cache
 
 TESTS = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("hostile_support", TESTS / "folder_split" / "support.py")
@@ -94,7 +94,7 @@ def without_section(text: str, section: str) -> str:
 
 def invoke(argv: list[str]) -> tuple[int, str, str]:
     """``ctframe ARGV`` in this process: exit code, stdout, stderr (rich consoles never wrap)."""
-    from ctframe import cli
+    from ctframe.commands import app as cli
 
     out, err = io.StringIO(), io.StringIO()
     saved = cli.out, cli.err

@@ -8,7 +8,7 @@ from sklearn import metrics as skm
 
 from ctframe import DataError, Kind, MetricInput
 from ctframe.evaluation.bootstrap import looped
-from ctframe.plugins import PLUGINS_ENV, build_registry
+from ctframe.registry.plugins import PLUGINS_ENV, build_registry
 
 BINARY = ("negative", "positive")
 

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from ctframe.cli import main
-from ctframe.modelfile import load_model, models_of_run
+from ctframe.commands.app import main
+from ctframe.runtime.loading import load_model
+from ctframe.storage.modelfile import models_of_run
 from tests.tolerances import FP32_PROBABILITY_ATOL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def test_tampered_or_pickled_weights_are_refused(finished_run, tmp_path, capsys)
 
     weights.write_bytes(pickle.dumps({"backbone.x": Payload()}))
     metadata = json.loads((copy / "finetuned.json").read_text())
-    from ctframe.modelfile import sha256_file
+    from ctframe.storage.files import sha256_file
 
     metadata["weights"]["sha256"] = sha256_file(weights)  # a consistent forgery: the sha256 matches
     (copy / "finetuned.json").write_text(json.dumps(metadata))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ctframe.cli import main
+from ctframe.commands.app import main
 from tests.folder_split.support import image_bytes
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,9 +17,10 @@ import pytest
 from ctframe import Kind, Predictions, RunError, hookimpl
 from ctframe.evaluation import EvaluationData, EvaluationSettings, evaluate
 from ctframe.evaluation.results import ModelPredictions
-from ctframe.plugins import PLUGINS_ENV, build_registry
+from ctframe.registry.plugins import PLUGINS_ENV, build_registry
 from ctframe.report import build_report
-from ctframe.rundir import RunDirectory, write_json, write_text
+from ctframe.storage.files import write_json, write_text
+from ctframe.storage.rundir import RunDirectory
 
 CLASSES = ("COVID", "non-COVID")
 SECTIONS = [
@@ -311,7 +312,7 @@ def test_report_of_a_three_class_run(tmp_path, monkeypatch):
 def test_compare_runs_side_by_side(tmp_path, monkeypatch):
     from rich.console import Console
 
-    from ctframe.compare import compare_runs
+    from ctframe.workflows.compare import compare_runs
 
     first = make_run(tmp_path / "covid-a", monkeypatch, seed=0)
     second = make_run(tmp_path / "covid-b", monkeypatch, seed=1, accuracy_shift=0.1)
@@ -347,7 +348,7 @@ def test_a_run_through_the_command_line_ends_with_metrics_predictions_and_report
     toy_site, toy_recipe, monkeypatch, capsys
 ):
     """The engine calls evaluate and build_report; `ctframe report` and `ctframe compare` read the result."""
-    from ctframe.cli import main
+    from ctframe.commands.app import main
 
     monkeypatch.setenv(PLUGINS_ENV, "toy,classification_metrics")
     text = toy_recipe.read_text().replace(
@@ -427,7 +428,7 @@ def ctframe_report_sections(register):
 
 def test_a_third_party_plugin_adds_a_report_section(tmp_path, monkeypatch, capsys):
     """Installed through an entry point like any plugin; `ctframe report` places it by its order."""
-    from ctframe.cli import main
+    from ctframe.commands.app import main
     from tests.conftest import install_distribution
 
     run = make_run(tmp_path / "run", monkeypatch)
@@ -484,7 +485,7 @@ def test_plugin_sections_that_fail_cost_only_themselves(tmp_path, monkeypatch):
 
 
 def test_report_section_registration_is_checked():
-    from ctframe.report.registry import collect_sections
+    from ctframe.report.context import collect_sections
 
     class Bad:
         @hookimpl
@@ -518,7 +519,7 @@ def tiny_run(folder: Path) -> Path:
     """The quickstart recipe at 32 px with random weights: a real run directory in a few seconds."""
     import torch
 
-    from ctframe.cli import main
+    from ctframe.commands.app import main
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(PLUGINS_ENV, TINY_PLUGINS)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ctframe.rundir import load_checkpoint
+from ctframe.storage.checkpoints import load_checkpoint
 from tests.test_trainer_toys import run_resume_scenario
 
 TOYS = Path(__file__).with_name("test_trainer_toys.py")

@@ -16,7 +16,7 @@ from ctframe_folder_split.sequence import (
     thumbnail,
 )
 
-from ctframe.errors import DataError, RecipeError
+from ctframe.base.errors import DataError, RecipeError
 
 SIDE = 48
 # Pixel correlation (full resolution, computed without the code under test) that a run's first slice

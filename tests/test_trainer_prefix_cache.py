@@ -15,7 +15,7 @@ from ctframe_resnet_v2.model import ARCHITECTURES, Architecture, ResNetV2
 from ctframe_two_phase.prefix import frozen_prefix
 
 from ctframe import DataSplits
-from ctframe.model import Classifier, set_trainable_layers
+from ctframe.runtime.model import Classifier, set_trainable_layers
 from tests.test_trainer_toys import CLASSES, ToyImages, fit, make_context, make_trainer, random_flip
 from tests.tolerances import BF16_STORE_RTOL, FP32_FOLDED_RTOL
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ctframe.engine import start_run
-from ctframe.recipe import load_recipe
+from ctframe.registry.recipe import load_recipe
+from ctframe.workflows.engine import start_run
 
 REPO = Path(__file__).resolve().parents[1]
 

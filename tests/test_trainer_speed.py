@@ -14,8 +14,8 @@ from ctframe_two_phase.checkpoints import fingerprint
 from ctframe_two_phase.loops import ImageSource, epoch_batches
 from ctframe_two_phase.options import TwoPhaseOptions
 
-from ctframe.performance import resolve_channels_last
-from ctframe.rundir import load_checkpoint
+from ctframe.runtime.performance import resolve_channels_last
+from ctframe.storage.checkpoints import load_checkpoint
 from tests.test_trainer_toys import (
     ToyImages,
     fit,

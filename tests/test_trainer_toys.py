@@ -19,9 +19,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ctframe import BuildContext, DataSplits, Layer, Predictions
-from ctframe.model import Classifier
-from ctframe.predict import predict_dataset
-from ctframe.rundir import RunDirectory
+from ctframe.runtime.model import Classifier
+from ctframe.runtime.predict import predict_dataset
+from ctframe.storage.rundir import RunDirectory
 
 CLASSES = ("COVID", "non-COVID")
 

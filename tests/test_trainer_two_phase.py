@@ -17,9 +17,9 @@ from ctframe_two_phase.early_stopping import EarlyStopping
 from ctframe_two_phase.options import FinetuneOptions, TwoPhaseOptions
 
 from ctframe import DataError, Kind, RunError
-from ctframe.plugins import build_registry
-from ctframe.precision import resolve
-from ctframe.rundir import load_checkpoint
+from ctframe.registry.plugins import build_registry
+from ctframe.runtime.precision import resolve
+from ctframe.storage.checkpoints import load_checkpoint
 from tests.test_trainer_toys import (
     ToyImages,
     fit,

@@ -1,5 +1,5 @@
 """Numeric tolerances of the suite, stated once. A test that compares numbers names the precision it
-means; "auto" resolves per machine (``ctframe.precision``), and ``make test`` runs the precision-
+means; "auto" resolves per machine (``ctframe.runtime.precision``), and ``make test`` runs the precision-
 sensitive tests again with ``$CTFRAME_NATIVE_BF16`` forced to the other answer than the CPU's own, so both
 answers are checked everywhere.
 """

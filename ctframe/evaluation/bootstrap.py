@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ctframe.contracts import MetricInput
+from ctframe.base.contracts import MetricInput
 
 CHUNK = 250
 """Resamples per block: bounds memory at CHUNK x N weights for large test sets."""

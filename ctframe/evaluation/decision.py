@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctframe.contracts import MetricInput
-from ctframe.errors import DataError
+from ctframe.base.contracts import MetricInput
+from ctframe.base.errors import DataError
 
 
 def predicted_labels(probabilities: np.ndarray, positive_index: int, threshold: float) -> np.ndarray:

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from ctframe.contracts import Predictions
+from ctframe.base.contracts import Predictions
+from ctframe.base.filenames import ensure_escaped
 from ctframe.evaluation.bootstrap import Estimate
 from ctframe.evaluation.results import EvaluationResult, ModelEvaluation, jsonable
-from ctframe.filenames import ensure_escaped
-from ctframe.rundir import RunDirectory, atomic_open
+from ctframe.storage.files import atomic_open
+from ctframe.storage.rundir import RunDirectory
 
 PREDICTIONS = "predictions_{key}.csv"
 MODEL_METRICS = "metrics_{key}.json"

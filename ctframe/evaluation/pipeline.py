@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ctframe.contracts import Metric, MetricInput, Predictions
-from ctframe.errors import CtframeError, DataError
+from ctframe.base.contracts import Metric, MetricInput, Predictions
+from ctframe.base.errors import CtframeError, DataError
 from ctframe.evaluation import calibration
 from ctframe.evaluation.bootstrap import (
     Estimate,
@@ -26,7 +26,7 @@ from ctframe.evaluation.paired import paired_differences
 from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation, ModelPredictions
 from ctframe.evaluation.settings import EvaluationSettings
 from ctframe.evaluation.threshold import choose_threshold
-from ctframe.rundir import RunDirectory
+from ctframe.storage.rundir import RunDirectory
 
 logger = logging.getLogger("ctframe.evaluation")
 

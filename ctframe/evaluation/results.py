@@ -13,7 +13,7 @@ from ctframe.evaluation.settings import EvaluationSettings
 from ctframe.evaluation.threshold import ThresholdChoice
 
 if TYPE_CHECKING:
-    from ctframe.contracts import DataSplits, Predictions
+    from ctframe.base.contracts import DataSplits, Predictions
     from ctframe.evaluation.paired import PairedDifference
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ctframe.options import Options
+from ctframe.base.options import Options
 
 
 class EvaluationSettings(Options):

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctframe.contracts import Predictions
-from ctframe.errors import DataError
+from ctframe.base.contracts import Predictions
+from ctframe.base.errors import DataError
 from ctframe.evaluation.settings import EvaluationSettings
 
 

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from ctframe.report import html
 from ctframe.report.artifacts import RunArtifacts, read_run
-from ctframe.report.registry import PlotWriter, ReportContext, collect_sections
-from ctframe.rundir import write_text
+from ctframe.report.context import PlotWriter, ReportContext, collect_sections
+from ctframe.storage.files import write_text
 
 if TYPE_CHECKING:
-    from ctframe.plugins import Registry
+    from ctframe.registry.plugins import Registry
 
 REPORT = "report.html"
 PLOTS = "plots"
@@ -61,13 +61,13 @@ def build_report(run_dir: Path, registry: Registry | None = None) -> Path:
     ``registry`` (default: the installed plugins) supplies the report sections and what the
     gallery needs to read the test images through the run's model files.
     """
-    from ctframe.errors import RunError
+    from ctframe.base.errors import RunError
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not any((run_dir / name).is_file() for name in RUN_MARKERS):
         raise RunError(f"{run_dir} is not a run directory; pass the folder a run created under its output")
     if registry is None:
-        from ctframe.plugins import get_registry
+        from ctframe.registry.plugins import get_registry
 
         registry = get_registry()
     report = ReportContext(read_run(run_dir), PlotWriter(run_dir / PLOTS), registry)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from ctframe.hookspecs import hookimpl
-from ctframe.report.registry import ReportContext
+from ctframe.base.hookspecs import hookimpl
+from ctframe.report.context import ReportContext
 
 
 def _lazy(target: str, *needs: str) -> Callable[[ReportContext], str]:

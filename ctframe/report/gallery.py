@@ -1,41 +1,42 @@
 """The gallery: test images of each model by confusion-matrix cell, as small embedded thumbnails.
 
 Images are read as the model read them: through the run's model file (``models/<key>.json``) and its
-dataset component's reader, from the ``file`` column of ``predictions_<key>.csv``. When an explainer is
-installed (``ctframe.explain`` plus an explainer component, such as the gradcam plugin's), each
-thumbnail gets its Grad-CAM overlay for the predicted class, from
-``ctframe.explain.overlays(loaded_model, images uint8 (N, 3, H, W), targets) -> [(H, W, 3) uint8]``.
-Without one, or when it fails, the thumbnails stay and a one-line note says why.
+dataset component's reader, from the ``file`` column of ``predictions_<key>.csv``. When an explainer
+component is installed (such as the gradcam plugin's), each thumbnail gets its Grad-CAM overlay for the
+predicted class from :func:`ctframe.runtime.explaining.overlays`. Without one, or when it fails, the
+thumbnails stay and a one-line note says why.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib
-import importlib.util
 import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
+import torch
+from PIL import Image
+
+from ctframe.base.contracts import Kind
+from ctframe.base.filenames import unescape_name
 from ctframe.evaluation.outputs import PROBABILITY_PREFIX
-from ctframe.filenames import unescape_name
+from ctframe.registry.plugins import Registry
 from ctframe.report import html
 from ctframe.report.artifacts import RunArtifacts, number
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from ctframe.plugins import Registry
+from ctframe.runtime.explaining import overlays
+from ctframe.runtime.inference import file_reader
+from ctframe.runtime.loading import load_model
+from ctframe.storage.modelfile import MODELS_DIR, find_model, read_model_info
 
 PER_CELL = 8
 THUMBNAIL = 96
 """Longest side of a thumbnail in pixels: about 3 KB each as JPEG, so a report stays small."""
 JPEG_QUALITY = 80
-EXPLAIN_MODULE = "ctframe.explain"
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,6 @@ def select(
 
 def _model_file(run: RunArtifacts, key: str) -> Path:
     """The model JSON of ``key``: in the run, or, for an external evaluation, in the run above it."""
-    from ctframe.modelfile import MODELS_DIR, find_model
-
     folder = run.path
     if not (folder / MODELS_DIR).is_dir() and folder.parent.name == "external":
         folder = folder.parent.parent
@@ -98,8 +97,6 @@ def _model_file(run: RunArtifacts, key: str) -> Path:
 def thumbnail(image: Any, size: int = THUMBNAIL) -> bytes:
     """A uint8 ``(3, H, W)`` tensor or ``(H, W, 3)`` array as a JPEG whose longest side is ``size``."""
     import numpy as np
-    from PIL import Image
-
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
         array = array.transpose(1, 2, 0)
@@ -122,28 +119,14 @@ def _img(jpeg: bytes, alt: str, css: str) -> str:
 def overlay_function(registry: Registry) -> tuple[Callable[..., Any] | None, str | None]:
     """``draw(loaded, images, targets)`` when an explainer is installed, else ``None`` and the note the
     gallery shows instead."""
-    from ctframe.contracts import Kind
-
-    if importlib.util.find_spec(EXPLAIN_MODULE) is None:
-        return None, "Grad-CAM overlays appear beside the thumbnails when ctframe.explain is installed."
-    kind = next((k for k in Kind if k.value == "explainer"), None)
-    if kind is None or not registry.names(kind):
+    if not registry.names(Kind.EXPLAINER):
         return (
             None,
             "Grad-CAM overlays left out: no explainer component is installed (e.g. the gradcam plugin).",
         )
-    try:
-        module = importlib.import_module(EXPLAIN_MODULE)
-    except Exception as error:  # e.g. the grad-cam package is missing
-        return None, f"Grad-CAM overlays left out: {EXPLAIN_MODULE} does not load ({_line(error)})."
-    function = getattr(module, "overlays", None)
-    if not callable(function):
-        return None, f"Grad-CAM overlays left out: {EXPLAIN_MODULE} has no overlays() function."
 
     def draw(loaded: Any, images: list, targets: list[int]) -> list[np.ndarray]:
-        import torch
-
-        result = list(function(loaded, torch.stack(images).to(torch.uint8), targets, registry=registry))
+        result = list(overlays(loaded, torch.stack(images).to(torch.uint8), targets, registry=registry))
         if len(result) != len(images):
             raise ValueError(f"overlays() returned {len(result)} images for {len(images)}")
         return result
@@ -208,9 +191,6 @@ def _model_gallery(
     registry: Registry,
     draw: Callable[..., Any] | None,
 ) -> str:
-    from ctframe.inference import file_reader
-    from ctframe.modelfile import load_model, read_model_info
-
     positive = str(run.positive_class)
     names = list(run.class_names or [])
     others = [name for name in names if name != positive]

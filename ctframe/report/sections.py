@@ -11,7 +11,7 @@ import numpy as np
 from ctframe.evaluation.outputs import PROBABILITY_PREFIX
 from ctframe.report import html, plots
 from ctframe.report.artifacts import RunArtifacts, number
-from ctframe.report.registry import PlotWriter
+from ctframe.report.context import PlotWriter
 
 SPLIT_NAMES = {"train": "Training", "val": "Validation", "test": "Test"}
 
@@ -313,7 +313,7 @@ def folds(run: RunArtifacts) -> str:
 
 def external(run: RunArtifacts) -> str:
     """One table per external evaluation (``ctframe evaluate``), at each model's stored threshold."""
-    from ctframe.external import EXTERNAL_DIR, external_results
+    from ctframe.workflows.external import EXTERNAL_DIR, external_results
 
     results = external_results(run.path)
     if not results:

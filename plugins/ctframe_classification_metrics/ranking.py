@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctframe import MetricInput
-from ctframe.evaluation import checked_arrays
+from ctframe.api.metrics import checked_arrays
 
 from .counts import average_over_classes
 from .options import AveragedOptions, resolve_average

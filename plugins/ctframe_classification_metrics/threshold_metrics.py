@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctframe import MetricInput
-from ctframe.evaluation import checked_arrays, predicted_labels
+from ctframe.api.metrics import checked_arrays, predicted_labels
 
 from .counts import average_over_classes, confusion_counts, per_class_counts, ratio
 from .options import ZERO_DIVISION, CountOptions, resolve_average

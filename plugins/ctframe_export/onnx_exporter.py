@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ctframe import CtframeError
-from ctframe.export import INPUT_NAME, OUTPUT_NAME
+from ctframe.api import INPUT_NAME, OUTPUT_NAME
 
 from .options import OnnxOptions
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import typer
 
     from ctframe import AuditReport
-    from ctframe.hookspecs import Register
+    from ctframe.api import Register
 
 
 def build_folder_split(options: Any, context: Any) -> Any:

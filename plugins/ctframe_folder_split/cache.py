@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ctframe import DataError
-from ctframe.filenames import escape_path
+from ctframe.api import escape_path
 from ctframe_folder_split.decode import BadImage, decode_canonical
 from ctframe_folder_split.files import read_file
 

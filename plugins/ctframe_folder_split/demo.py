@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ctframe import DataError
-from ctframe.rundir import write_text
+from ctframe.api import write_text
 
 CLASSES = ("COVID", "non-COVID")
 FILE_STEMS = {"COVID": "Covid", "non-COVID": "Non-Covid"}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ctframe import BuildContext, DataError, DataSplits
-from ctframe.filenames import escape_path
+from ctframe.api import escape_path
 from ctframe_folder_split.cache import DiskStore, MemoryStore, NoStore, Store
 from ctframe_folder_split.components import chaining_warnings, group_structure
 from ctframe_folder_split.dataset import FolderImageDataset, build_augment

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctframe import DataError
-from ctframe.filenames import escape_path
+from ctframe.api import escape_path
 from ctframe_folder_split.grouping import listing
 
 # Leading bytes of the formats we decode; the extension is never trusted.
@@ -43,7 +43,7 @@ class Entry:
 
     sample_id: str
     """Path relative to the root, '/'-separated, NFC-normalised (the same on every OS) and escaped
-    with :func:`ctframe.filenames.escape_path`, so it can go into any CSV, JSON or log as it is."""
+    with :func:`ctframe.base.filenames.escape_path`, so it can go into any CSV, JSON or log as it is."""
     path: Path
     """The real path, for reading the file (the sample id may differ from it in normalisation and
     escapes)."""

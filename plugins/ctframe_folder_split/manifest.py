@@ -1,6 +1,6 @@
 """``split_manifest.csv``: which file went to which split, so a run can be repeated or resumed exactly.
 
-The ``file`` column holds sample ids: NFC, ``/``-separated and escaped by :mod:`ctframe.filenames`,
+The ``file`` column holds sample ids: NFC, ``/``-separated and escaped by :mod:`ctframe.base.filenames`,
 so any file name is one line of valid UTF-8. Reading a manifest back maps those ids to the real files
 through discovery (which computes the same ids), never by rebuilding a path from the text.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctframe import DataError
-from ctframe.filenames import ensure_escaped, escape_path, unescape_name
-from ctframe.integrity import write_recorded
+from ctframe.api import ensure_escaped, escape_path, unescape_name
+from ctframe.api.data import write_recorded
 from ctframe_folder_split.grouping import listing
 
 MANIFEST = "split_manifest.csv"

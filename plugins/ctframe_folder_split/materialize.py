@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ctframe import DataError
-from ctframe.filenames import escape_path, unescape_name
+from ctframe.api import escape_path, unescape_name
 from ctframe_folder_split.manifest import ManifestRow
 
 MARKER = ".ctframe-split"

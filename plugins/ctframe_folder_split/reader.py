@@ -11,8 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ctframe import BuildContext, DataError
-from ctframe.contracts import ReadFiles
-from ctframe.filenames import escape_path
+from ctframe.api import ReadFiles, escape_path
 from ctframe_folder_split.decode import BadImage, decode_canonical, verify_image
 from ctframe_folder_split.files import NotAnImage, read_file, sniff_format
 from ctframe_folder_split.options import FolderSplitOptions

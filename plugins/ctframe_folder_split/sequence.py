@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from ctframe.errors import DataError, RecipeError
+from ctframe.api import DataError, RecipeError
 
 DEFAULT_THUMBNAIL_SIZE = 32
 """Thumbnail side in pixels. 32x32 keeps the body outline and large lung structures that consecutive

@@ -25,7 +25,7 @@ def add_commands(cli: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Import a Keras classifier (ResNetV2 base + dense head) as whole-classifier weights."""
-        from ctframe.recipe import load_recipe
+        from ctframe.api.recipes import load_recipe
 
         from .keras_import import import_keras_classifier
 

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctframe.download import download_checked, file_digest
+from ctframe.api.data import download_checked, file_digest
 
 from .weights import WeightsError
 

@@ -208,7 +208,7 @@ def write_legacy_h5(weights: KerasWeights, layer_names: Sequence[str], path: Pat
     """
     import h5py
 
-    from ctframe.rundir import write_bytes
+    from ctframe.api import write_bytes
 
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:

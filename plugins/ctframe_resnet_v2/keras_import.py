@@ -2,7 +2,7 @@
 
 The backbone's layers are this plugin's business; the head's belong to the head component, which takes
 them through its ``load_keras_layers(layers)`` method (the dense head has one). The result is a
-safetensors file with the ``backbone.*`` and ``head.*`` keys of :class:`ctframe.model.Classifier`, which
+safetensors file with the ``backbone.*`` and ``head.*`` keys of :class:`ctframe.runtime.model.Classifier`, which
 ``[run] weights`` loads.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ctframe import DataError
-from ctframe.recipe import Recipe
+from ctframe.api.recipes import Recipe
 
 
 class KerasImportError(DataError):
@@ -47,8 +47,8 @@ def import_keras_classifier(
     """Build the classifier ``recipe`` describes, fill it from the Keras file, write it to ``output``."""
     from safetensors.torch import save
 
-    from ctframe.engine import build_model, make_context
-    from ctframe.rundir import write_bytes
+    from ctframe.api import write_bytes
+    from ctframe.api.recipes import build_model, make_context
 
     from .keras_files import KerasFileError, read_keras_layers
     from .model import ResNetV2

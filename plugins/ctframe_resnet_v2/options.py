@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from ctframe import Options, RecipePath
-from ctframe.options import CHANNELS_LAST_MOVED, PRECISION_MOVED
+from ctframe.api import CHANNELS_LAST_MOVED, PRECISION_MOVED
 
 
 class ResNetV2Options(Options):

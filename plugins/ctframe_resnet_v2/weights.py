@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ctframe import DataError
-from ctframe.rundir import read_state_dict
+from ctframe.api.training import read_state_dict
 
 from .keras_files import KerasFileError, KerasWeights, read_keras_weights, write_legacy_h5
 from .model import ResNetV2

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from ctframe import DataError
-from ctframe.download import download_checked
-from ctframe.rundir import read_state_dict
+from ctframe.api.data import download_checked
+from ctframe.api.training import read_state_dict
 
 from .model import HEAD_ATTRIBUTES, TorchvisionBackbone
 

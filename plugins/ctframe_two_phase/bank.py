@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ctframe.precision import autocast
+from ctframe.api.training import autocast
 from ctframe_two_phase.checkpoints import epoch_seed, seed_everything
 from ctframe_two_phase.loops import ImageSource, epoch_batches
 

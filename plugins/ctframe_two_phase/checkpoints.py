@@ -1,6 +1,6 @@
 """Checkpoint files of a phase: ``checkpoints/<key>_best.pt`` and ``checkpoints/<key>_last.pt``.
 
-Everything is tensors and plain Python so that :func:`ctframe.rundir.load_checkpoint` can load it
+Everything is tensors and plain Python so that :func:`ctframe.storage.checkpoints.load_checkpoint` can load it
 weights-only. ``_last.pt`` is the resume point: written atomically after every epoch, it holds the
 model, optimiser, early-stopping state, history and RNG states; a run killed at any moment
 resumes from the last completed epoch. Both files are recorded in the run's ``integrity.json``, so a
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ctframe import RunError
-from ctframe.rundir import load_checkpoint, save_checkpoint
+from ctframe.api.training import load_checkpoint, save_checkpoint
 
 FORMAT = 1
 BEST_KEYS = ("format", "phase", "epoch", "model")

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from ctframe import distributed
-from ctframe.precision import autocast
+from ctframe.api.training import autocast, distributed
 from ctframe_two_phase.loops import FeatureSource, ImageSource, epoch_batches
 
 

@@ -20,9 +20,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ctframe import RecipeError, distributed
-from ctframe.model import Classifier, classification_loss, freeze_inactive_batchnorm, logits_to_probabilities
-from ctframe.precision import autocast
+from ctframe import RecipeError
+from ctframe.api.training import (
+    Classifier,
+    autocast,
+    classification_loss,
+    distributed,
+    freeze_inactive_batchnorm,
+    logits_to_probabilities,
+)
 from ctframe_two_phase.checkpoints import seed_everything
 
 Forward = Callable[[torch.Tensor], torch.Tensor]

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ctframe import Segment
-from ctframe.precision import autocast
+from ctframe.api.training import autocast
 from ctframe_two_phase.loops import ImageSource, epoch_batches
 
 MEMORY_FRACTION = 0.25

@@ -14,11 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ctframe import BuildContext, DataError, TrainedModel, TrainingData, distributed
-from ctframe.folding import folded_batchnorm
-from ctframe.model import Classifier, set_trainable_layers
-from ctframe.performance import release_memory, resolve_channels_last
-from ctframe.precision import resolve
+from ctframe import BuildContext, DataError, TrainedModel, TrainingData
+from ctframe.api.training import (
+    Classifier,
+    distributed,
+    folded_batchnorm,
+    release_memory,
+    resolve,
+    resolve_channels_last,
+    set_trainable_layers,
+)
 from ctframe_two_phase import checkpoints
 from ctframe_two_phase.bank import BankSource, bank_views, build_bank, view_seed
 from ctframe_two_phase.early_stopping import EarlyStopping

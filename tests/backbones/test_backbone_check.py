@@ -11,7 +11,7 @@ from ctframe_resnet_v2.options import ResNetV2Options
 from ctframe_resnet_v2.weights import WeightsError
 
 from ctframe import BuildContext
-from ctframe.plugins import build_registry
+from ctframe.registry.plugins import build_registry
 
 
 def _context(tmp_path: Path) -> BuildContext:

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from ctframe import BuildContext, Kind
-from ctframe.contracts import Backbone
-from ctframe.model import freeze_inactive_batchnorm, set_trainable_layers
-from ctframe.plugins import build_registry
+from ctframe.base.contracts import Backbone
+from ctframe.registry.plugins import build_registry
+from ctframe.runtime.model import freeze_inactive_batchnorm, set_trainable_layers
 
 PLUGINS = "resnet_v2,torchvision"
 # Options that keep each case small and offline; torchvision is one component with many architectures.

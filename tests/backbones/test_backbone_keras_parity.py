@@ -18,7 +18,7 @@ from ctframe_resnet_v2.keras_subprocess import keras_available, run_keras_refere
 from ctframe_resnet_v2.model import ARCHITECTURES, ResNetV2
 from ctframe_resnet_v2.weights import keras_variables, load_weights, save_keras_h5
 
-from ctframe.model import set_trainable_layers
+from ctframe.runtime.model import set_trainable_layers
 
 pytestmark = [
     pytest.mark.keras,

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ctframe import BuildContext, CtframeError
-from ctframe import precision as runtime
+from ctframe.runtime import precision as runtime
 from tests.tolerances import BF16_FEATURE_RTOL, FP32_FOLDED_RTOL
 
 
@@ -281,7 +281,7 @@ def test_backbone_runs_in_the_callers_precision(tiny: ResNetV2, images: torch.Te
 
 def test_bn1_and_bn2_of_every_block_fold(tiny: ResNetV2, images: torch.Tensor) -> None:
     """fp32: folded and unfolded agree to float rounding, in both memory formats."""
-    from ctframe.folding import folded_batchnorm, plan_folding
+    from ctframe.runtime.folding import folded_batchnorm, plan_folding
 
     plan = plan_folding(tiny)
     blocks = [block for stack in tiny.stacks for block in stack]

@@ -12,8 +12,8 @@ from ctframe_torchvision.options import TorchvisionOptions
 from ctframe_torchvision.weights import WeightsError
 
 from ctframe import BuildContext
-from ctframe.cli import main
-from ctframe.plugins import build_registry
+from ctframe.commands.app import main
+from ctframe.registry.plugins import build_registry
 
 
 def _context(tmp_path: Path) -> BuildContext:
@@ -22,12 +22,12 @@ def _context(tmp_path: Path) -> BuildContext:
 
 @pytest.fixture
 def offline(monkeypatch):
-    import ctframe.download
+    import ctframe.storage.download
 
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(ctframe.download.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(ctframe.storage.download.urllib.request, "urlopen", refuse)
 
 
 def _check():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ctframe.cli import main
-from ctframe.recipe import load_recipe
+from ctframe.commands.app import main
+from ctframe.registry.recipe import load_recipe
 
 
 def _run(recipe: Path, output: Path, *extra: str) -> Path:

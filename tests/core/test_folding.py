@@ -1,4 +1,4 @@
-"""BatchNorm folding (ctframe.folding) and the prediction loop's speed settings. Every numeric check
+"""BatchNorm folding (ctframe.runtime.folding) and the prediction loop's speed settings. Every numeric check
 here is fp32: folding is exact up to float rounding (tolerances.FP32_FOLDED_RTOL)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from ctframe.folding import folded_batchnorm, plan_folding
-from ctframe.performance import channels_last_preferred, resolve_channels_last
-from ctframe.predict import predict_dataset
+from ctframe.runtime.folding import folded_batchnorm, plan_folding
+from ctframe.runtime.performance import channels_last_preferred, resolve_channels_last
+from ctframe.runtime.predict import predict_dataset
 from tests.test_trainer_toys import ToyImages, make_model
 from tests.tolerances import FP32_FOLDED_RTOL, FP32_PROBABILITY_ATOL
 

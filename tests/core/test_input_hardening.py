@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from ctframe import RecipeError
-from ctframe.cli import main
-from ctframe.recipe import read_recipe_file
-from ctframe.rundir import write_text
+from ctframe.commands.app import main
+from ctframe.registry.recipe import read_recipe_file
+from ctframe.storage.files import write_text
 
 
 def _cli(*args: str) -> tuple[int, str]:
-    from ctframe import cli
+    from ctframe.commands import app as cli
 
     buffer = io.StringIO()
     original = cli.err

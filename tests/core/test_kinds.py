@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 import ctframe
-from ctframe import hookspecs, kinds, recipe, schema
-from ctframe.kinds import KINDS, Kind, KindSpec
-from ctframe.plugins import REGISTER_HOOKS, build_registry
+from ctframe.base import hookspecs, kinds
+from ctframe.base.kinds import KINDS, Kind, KindSpec
+from ctframe.registry import recipe, schema
+from ctframe.registry.plugins import REGISTER_HOOKS, build_registry
 
 
 def test_kind_enum_follows_the_table():

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from ctframe import cli
-from ctframe import plugins as plugins_module
-from ctframe.cli import main
-from ctframe.plugins import PLUGINS_ENV
+from ctframe.commands import app as cli
+from ctframe.commands.app import main
+from ctframe.registry import plugins as plugins_module
+from ctframe.registry.plugins import PLUGINS_ENV
 from tests.conftest import install_distribution
 
 HEADER = """\

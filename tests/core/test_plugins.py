@@ -8,8 +8,8 @@ import sys
 import types
 
 from ctframe import Options, hookimpl
-from ctframe.cli import main
-from ctframe.plugins import build_registry
+from ctframe.commands.app import main
+from ctframe.registry.plugins import build_registry
 from tests.conftest import TESTS, install_distribution
 
 
@@ -126,8 +126,8 @@ def test_broken_entry_point_is_listed_and_named_in_recipe_errors(
 
 def test_importing_ctframe_imports_no_plugin():
     code = (
-        "import sys, ctframe, ctframe.cli, ctframe.engine, ctframe.recipe, ctframe.schema, ctframe.model;"
-        "import ctframe.plugins;"
+        "import sys, ctframe, ctframe.commands.app, ctframe.workflows.engine, ctframe.registry.recipe, ctframe.registry.schema, ctframe.runtime.model;"
+        "import ctframe.registry.plugins;"
         "print([m for m in sys.modules if m.startswith('ctframe_') or m.startswith('plugins')])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -147,7 +147,7 @@ def test_plugins_add_commands_and_audit_folders(tmp_path, monkeypatch, capsys):
     import typer
 
     from ctframe import AuditReport, AuditSection
-    from ctframe import cli as cli_module
+    from ctframe.commands import app as cli_module
 
     source = tmp_path / "extras_ctframe.py"
     source.write_text(

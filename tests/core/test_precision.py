@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ctframe import precision
-from ctframe.precision import NATIVE_BF16_ENV, autocast, autocast_dtype, resolve
+from ctframe.runtime import precision
+from ctframe.runtime.precision import NATIVE_BF16_ENV, autocast, autocast_dtype, resolve
 
 
 def test_explicit_settings_need_no_detection():

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ctframe.cli import main
+from ctframe.commands.app import main
 
 
 def _validate(recipe: Path, *extra: str) -> tuple[int, str]:
     import io
     from contextlib import redirect_stderr
 
-    from ctframe import cli
+    from ctframe.commands import app as cli
 
     buffer = io.StringIO()
     original = cli.err
@@ -80,9 +80,9 @@ def test_missing_required_value(toy_site, toy_recipe):
     from pydantic import Field
 
     from ctframe import Options, hookimpl
-    from ctframe.errors import RecipeError
-    from ctframe.plugins import build_registry
-    from ctframe.recipe import load_recipe
+    from ctframe.base.errors import RecipeError
+    from ctframe.registry.plugins import build_registry
+    from ctframe.registry.recipe import load_recipe
 
     class Strict(Options):
         width: int = Field(description="feature width in pixels")
@@ -120,7 +120,7 @@ def test_missing_recipe_file(toy_site, tmp_path):
 
 
 def test_override_is_typed_by_the_schema(toy_site, toy_recipe):
-    from ctframe.recipe import load_recipe
+    from ctframe.registry.recipe import load_recipe
 
     recipe = load_recipe(
         toy_recipe,
@@ -155,7 +155,7 @@ def test_relative_paths_resolve_against_the_recipe_folder(toy_site, toy_recipe, 
     from pydantic import Field
 
     from ctframe import RecipePath
-    from ctframe.recipe import validate_options
+    from ctframe.registry.recipe import validate_options
 
     class WithPath(__import__("ctframe").Options):
         root: RecipePath = Field(description="data folder")

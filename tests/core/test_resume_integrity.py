@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ctframe import RunError, integrity
-from ctframe.cli import main
-from ctframe.rundir import load_checkpoint, save_checkpoint, write_bytes
+from ctframe import RunError
+from ctframe.commands.app import main
+from ctframe.storage import integrity
+from ctframe.storage.checkpoints import load_checkpoint, save_checkpoint
+from ctframe.storage.files import write_bytes
 
 TESTS = Path(__file__).parents[1]
 _spec = importlib.util.spec_from_file_location("integrity_support", TESTS / "folder_split" / "support.py")

@@ -7,7 +7,9 @@ from datetime import datetime
 import pytest
 import torch
 
-from ctframe.rundir import RunDirectory, atomic_open, load_checkpoint, save_checkpoint, write_text
+from ctframe.storage.checkpoints import load_checkpoint, save_checkpoint
+from ctframe.storage.files import atomic_open, write_text
+from ctframe.storage.rundir import RunDirectory
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -56,8 +58,8 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
 def test_state_dicts_are_read_weights_only_from_either_format(tmp_path):
     from safetensors.torch import save_file
 
-    from ctframe.errors import DataError
-    from ctframe.rundir import read_state_dict
+    from ctframe.base.errors import DataError
+    from ctframe.storage.checkpoints import read_state_dict
 
     weights = {"conv.weight": torch.ones(2, 3)}
     save_file(weights, str(tmp_path / "w.safetensors"))

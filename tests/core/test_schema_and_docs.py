@@ -9,8 +9,8 @@ import tomllib
 import jsonschema
 import pytest
 
-from ctframe import hookspecs
-from ctframe.cli import main
+from ctframe.base import hookspecs
+from ctframe.commands.app import main
 from tests.conftest import REPO, TESTS
 
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("ctframe_"))

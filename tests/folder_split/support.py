@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ctframe import BuildContext
-from ctframe.rundir import RunDirectory
+from ctframe.storage.rundir import RunDirectory
 
 CLASSES = ["COVID", "non-COVID"]
 

@@ -10,7 +10,7 @@ import pytest
 from folder_split_support import CLASSES, image_bytes, make_folder
 from PIL import Image
 
-from ctframe.plugins import build_registry
+from ctframe.registry.plugins import build_registry
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "sarscov2-ct-sample"
 

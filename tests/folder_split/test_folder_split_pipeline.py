@@ -13,8 +13,8 @@ from folder_split_support import CLASSES, build, make_folder
 from typer.testing import CliRunner
 
 from ctframe import DataError, DataSplits
-from ctframe.contracts import Kind
-from ctframe.plugins import build_registry
+from ctframe.base.contracts import Kind
+from ctframe.registry.plugins import build_registry
 
 
 def test_items_follow_the_contract(tmp_path):

@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score
 from torch import nn
 
 from ctframe import DataError, DataSplits, Layer, Options, RecipePath, TrainedModel, hookimpl
-from ctframe.model import classification_loss
+from ctframe.runtime.model import classification_loss
 
 
 class ToyDataOptions(Options):

@@ -1,0 +1,88 @@
+"""The plugin API: the only part of ctframe a plugin imports (``ctframe.api`` and its modules).
+
+This module holds the light names (no torch): component kinds and contracts, options, errors, the hook
+marker and the specs' callback types, atomic file writes and file-name escaping. Heavier helpers live in
+submodules that a plugin imports when it needs them:
+
+* :mod:`ctframe.api.training`: the classifier, checkpoints, precision, speed settings, torchrun;
+* :mod:`ctframe.api.data`: recorded writes in a run, checksummed downloads;
+* :mod:`ctframe.api.metrics`: input checks and decisions shared by metric components;
+* :mod:`ctframe.api.recipes`: loading a recipe and building its model (commands a plugin adds).
+
+Everything else under ``ctframe`` is internal and may move between releases;
+``tests/core/test_plugin_api.py`` fails when a module under ``plugins/`` imports it.
+"""
+
+from ctframe.base.contracts import (
+    AuditReport,
+    AuditSection,
+    Backbone,
+    BuildContext,
+    Component,
+    DataSplits,
+    FileReader,
+    Head,
+    Layer,
+    Metric,
+    MetricInput,
+    Predictions,
+    ReadFiles,
+    Segment,
+    TrainedModel,
+    Trainer,
+    TrainingData,
+)
+from ctframe.base.errors import CtframeError, DataError, PluginError, RecipeError, RunError
+from ctframe.base.filenames import ensure_escaped, escape_path, unescape_name
+from ctframe.base.hookspecs import Register, RegisterSection, hookimpl
+from ctframe.base.kinds import KINDS, Kind
+from ctframe.base.model_tools import INPUT_NAME, OUTPUT_NAME, Explainer, Exporter
+from ctframe.base.options import CHANNELS_LAST_MOVED, PRECISION_MOVED, NoOptions, Options, RecipePath
+from ctframe.storage.files import atomic_open, first_line, write_bytes, write_json, write_text
+
+__all__ = [
+    "CHANNELS_LAST_MOVED",
+    "INPUT_NAME",
+    "KINDS",
+    "OUTPUT_NAME",
+    "PRECISION_MOVED",
+    "AuditReport",
+    "AuditSection",
+    "Backbone",
+    "BuildContext",
+    "Component",
+    "CtframeError",
+    "DataError",
+    "DataSplits",
+    "Explainer",
+    "Exporter",
+    "FileReader",
+    "Head",
+    "Kind",
+    "Layer",
+    "Metric",
+    "MetricInput",
+    "NoOptions",
+    "Options",
+    "PluginError",
+    "Predictions",
+    "ReadFiles",
+    "RecipeError",
+    "RecipePath",
+    "Register",
+    "RegisterSection",
+    "RunError",
+    "Segment",
+    "TrainedModel",
+    "Trainer",
+    "TrainingData",
+    "atomic_open",
+    "ensure_escaped",
+    "escape_path",
+    "first_line",
+    "hookimpl",
+    "unescape_name",
+    "write_bytes",
+    "write_json",
+    "write_text",
+]

@@ -1,0 +1,409 @@
+"""TOML recipes: read, override, validate against the installed plugins' option schemas.
+
+Everything here runs before any work starts, and every failure is a one-line
+:class:`~ctframe.base.errors.RecipeError` naming the recipe file, the section and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from ctframe.base.contracts import Component, Kind
+from ctframe.base.errors import RecipeError
+from ctframe.base.kinds import KindSpec, recipe_kinds
+from ctframe.base.options import Options, RecipePath
+from ctframe.registry.plugins import Registry
+
+COMPONENT_KEY = "component"
+COMPONENT_SECTIONS: tuple[KindSpec, ...] = recipe_kinds()
+"""The recipe sections that name components, in recipe order (from ``ctframe.base.kinds.KINDS``)."""
+TOP_LEVEL_KEYS = ("run", *(kind.section for kind in COMPONENT_SECTIONS), "evaluation")
+
+
+class DistributedSettings(Options):
+    """The ``[run.distributed]`` table; read only when torchrun starts more than one process."""
+
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="process group backend: auto (nccl on CUDA, gloo on the CPU), gloo or nccl"
+    )
+    sync_batchnorm: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="BatchNorm statistics over the global batch, as on one device (SyncBatchNorm): auto "
+        "(on with CUDA; off on the CPU, where torch has none), on, off (each process's share)",
+    )
+    timeout_minutes: float = Field(
+        30, gt=0, le=1440, description="how long a process waits for the others before the run fails"
+    )
+
+
+class RunSettings(Options):
+    """The ``[run]`` section."""
+
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seeds python, numpy and torch")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N",
+    )
+    output: Path = Field(
+        Path("runs"), description="folder that receives run directories (relative: to the current directory)"
+    )
+    name: str | None = Field(
+        None, pattern=r"^[\w.-]+$", description="run directory prefix (default: the recipe file's stem)"
+    )
+    weights: RecipePath | None = Field(
+        None,
+        description="start from these classifier weights (backbone and head): a ctframe model .json, or a "
+        ".safetensors state dict of the whole classifier (e.g. from ctframe import-keras)",
+    )
+    cv_folds: int | None = Field(
+        None, ge=2, le=100, description="set by ctframe cv: the number of cross-validation folds of this run"
+    )
+    cv_fold: int | None = Field(None, ge=0, description="set by ctframe cv: which fold (0-based) is test")
+    distributed: DistributedSettings = Field(
+        default_factory=DistributedSettings,
+        description="torchrun / DDP options (docs/distributed.md); a recipe runs unchanged without them",
+    )
+
+    @model_validator(mode="after")
+    def _fold_within_folds(self) -> RunSettings:
+        if (self.cv_folds is None) != (self.cv_fold is None):
+            raise ValueError("cv_fold and cv_folds go together (ctframe cv sets both)")
+        if self.cv_fold is not None and self.cv_folds is not None and self.cv_fold >= self.cv_folds:
+            raise ValueError(f"cv_fold {self.cv_fold} is not below cv_folds {self.cv_folds}")
+        return self
+
+    def fold(self) -> tuple[int, int] | None:
+        return None if self.cv_fold is None or self.cv_folds is None else (self.cv_fold, self.cv_folds)
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """A validated component section: which component, with which options."""
+
+    section: str
+    component: Component
+    options: Options
+
+    def to_dict(self) -> dict[str, Any]:
+        return {COMPONENT_KEY: self.component.name, **self.options.model_dump(mode="json")}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe. ``to_dict()`` is the resolved recipe (defaults filled, paths absolute).
+
+    Each component section is an attribute named like its recipe key: ``recipe.dataset`` is a
+    :class:`ComponentConfig`, ``recipe.metrics`` a tuple of them (a kind with ``many=True``).
+    """
+
+    path: Path
+    run: RunSettings
+    sections: Mapping[str, ComponentConfig | tuple[ComponentConfig, ...]]
+    """Recipe key -> its validated component(s), for every section of ``COMPONENT_SECTIONS``."""
+    evaluation: Options
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails; read __dict__ so a half-built object cannot recurse.
+        sections = self.__dict__.get("sections") or {}
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def stem(self) -> str:
+        return self.run.name or self.path.stem
+
+    def components(self) -> list[ComponentConfig]:
+        found: list[ComponentConfig] = []
+        for kind in COMPONENT_SECTIONS:
+            value = self.sections[kind.section]
+            found.extend(value if kind.many else [value])
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        # Lists first: in TOML a top-level array must come before the first table.
+        resolved: dict[str, Any] = {
+            kind.section: [m.to_dict() for m in self.sections[kind.section]]
+            for kind in COMPONENT_SECTIONS
+            if kind.many
+        }
+        resolved["run"] = self.run.model_dump(mode="json")
+        for kind in COMPONENT_SECTIONS:
+            if not kind.many:
+                resolved[kind.section] = self.sections[kind.section].to_dict()
+        resolved["evaluation"] = self.evaluation.model_dump(mode="json")
+        return _drop_none(resolved)
+
+
+def _drop_none(value: Any) -> Any:
+    """TOML has no null: an unset optional value is simply left out."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value if v is not None]
+    return value
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _dotted(parts: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+# ---------------------------------------------------------------- reading and overrides
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        hint = "it is a folder; name a .toml file" if path.is_dir() else "check the path"
+        raise RecipeError(f"{path}: recipe file not found ({hint})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecipeError(f"{path}: cannot read the recipe: {error}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"{path}: malformed TOML: {error}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise RecipeError(f"{path}: malformed TOML: arrays or tables nested too deeply") from None
+
+
+def _override_value(raw: str) -> Any:
+    """A TOML literal for arrays, tables and quoted strings; otherwise the raw text, which the
+    option's schema then types (so ``--set run.name=2024`` stays a string)."""
+    try:
+        parsed = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw
+    return parsed if isinstance(parsed, list | dict | str) else raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: Path) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (any depth) to the raw recipe mapping."""
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or not all(parts):
+            raise RecipeError(f"{path}: --set expects section.key=value, got {override!r}")
+        if parts[0] not in TOP_LEVEL_KEYS:
+            raise RecipeError(
+                f"{path}: --set {override!r}: unknown section {parts[0]!r}"
+                f"{_suggest(parts[0], TOP_LEVEL_KEYS)}"
+            )
+        target = data
+        for part in parts[:-1]:
+            child = target.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"{path}: --set {override!r}: {part!r} is not a table")
+            target = child
+        target[parts[-1]] = _override_value(raw.strip())
+    return data
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _format_validation_error(path: Path, section: str, error: ValidationError, schema: type[Options]) -> str:
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    loc = [str(p) for p in first["loc"]]
+    where = f"{path}: [{section}] {_dotted(loc) or '(section)'}"
+    kind = first["type"]
+    moved = _removed_hint(schema, loc)
+    if kind == "extra_forbidden" and moved:
+        message = moved
+    elif kind == "extra_forbidden":
+        fields = _fields_at(schema, loc[:-1])
+        message = f"unknown key{_suggest(loc[-1], fields)}"
+        if fields and not _suggest(loc[-1], fields):
+            message += f" (known keys: {', '.join(sorted(fields))})"
+    elif kind == "missing":
+        description = _field_description(schema, loc)
+        message = "missing required value" + (f" ({description})" if description else "")
+    else:
+        message = f"{first['msg']}, got {first.get('input')!r}"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"{where}: {message}{more}"
+
+
+def _fields_at(schema: type[Options], loc: Sequence[str]) -> list[str]:
+    model: Any = schema
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _removed_hint(schema: type[Options], loc: Sequence[str]) -> str:
+    model: Any = schema
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        model = field.annotation
+    return (getattr(model, "removed_options", None) or {}).get(loc[-1], "") if loc else ""
+
+
+def _field_description(schema: type[Options], loc: Sequence[str]) -> str:
+    model: Any = schema
+    field = None
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        model = field.annotation
+    return (field.description or "") if field else ""
+
+
+def validate_options(schema: type[Options], values: Mapping[str, Any], path: Path, section: str) -> Options:
+    try:
+        return schema.model_validate(dict(values), context={"base_dir": path.parent.absolute()})
+    except ValidationError as error:
+        raise RecipeError(_format_validation_error(path, section, error, schema)) from None
+
+
+def _unknown_component_message(registry: Registry, kind: Kind, name: str) -> str:
+    clash = registry.clash_message(kind, name)
+    if clash:
+        return clash
+    owner = registry.dropped.get((kind, name))
+    if owner:
+        return f"{kind} {name!r} comes from plugin {owner!r}, which failed: {registry.plugins[owner].error}"
+    available = registry.names(kind)
+    message = f"unknown {kind} component {name!r}{_suggest(name, available)}"
+    message += f"; available: {', '.join(available) if available else 'none installed'}"
+    broken = registry.broken()
+    if broken:
+        message += "; not loaded: " + ", ".join(f"plugin {p.name!r} ({p.error})" for p in broken)
+    return message
+
+
+def _component(registry: Registry, kind: Kind, section: str, values: Any, path: Path) -> ComponentConfig:
+    if not isinstance(values, dict):
+        raise RecipeError(f"{path}: [{section}] must be a table with a '{COMPONENT_KEY}' key")
+    values = dict(values)
+    name = values.pop(COMPONENT_KEY, None)
+    if name is None:
+        available = ", ".join(registry.names(kind)) or "none installed"
+        raise RecipeError(f"{path}: [{section}] {COMPONENT_KEY}: missing; name one of: {available}")
+    if not isinstance(name, str):
+        raise RecipeError(f"{path}: [{section}] {COMPONENT_KEY}: expected a string, got {name!r}")
+    component = registry.get(kind, name)
+    if component is None:
+        raise RecipeError(
+            f"{path}: [{section}] {COMPONENT_KEY}: {_unknown_component_message(registry, kind, name)}"
+        )
+    return ComponentConfig(section, component, validate_options(component.options, values, path, section))
+
+
+def _list_entries(kind: KindSpec, raw: Any, path: Path, registry: Registry) -> list[dict[str, Any]]:
+    """A list section (``metrics = [...]``): each entry a component name or a table."""
+    section = kind.section
+    if raw is None:
+        example = ", ".join(f'"{n}"' for n in registry.names(Kind(kind.name))[:2]) or '"name"'
+        raise RecipeError(
+            f"{path}: {section}: missing; add e.g. {section} = [{example}] before the first table"
+        )
+    if not isinstance(raw, list) or not raw:
+        raise RecipeError(
+            f"{path}: {section}: expected a non-empty list of {kind.name} names or tables, got {raw!r}"
+        )
+    entries = []
+    for index, item in enumerate(raw):
+        if isinstance(item, str):
+            entries.append({COMPONENT_KEY: item})
+        elif isinstance(item, dict):
+            entries.append(item)
+        else:
+            raise RecipeError(
+                f"{path}: {section}[{index}]: expected a {kind.name} name or a table, got {item!r}"
+            )
+    return entries
+
+
+def _section(kind: KindSpec, data: Mapping[str, Any], path: Path, registry: Registry) -> Any:
+    """One validated component section: a ComponentConfig, or a tuple of them for a list section."""
+    section = str(kind.section)
+    if not kind.many:
+        return _component(registry, Kind(kind.name), section, data[section], path)
+    configs = tuple(
+        _component(registry, Kind(kind.name), f"{section}[{i}]", entry, path)
+        for i, entry in enumerate(_list_entries(kind, data.get(section), path, registry))
+    )
+    names = [c.component.name for c in configs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RecipeError(
+            f"{path}: {section}: {', '.join(duplicates)} listed twice; keep one entry per {kind.name}"
+        )
+    return configs
+
+
+def evaluation_schema() -> type[Options]:
+    from ctframe.evaluation import EvaluationSettings
+
+    return EvaluationSettings
+
+
+def validate_recipe(data: Mapping[str, Any], path: Path, registry: Registry) -> Recipe:
+    """Validate a raw recipe mapping (already overridden) into a :class:`Recipe`."""
+    path = Path(path)
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise RecipeError(
+                f"{path}: unknown top-level key {key!r}{_suggest(key, TOP_LEVEL_KEYS)} "
+                f"(expected: {', '.join(TOP_LEVEL_KEYS)})"
+            )
+    for kind in COMPONENT_SECTIONS:
+        if not kind.many and kind.section not in data:
+            raise RecipeError(f"{path}: missing section [{kind.section}]")
+    run_values = data.get("run", {})
+    if not isinstance(run_values, dict):
+        raise RecipeError(f"{path}: [run] must be a table")
+    run = validate_options(RunSettings, run_values, path, "run")
+    sections = {str(kind.section): _section(kind, data, path, registry) for kind in COMPONENT_SECTIONS}
+    evaluation_values = data.get("evaluation", {})
+    if not isinstance(evaluation_values, dict):
+        raise RecipeError(f"{path}: [evaluation] must be a table")
+    evaluation = validate_options(evaluation_schema(), evaluation_values, path, "evaluation")
+    return Recipe(
+        path=path.absolute(),
+        run=run.model_copy(update={"output": _expanded(run.output, path)}),
+        sections=sections,
+        evaluation=evaluation,
+    )
+
+
+def _expanded(output: Path, path: Path) -> Path:
+    try:
+        return output.expanduser().absolute()
+    except RuntimeError:  # "~name" for a user this machine does not know
+        raise RecipeError(
+            f"{path}: [run] output: {output.parts[0]} names no known user's home folder; write the path out"
+        ) from None
+
+
+def load_recipe(path: Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:
+    """Read, override and validate a recipe file. Raises :class:`RecipeError` with one line."""
+    if registry is None:
+        from ctframe.registry.plugins import get_registry
+
+        registry = get_registry()
+    path = Path(path)
+    data = apply_overrides(read_recipe_file(path), overrides, path)
+    return validate_recipe(data, path, registry)

@@ -1,0 +1,93 @@
+"""The one prediction loop: every probability ctframe reports (validation, test, ``predict``,
+``evaluate``) comes from here, in the evaluation precision (fp32 unless a recipe asks otherwise).
+
+It also owns the speed settings of prediction: the memory format (:mod:`ctframe.runtime.performance`'s rule for
+the device) and BatchNorm folded into the convolutions before it (:mod:`ctframe.runtime.folding`, exact up to
+float rounding), both without changing the model's weights."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ctframe.base.contracts import Predictions
+from ctframe.runtime.folding import folded_batchnorm
+from ctframe.runtime.model import Classifier, logits_to_probabilities
+from ctframe.runtime.performance import ChannelsLast, memory_format, resolve_channels_last
+from ctframe.runtime.precision import autocast
+
+
+def _collate(items: Sequence[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    images = torch.stack([torch.as_tensor(item[0]) for item in items])
+    labels = torch.as_tensor([int(item[1]) for item in items], dtype=torch.long)
+    return images, labels, [str(item[2]) for item in items]
+
+
+def predict_dataset(
+    model: Classifier,
+    dataset: Dataset,
+    *,
+    device: str,
+    precision: str = "fp32",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+    channels_last: ChannelsLast = "auto",
+    fold_batchnorm: bool = True,
+) -> Predictions:
+    """Class probabilities of ``model`` (in eval mode) for every ``(image, label, id)`` item, in order.
+
+    Items without a label carry ``-1``. The model is left in eval mode on ``device``, in the memory
+    format chosen (``"auto"``: NHWC where it is faster), with its weights unchanged.
+    """
+    layout = memory_format(resolve_channels_last(channels_last, device))
+    # outside inference mode: parameters touched inside it become inference tensors, which anything that
+    # needs gradients on this model afterwards (explain, Grad-CAM) cannot use
+    model.eval().to(device).to(memory_format=layout)  # type: ignore[call-overload]
+    folded = folded_batchnorm(model.backbone) if fold_batchnorm else contextlib.nullcontext()
+    with folded, torch.inference_mode():
+        return _predict(model, dataset, device, precision, batch_size, num_workers, on_batch, layout)
+
+
+def _predict(
+    model: Classifier,
+    dataset: Dataset,
+    device: str,
+    precision: str,
+    batch_size: int,
+    num_workers: int,
+    on_batch: Callable[[int], None] | None,
+    layout: torch.memory_format,
+) -> Predictions:
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=device.startswith("cuda"),
+    )
+    labels: list[torch.Tensor] = []
+    probabilities: list[torch.Tensor] = []
+    ids: list[str] = []
+    for images, batch_labels, batch_ids in loader:
+        with autocast(precision, device):
+            # the one memory-format conversion of the batch, on uint8 (a quarter of the float bytes)
+            logits = model(images.to(device, non_blocking=True).contiguous(memory_format=layout))
+        probabilities.append(logits_to_probabilities(logits).cpu())
+        labels.append(batch_labels)
+        ids.extend(batch_ids)
+        if on_batch is not None:
+            on_batch(len(batch_ids))
+    if not ids:
+        classes = len(model.class_names)
+        return Predictions((), np.zeros(0, dtype=np.int64), np.zeros((0, classes), dtype=np.float64))
+    # float32 softmax rows sum to 1 only within ~1e-7; renormalised in float64 they do for scikit-learn
+    matrix = torch.cat(probabilities).to(torch.float64)
+    return Predictions(
+        tuple(ids), torch.cat(labels).numpy(), (matrix / matrix.sum(dim=1, keepdim=True)).numpy()
+    )

@@ -1,0 +1,205 @@
+"""The core's model file: ``<key>.safetensors`` (weights) beside ``<key>.json`` (what they are).
+
+The JSON names everything needed to rebuild the classifier and to use it as training did: the
+backbone and head components with their options, the classes, the positive class and the
+threshold chosen on validation, how images were read (the dataset component and its options, the
+input shape), versions and the run it came from. ``load_model`` rebuilds the classifier from the
+plugins and loads the weights with safetensors (no pickle), after checking their sha256.
+
+This module reads and writes the files; :mod:`ctframe.runtime.loading` rebuilds the classifier.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ctframe.base.errors import CtframeError
+from ctframe.storage.files import first_line, sha256_file, write_bytes, write_json
+
+if TYPE_CHECKING:
+    from torch import nn
+
+FORMAT = "ctframe-model"
+FORMAT_VERSION = 1
+MODELS_DIR = "models"
+
+
+class ModelFileError(CtframeError):
+    """A model file that is missing, damaged, tampered with, or no longer fits the installed plugins."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The JSON half of a model file, as a typed object."""
+
+    path: Path
+    """The ``.json`` file."""
+    metadata: Mapping[str, Any]
+
+    @property
+    def key(self) -> str:
+        return str(self.metadata["key"])
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title", self.key))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.metadata["class_names"])
+
+    @property
+    def positive_class(self) -> str:
+        return str(self.metadata["positive_class"])
+
+    @property
+    def positive_index(self) -> int:
+        return self.class_names.index(self.positive_class)
+
+    @property
+    def threshold(self) -> float | None:
+        value = self.metadata.get("threshold")
+        return None if value is None else float(value)
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path.parent / str(self.metadata["weights"]["file"])
+
+    @property
+    def reading(self) -> Mapping[str, Any]:
+        """How images were read: ``dataset`` component, its ``options``, the ``input`` shape."""
+        return self.metadata["input"]
+
+
+def _component_record(config: Any) -> dict[str, Any]:
+    return {
+        "component": config.component.name,
+        "plugin": config.component.plugin,
+        "options": config.options.model_dump(mode="json"),
+    }
+
+
+def save_model(
+    folder: Path,
+    key: str,
+    classifier: nn.Module,
+    metadata: Mapping[str, Any],
+) -> Path:
+    """Write ``folder/<key>.safetensors`` and then ``folder/<key>.json`` (atomically, in that order,
+    so a JSON file always describes complete weights). Returns the JSON path."""
+    from safetensors.torch import save
+
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in classifier.state_dict().items()}
+    weights = Path(folder) / f"{key}.safetensors"
+    write_bytes(weights, save(state))
+    record = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "key": key,
+        **metadata,
+        "weights": {"file": weights.name, "sha256": sha256_file(weights), "tensors": len(state)},
+    }
+    return write_json(Path(folder) / f"{key}.json", record)
+
+
+def model_metadata(recipe: Any, data: Any, title: str, threshold: Any, run: Mapping[str, Any]) -> dict:
+    """The JSON fields that come from the run: components, classes, threshold, image reading."""
+    from ctframe.base.version import __version__
+
+    sample_shape = list(data.train[0][0].shape) if len(data.train) else None
+    return {
+        "title": title,
+        "backbone": _component_record(recipe.backbone),
+        "head": _component_record(recipe.head),
+        "class_names": list(data.class_names),
+        "positive_class": data.positive_class,
+        "threshold": threshold.value,
+        "threshold_choice": threshold.as_dict(),
+        "input": {
+            "dataset": _component_record(recipe.dataset),
+            "shape": sample_shape,
+            "dtype": "uint8",
+            "channels": "RGB",
+        },
+        "versions": {"ctframe": __version__, **run.get("versions", {})},
+        "run": {k: v for k, v in run.items() if k != "versions"},
+    }
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _read_info(path: Path) -> ModelInfo:
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: a folder; name a model's .json file (for a run, see ctframe predict)")
+    if path.suffix == ".safetensors":
+        path = path.with_suffix(".json")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found; a run keeps them in RUN/{MODELS_DIR}/")
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = first_line(error)
+        raise ModelFileError(f"{path}: not a ctframe model file (unreadable JSON: {reason})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ModelFileError(f'{path}: not a ctframe model file (no "format": "{FORMAT}")')
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {metadata.get('format_version')!r}; this ctframe reads "
+            f"{FORMAT_VERSION}: use the ctframe version that wrote it"
+        )
+    missing = [
+        k
+        for k in ("key", "backbone", "head", "class_names", "positive_class", "weights", "input")
+        if k not in metadata
+    ]
+    if missing:
+        raise ModelFileError(f"{path}: model file lacks {', '.join(missing)}; it was damaged or edited")
+    return ModelInfo(path, metadata)
+
+
+def read_model_info(path: Path, verify: bool = True) -> ModelInfo:
+    """The metadata of a model file; ``verify`` also checks the weights file's sha256."""
+    info = _read_info(path)
+    if verify:
+        weights = info.weights_path
+        if not weights.is_file():
+            raise ModelFileError(f"{info.path}: its weights file {weights} is missing")
+        if sha256_file(weights) != info.metadata["weights"].get("sha256"):
+            raise ModelFileError(
+                f"{weights}: sha256 differs from the one recorded in {info.path.name}; the weights were "
+                "changed after the run wrote them: refusing to load them"
+            )
+    return info
+
+
+def models_of_run(run_path: Path) -> list[Path]:
+    """The model JSON files of a run, in the order the trainer returned them."""
+    folder = Path(run_path) / MODELS_DIR
+    index = folder / "index.json"
+    if index.is_file():
+        keys = json.loads(index.read_text(encoding="utf-8")).get("models", [])
+        return [folder / f"{key}.json" for key in keys]
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def find_model(model_or_run: Path, key: str | None = None) -> Path:
+    """A model JSON from a model path, or from a run directory (``key``, default the last model)."""
+    path = Path(model_or_run)
+    if not path.is_dir():
+        return path
+    models = models_of_run(path)
+    if not models:
+        raise ModelFileError(f"{path}: no models in {MODELS_DIR}/; pass a completed run or a model .json")
+    if key is None:
+        return models[-1]
+    for model in models:
+        if model.stem == key:
+            return model
+    keys = ", ".join(m.stem for m in models)
+    raise ModelFileError(f"{path}: no model {key!r}; this run has: {keys}")

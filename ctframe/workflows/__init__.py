@@ -1,0 +1,3 @@
+"""Floor 6, what a command does, as library functions tests call directly: a run, cross-validation,
+evaluation on external data, prediction on files, scoring, comparison, export and explanations.
+"""

@@ -1,0 +1,203 @@
+"""``ctframe cv RECIPE --folds K``: the recipe on K stratified, group-disjoint folds.
+
+Each fold is an ordinary run in ``CV/fold-<k>/`` whose recipe says which fold it is (``[run] cv_fold``,
+``cv_folds``): its dataset makes that fold the test split and takes validation from the other folds
+by the same grouping, so every image is tested exactly once, by a model that never saw its group.
+A fold resumes like any run. ``CV/`` then holds the folds side by side (``folds.json``: every fold's
+metrics, their mean and sd) and the pooled out-of-fold predictions evaluated once, with bootstrap CIs
+that resample groups when the dataset has them; ``ctframe compare`` reads it like a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ctframe.base.errors import RunError
+from ctframe.storage.rundir import RunDirectory
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ctframe.registry.plugins import Registry
+
+PLAN = "cv.json"
+FOLDS = "folds.json"
+STATUS = "status.json"
+
+
+def _fold_path(root: Path, fold: int) -> Path:
+    return root / f"fold-{fold}"
+
+
+def _completed(run: Path) -> bool:
+    try:
+        return json.loads((run / STATUS).read_text(encoding="utf-8")).get("state") == "completed"
+    except (OSError, ValueError):
+        return False
+
+
+def _run_fold(
+    plan: dict[str, Any], root: Path, fold: int, registry: Registry, console: Console | None
+) -> None:
+    from ctframe.registry.recipe import load_recipe
+    from ctframe.workflows.engine import resume_run, start_run
+
+    run = _fold_path(root, fold)
+    if _completed(run):
+        return
+    if (run / RunDirectory.RECIPE).is_file():
+        resume_run(run, registry=registry, console=console)
+        return
+    overrides = [*plan["overrides"], f"run.cv_folds={plan['folds']}", f"run.cv_fold={fold}"]
+    recipe = load_recipe(Path(plan["recipe"]), overrides, registry=registry)
+    if run.exists():  # created, then killed before its recipe was written: nothing in it to keep
+        shutil.rmtree(run)
+    start_run(recipe, registry=registry, console=console, run_path=run)
+
+
+def start_cv(
+    recipe_path: Path,
+    folds: int,
+    overrides: Sequence[str] = (),
+    output: Path | None = None,
+    registry: Registry | None = None,
+    console: Console | None = None,
+) -> Path:
+    """Validate the recipe, create ``<output>/<stem>-cv<K>-<stamp>/`` and run every fold."""
+    from ctframe.registry.plugins import get_registry
+    from ctframe.registry.recipe import load_recipe
+    from ctframe.workflows.engine import make_context, precheck
+
+    if folds < 2:
+        raise RunError(f"--folds {folds}: cross-validation needs at least 2 folds")
+    registry = registry or get_registry()
+    recipe = load_recipe(
+        recipe_path, [*overrides, f"run.cv_folds={folds}", "run.cv_fold=0"], registry=registry
+    )
+    precheck(recipe, make_context(recipe, run_dir=None))  # before anything is created
+    root = RunDirectory.create(Path(output) if output else recipe.run.output, f"{recipe.stem}-cv{folds}")
+    plan = {"recipe": str(Path(recipe_path).absolute()), "overrides": list(overrides), "folds": folds}
+    root.write_json(PLAN, plan)
+    return _run_all(plan, root.path, registry, console)
+
+
+def resume_cv(root: Path, registry: Registry | None = None, console: Console | None = None) -> Path:
+    """Finish an interrupted cross-validation: completed folds are kept, the others resume or start."""
+    from ctframe.registry.plugins import get_registry
+
+    try:
+        plan = json.loads((Path(root) / PLAN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise RunError(f"{root}: not a cross-validation folder (no readable {PLAN})") from None
+    return _run_all(plan, Path(root), registry or get_registry(), console)
+
+
+def _run_all(plan: dict[str, Any], root: Path, registry: Registry, console: Console | None) -> Path:
+    for fold in range(int(plan["folds"])):
+        _run_fold(plan, root, fold, registry, console)
+    summarise(root, console)
+    return root
+
+
+# ------------------------------------------------------------------------------------------ summary
+
+
+def _fold_metrics(run: Path) -> dict[str, Any]:
+    return json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _pooled_rows(runs: Sequence[Path], key: str) -> tuple[list[str], list[list[str]]]:
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    for run in runs:
+        with open(run / f"predictions_{key}.csv", newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            fold_header = next(reader)
+            if header is not None and fold_header != header:
+                raise RunError(f"{run}: predictions_{key}.csv has other columns than the first fold's")
+            header = fold_header
+            rows.extend(reader)
+    return header or [], rows
+
+
+def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
+    """Per-fold metrics with mean and sd, and the pooled out-of-fold predictions evaluated once."""
+    from ctframe.evaluation import EvaluationData, ThresholdChoice, evaluate
+    from ctframe.evaluation.results import ModelPredictions
+    from ctframe.registry.recipe import load_recipe
+    from ctframe.report import build_report
+    from ctframe.storage.files import atomic_open
+    from ctframe.workflows.scoring import read_predictions
+
+    root = Path(root)
+    plan = json.loads((root / PLAN).read_text(encoding="utf-8"))
+    runs = [_fold_path(root, fold) for fold in range(int(plan["folds"]))]
+    unfinished = [run.name for run in runs if not _completed(run)]
+    if unfinished:
+        raise RunError(f"{root}: fold(s) {', '.join(unfinished)} not completed; ctframe cv --resume {root}")
+    per_fold = [_fold_metrics(run) for run in runs]
+    keys = list(per_fold[0]["models"])
+    table: dict[str, Any] = {}
+    scored = []
+    for key in keys:
+        names = list(per_fold[0]["models"][key]["metrics"])
+        values = {
+            name: [fold["models"][key]["metrics"][name]["value"] for fold in per_fold] for name in names
+        }
+        table[key] = {
+            name: {
+                "folds": series,
+                "mean": statistics.fmean(v for v in series if v is not None),
+                "sd": statistics.stdev([v for v in series if v is not None]) if len(series) > 1 else 0.0,
+            }
+            for name, series in values.items()
+            if any(v is not None for v in series)
+        }
+        header, rows = _pooled_rows(runs, key)
+        pooled = root / f"oof_predictions_{key}.csv"
+        with atomic_open(pooled) as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+        thresholds = [fold["models"][key]["threshold"]["value"] for fold in per_fold]
+        classes, positive, threshold, predictions, files, groups = read_predictions(
+            pooled, None, None if thresholds[0] is None else statistics.median(thresholds)
+        )
+        choice = (
+            ThresholdChoice("argmax", None)
+            if threshold is None
+            else ThresholdChoice(
+                "fixed" if len(set(thresholds)) == 1 else "median of the folds' thresholds", threshold
+            )
+        )
+        title = per_fold[0]["models"][key].get("title", key)
+        scored.append(ModelPredictions(key, f"{title} (out-of-fold)", None, predictions, threshold=choice))
+    recipe = load_recipe(runs[0] / RunDirectory.RECIPE)
+    from ctframe.workflows.engine import build_metrics, make_context
+
+    summary = {"folds": int(plan["folds"]), "runs": [run.name for run in runs], "per_fold": table}
+    RunDirectory(root).write_json(FOLDS, summary)
+    evaluate(
+        scored,
+        EvaluationData(classes, positive, files, groups),
+        build_metrics(recipe, make_context(recipe, run_dir=None)),
+        recipe.evaluation,
+        RunDirectory(root),
+        recipe.run.seed,
+        console,
+    )
+    _rename_pooled(root, keys)
+    build_report(root)
+    return summary
+
+
+def _rename_pooled(root: Path, keys: Sequence[str]) -> None:
+    """``evaluate`` wrote ``predictions_<key>.csv`` (the pooled ones, re-thresholded); keep just those."""
+    for key in keys:
+        (root / f"oof_predictions_{key}.csv").unlink(missing_ok=True)

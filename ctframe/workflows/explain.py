@@ -1,0 +1,150 @@
+"""``ctframe explain``: CAM overlays of image files and a CSV of what was explained.
+
+The mechanics (how every explainer is run) are in :mod:`ctframe.runtime.explaining`.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ctframe.base.filenames import ensure_escaped
+from ctframe.evaluation.decision import predicted_labels
+from ctframe.evaluation.outputs import PROBABILITY_PREFIX
+from ctframe.registry.plugins import Registry, get_registry
+from ctframe.runtime.explaining import (
+    DEFAULT_METHOD,
+    ExplainError,
+    blend,
+    cam_maps,
+    feature_map_size,
+    make_explainer,
+)
+from ctframe.runtime.inference import predict_with_progress, read_files
+from ctframe.runtime.loading import load_model
+from ctframe.storage.files import atomic_open, write_bytes
+from ctframe.storage.modelfile import ModelFileError, find_model
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+CSV_NAME = "explanations.csv"
+
+# ------------------------------------------------------------------------------------ ctframe explain
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    csv: Path
+    images: int
+    overlays: int
+    skipped: list[tuple[str, str]]
+    map_size: tuple[int, int]
+    """Resolution of the CAMs before they are resized to the images (the cam_layer map's size)."""
+    image_size: tuple[int, int]
+
+
+def target_classes(
+    wanted: Sequence[str], class_names: Sequence[str], predicted: np.ndarray
+) -> list[list[int]]:
+    """Per image, the class indices to explain: ``predicted``, ``all`` or class names (any mix)."""
+    fixed: set[int] = set()
+    use_predicted = False
+    for entry in wanted or ("predicted",):
+        if entry == "predicted":
+            use_predicted = True
+        elif entry == "all":
+            fixed.update(range(len(class_names)))
+        elif entry in class_names:
+            fixed.add(class_names.index(entry))
+        else:
+            choices = ", ".join(["predicted", "all", *class_names])
+            raise ExplainError(f"--target {entry!r}: not a class of this model; choose from {choices}")
+    return [sorted(fixed | ({int(p)} if use_predicted else set())) for p in predicted]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "x"
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buffer = BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def explain_files(
+    model_or_run: Path,
+    paths: Sequence[Path],
+    output: Path,
+    *,
+    method: str = DEFAULT_METHOD,
+    targets: Sequence[str] = ("predicted",),
+    model_key: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    on_bad_image: str = "error",
+    batch_size: int = 16,
+    device: str = "cpu",
+    registry: Registry | None = None,
+    console: Console | None = None,
+) -> ExplainResult:
+    """Overlay PNGs (one per image and target class) and ``explanations.csv`` (files, probabilities,
+    predicted class, overlay per class) in the folder ``output``."""
+    registry = registry or get_registry()
+    explainer = make_explainer(method, options, registry)
+    loaded = load_model(find_model(model_or_run, model_key), registry, device=device)
+    info = loaded.info
+    read = read_files(info, paths, on_bad_image, registry)
+    if len(read.images) == 0:
+        raise ModelFileError("no image files to explain" + (" (all were skipped)" if read.skipped else ""))
+    images = torch.stack([torch.as_tensor(read.images[i][0]) for i in range(len(read.images))])
+    map_size = feature_map_size(loaded.classifier, images.shape[1:])  # fails early without a cam_layer
+    predictions = predict_with_progress(
+        loaded, read.images, device, "fp32", batch_size, console, f"predict ({info.key})"
+    )
+    threshold = 0.5 if info.threshold is None else info.threshold
+    predicted = predicted_labels(predictions.probabilities, info.positive_index, threshold)
+    wanted = target_classes(targets, info.class_names, predicted)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    written: dict[tuple[int, int], str] = {}
+    for class_index, class_name in enumerate(info.class_names):
+        rows = [i for i, classes in enumerate(wanted) if class_index in classes]
+        if not rows:
+            continue
+        maps = cam_maps(
+            loaded.classifier, images[rows], [class_index] * len(rows), explainer, device=device,
+            batch_size=batch_size,
+        )
+        for row, cam in zip(rows, maps, strict=True):
+            sample_id = predictions.sample_ids[row]
+            stem = Path(read.files.get(sample_id, sample_id)).stem
+            name = f"{row:04d}-{_safe(stem)}-{_safe(class_name)}.png"
+            write_bytes(output / name, _png(blend(images[row], cam)))
+            written[(row, class_index)] = name
+    explained = sorted({class_index for _, class_index in written})
+    header = ["file", "sample_id", "predicted_class", "positive_class", "threshold"]
+    header += [PROBABILITY_PREFIX + name for name in info.class_names]
+    header += [f"overlay_{info.class_names[c]}" for c in explained]
+    table = output / CSV_NAME
+    with atomic_open(table) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row, sample_id in enumerate(predictions.sample_ids):
+            file = ensure_escaped(read.files.get(sample_id, ""))
+            record = [file, ensure_escaped(sample_id), info.class_names[int(predicted[row])]]
+            record += [info.positive_class, "" if info.threshold is None else f"{info.threshold:.8g}"]
+            record += [f"{p:.8g}" for p in predictions.probabilities[row]]
+            record += [written.get((row, c), "") for c in explained]
+            writer.writerow(record)
+    image_size = (int(images.shape[-2]), int(images.shape[-1]))
+    return ExplainResult(table, len(images), len(written), list(read.skipped), map_size, image_size)

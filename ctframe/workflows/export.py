@@ -1,0 +1,297 @@
+"""Exporting a trained model to a file other runtimes load, and checking that file.
+
+An exporter component (registered through ``ctframe_register_exporters``) writes one format; the core
+decides what is exported and checks every export the same way, whoever wrote the exporter:
+
+* the exported graph takes ``uint8`` RGB ``NCHW`` images at the model's input size with any batch
+  size, normalises them itself (the backbone does) and returns one fp32 probability per class
+  (:class:`ProbabilityModel`), without autocast and without ``torch.compile``;
+* the file is re-loaded through the exporter and run on real images (the run's test split, or the
+  ``images`` given) in batches of 1, 3 and 8; the largest absolute probability difference from the
+  PyTorch model must be at most :data:`TOLERANCE`, or the file is not kept;
+* class names, positive class, threshold and input spec go to the exporter (embedded in the file where
+  the format allows) and to a sidecar ``<file>.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctframe.base.contracts import Kind
+from ctframe.base.errors import CtframeError
+from ctframe.base.model_tools import INPUT_NAME, OUTPUT_NAME
+from ctframe.runtime.components import build_component, component_context, uncompiled
+from ctframe.runtime.loading import LoadedModel
+from ctframe.runtime.model import logits_to_probabilities
+from ctframe.storage.files import first_line, write_json
+from ctframe.storage.modelfile import MODELS_DIR, ModelInfo
+
+if TYPE_CHECKING:
+    from ctframe.registry.plugins import Registry
+
+TOLERANCE = 1e-4
+"""Largest absolute probability difference an export may have from the PyTorch model."""
+CHECK_BATCHES = (1, 3, 8)
+"""Batch sizes the check runs the exported file with: a fixed batch size would not be noticed."""
+EXAMPLE_BATCH = 2
+"""Batch size traced at export: 0 and 1 get specialised by torch.export, 2 stays symbolic."""
+SIDECAR_SUFFIX = ".json"
+FORMAT = "ctframe-export"
+
+
+class ExportError(CtframeError):
+    """An export that could not be written, or whose file does not compute what the model computes."""
+
+
+class ProbabilityModel(nn.Module):
+    """What is exported: ``uint8`` RGB images -> fp32 class probabilities, whatever the head's layout."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return logits_to_probabilities(self.classifier(images))
+
+
+def exportable(classifier: nn.Module) -> ProbabilityModel:
+    """The classifier as it is exported: un-compiled, fp32, eval mode, on the CPU, probabilities out."""
+    return ProbabilityModel(uncompiled(classifier).float().cpu()).eval()
+
+
+# ---------------------------------------------------------------------------------------- check images
+
+
+def run_test_files(info: ModelInfo) -> list[Path]:
+    """The test-split files of the run a model file sits in (its predictions CSV), or ``[]``."""
+    from ctframe.base.filenames import unescape_name
+    from ctframe.evaluation.outputs import PREDICTIONS
+
+    folder = info.path.parent
+    predictions = folder.parent / PREDICTIONS.format(key=info.key)
+    if folder.name != MODELS_DIR or not predictions.is_file():
+        return []
+    with open(predictions, newline="", encoding="utf-8") as handle:
+        return [Path(unescape_name(row["file"])) for row in csv.DictReader(handle) if row.get("file")]
+
+
+def check_images(info: ModelInfo, paths: Sequence[Path], registry: Registry) -> tuple[torch.Tensor, str]:
+    """``sum(CHECK_BATCHES)`` images (uint8 ``(N, 3, H, W)``) read as training read them, and where they
+    came from: ``paths`` when given, else the run's test split (spread over it, so every class shows)."""
+    from ctframe.runtime.inference import read_files
+
+    wanted = sum(CHECK_BATCHES)
+    if paths:
+        files, source = list(paths), "the given images"
+    else:
+        files, source = run_test_files(info), "the run's test split"
+        if not files:
+            raise ExportError(
+                f"{info.path}: no test predictions beside this model file to check the export on; "
+                "pass images with --images"
+            )
+        picks = np.unique(np.linspace(0, len(files) - 1, num=min(wanted, len(files))).round().astype(int))
+        files = [files[i] for i in picks]
+    try:
+        read = read_files(info, files, "error", registry)
+    except CtframeError as error:
+        hint = "" if paths else "; the run's test files must be readable here, or pass --images"
+        raise ExportError(f"cannot read the images to check the export on: {error}{hint}") from None
+    if len(read.images) == 0:
+        raise ExportError("no images to check the export on; pass image files or folders with --images")
+    images = torch.stack([torch.as_tensor(read.images[i][0]) for i in range(len(read.images))])
+    if len(images) > wanted:
+        images = images[np.linspace(0, len(images) - 1, num=wanted).round().astype(int)]
+    source = f"{len(images)} images of {source}"
+    if len(images) < wanted:  # repeat them: each check batch size must still be run
+        images = images[torch.arange(wanted) % len(images)]
+    return images.to(torch.uint8), source
+
+
+def max_abs_difference(
+    run: Callable[[np.ndarray], np.ndarray], module: nn.Module, images: torch.Tensor
+) -> float:
+    """Largest absolute probability difference between ``run`` and ``module`` over the check batches."""
+    differences = []
+    start = 0
+    for size in CHECK_BATCHES:
+        batch = images[start : start + size]
+        start += size
+        with torch.inference_mode():
+            expected = module(batch).numpy().astype(np.float64)
+        got = np.asarray(run(batch.numpy()), dtype=np.float64)
+        if got.shape != expected.shape:
+            raise ExportError(
+                f"the exported file returns shape {got.shape} for a batch of {size}; "
+                f"expected {expected.shape}"
+            )
+        differences.append(np.max(np.abs(got - expected)))
+    return float(np.max(differences))  # NaN stays NaN, and fails the check
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    format: str
+    path: Path
+    sidecar: Path
+    export_seconds: float
+    check_seconds: float
+    max_abs_diff: float
+    check_source: str
+    size_bytes: int
+    tolerance: float = TOLERANCE
+
+    def summary(self) -> str:
+        return (
+            f"{self.format}: {self.path} ({self.size_bytes / 1e6:.1f} MB), "
+            f"exported in {self.export_seconds:.1f} s; "
+            f"check on {self.check_source}, batches {'/'.join(map(str, CHECK_BATCHES))}: "
+            f"max |p - p_torch| = {self.max_abs_diff:.2e} (<= {self.tolerance:g})"
+        )
+
+
+def input_spec(info: ModelInfo) -> dict[str, Any]:
+    channels, height, width = (int(v) for v in info.reading["shape"])
+    return {
+        "name": INPUT_NAME,
+        "dtype": "uint8",
+        "layout": "NCHW",
+        "channels": "RGB",
+        "shape": ["batch", channels, height, width],
+        "range": [0, 255],
+        "normalisation": "inside the graph",
+    }
+
+
+def export_record(info: ModelInfo, exporter_name: str) -> dict[str, Any]:
+    """What an export says about itself: classes, decision rule, input and output."""
+    from ctframe.base.version import __version__
+
+    return {
+        "format": FORMAT,
+        "exporter": exporter_name,
+        "model": {
+            "key": info.key,
+            "title": info.title,
+            "file": str(info.path.resolve()),
+            "weights_sha256": info.metadata["weights"].get("sha256"),
+            "backbone": info.metadata["backbone"].get("component"),
+            "head": info.metadata["head"].get("component"),
+        },
+        "class_names": list(info.class_names),
+        "positive_class": info.positive_class,
+        "threshold": info.threshold,
+        "input": input_spec(info),
+        "output": {
+            "name": OUTPUT_NAME,
+            "dtype": "float32",
+            "shape": ["batch", len(info.class_names)],
+            "meaning": "probability of each class, in class_names order",
+        },
+        "reading": info.reading.get("dataset"),
+        "versions": {"ctframe": __version__, "torch": torch.__version__},
+    }
+
+
+def string_metadata(record: Mapping[str, Any]) -> dict[str, str]:
+    """The record as ``str -> str`` (what ONNX ``metadata_props`` holds): JSON for anything not a string."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in record.items()}
+
+
+def export_model(
+    model_or_run: Path,
+    format: str,
+    output: Path | None = None,
+    *,
+    model_key: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    images: Sequence[Path] = (),
+    tolerance: float = TOLERANCE,
+    registry: Registry | None = None,
+) -> ExportResult:
+    """Export one model with the exporter named ``format`` and check the file (see the module docs).
+
+    The file is written under a temporary name and renamed to ``output`` (default ``<key><suffix>`` in
+    the current folder) only when the check passes; the sidecar ``<output>.json`` follows it.
+    """
+    from ctframe.registry.plugins import get_registry
+    from ctframe.runtime.loading import load_model
+    from ctframe.storage.modelfile import find_model
+
+    registry = registry or get_registry()
+    component, exporter_options = build_component(registry, Kind.EXPORTER, format, options, "--format")
+    loaded: LoadedModel = load_model(find_model(model_or_run, model_key), registry)
+    info = loaded.info
+    module = exportable(loaded.classifier)
+    pictures, source = check_images(info, images, registry)
+    exporter = component.factory(exporter_options, component_context())
+    output = Path(output) if output is not None else Path(f"{info.key}{exporter.suffix}")
+    if output.is_dir():
+        raise ExportError(f"{output}: a folder; --output names the file to write")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".partial-{output.name}")
+    record = export_record(info, format)
+    start = time.perf_counter()
+    try:
+        try:
+            exporter.export(module, pictures[:EXAMPLE_BATCH].clone(), partial, string_metadata(record))
+        except CtframeError:
+            raise
+        except Exception as error:
+            raise ExportError(
+                f"{format} export of model {info.key!r} failed: {type(error).__name__}: {first_line(error)}"
+            ) from error
+        exported = time.perf_counter()
+        try:
+            difference = max_abs_difference(exporter.load(partial), module, pictures)
+        except CtframeError:
+            raise
+        except Exception as error:
+            raise ExportError(
+                f"the {format} file of model {info.key!r} does not run: {type(error).__name__}: "
+                f"{first_line(error)}"
+            ) from error
+        checked = time.perf_counter()
+        if not difference <= tolerance:
+            raise ExportError(
+                f"the {format} file of model {info.key!r} differs from the PyTorch model by up to "
+                f"{difference:.3g} in probability (allowed {tolerance:g}); not written"
+            )
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    result = ExportResult(
+        format,
+        output,
+        Path(f"{output}{SIDECAR_SUFFIX}"),
+        exported - start,
+        checked - exported,
+        difference,
+        source,
+        output.stat().st_size,
+        tolerance,
+    )
+    record["file"] = output.name
+    record["check"] = {
+        "images": source,
+        "batches": list(CHECK_BATCHES),
+        "max_abs_diff": difference,
+        "tolerance": tolerance,
+        "export_seconds": round(result.export_seconds, 3),
+    }
+    write_json(result.sidecar, record)
+    return result

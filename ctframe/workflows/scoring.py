@@ -1,0 +1,142 @@
+"""``ctframe metrics PREDICTIONS.csv``: score any predictions file with the metric plugins.
+
+The file needs a ``true_class`` column and one ``p_<class>`` probability column per class
+(ctframe's own predictions files have both; docs/metrics.md describes the format). The positive
+class and the threshold come from the command line, else from the file's ``positive_class`` and
+``threshold`` columns, else the threshold is 0.5.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ctframe.base.contracts import Kind, Predictions
+from ctframe.base.errors import DataError
+from ctframe.evaluation.outputs import PROBABILITY_PREFIX
+from ctframe.storage.rundir import RunDirectory
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ctframe.registry.plugins import Registry
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.is_file():
+        raise DataError(f"{path}: predictions file not found")
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            return list(reader.fieldnames or []), rows
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{path}: not a readable CSV file ({error})") from None
+
+
+def _single(rows: Sequence[dict[str, str]], column: str, path: Path) -> str | None:
+    values = {row.get(column, "") for row in rows} - {""}
+    if len(values) > 1:
+        shown = ", ".join(sorted(values)[:3])
+        raise DataError(f"{path}: column {column!r} holds several values ({shown}); pass the one to use")
+    return values.pop() if values else None
+
+
+def read_predictions(
+    path: Path, positive: str | None, threshold: float | None
+) -> tuple[tuple[str, ...], str, float | None, Predictions, dict[str, str], dict[str, str]]:
+    """Classes, positive class, threshold (``None`` for more than two classes), predictions, files and
+    groups (from a ``group`` column: the confidence intervals then resample whole groups)."""
+    path = Path(path)
+    header, rows = _read_rows(path)
+    classes = tuple(c.removeprefix(PROBABILITY_PREFIX) for c in header if c.startswith(PROBABILITY_PREFIX))
+    if "true_class" not in header or len(classes) < 2:
+        raise DataError(
+            f"{path}: a predictions file needs a 'true_class' column and one '{PROBABILITY_PREFIX}<class>' "
+            f"column per class (at least two); found columns {header[:8]}"
+        )
+    if not rows:
+        raise DataError(f"{path}: no rows to score")
+    positive = positive or _single(rows, "positive_class", path)
+    if positive is None:
+        raise DataError(f"{path}: name the positive class with --positive (one of {list(classes)})")
+    if positive not in classes:
+        raise DataError(f"{path}: positive class {positive!r} has no {PROBABILITY_PREFIX}{positive} column")
+    if threshold is None and len(classes) == 2:
+        stored = _single(rows, "threshold", path)
+        threshold = float(stored) if stored is not None else 0.5
+    labels, probabilities, ids, files, groups = [], [], [], {}, {}
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        truth = row.get("true_class", "")
+        if truth not in classes:
+            raise DataError(f"{path}, line {number}: true_class {truth!r} is not one of {list(classes)}")
+        try:
+            values = [float(row[PROBABILITY_PREFIX + name]) for name in classes]
+        except (TypeError, ValueError):
+            raise DataError(f"{path}, line {number}: a probability is not a number") from None
+        labels.append(classes.index(truth))
+        probabilities.append(values)
+        sample_id = row.get("sample_id") or row.get("file") or f"row{number}"
+        ids.append(sample_id)
+        files[sample_id] = row.get("file", "")
+        if "group" in header:
+            groups[sample_id] = row.get("group", "") or sample_id
+    matrix = np.asarray(probabilities, dtype=np.float64)
+    if (matrix < 0).any() or (matrix > 1).any() or not np.allclose(matrix.sum(axis=1), 1.0, atol=1e-4):
+        raise DataError(f"{path}: the {PROBABILITY_PREFIX}* columns must be probabilities that sum to 1")
+    return classes, positive, threshold, Predictions(tuple(ids), np.asarray(labels), matrix), files, groups
+
+
+def _metrics(registry: Registry, names: Sequence[str]) -> list[tuple[str, object]]:
+    available = registry.names(Kind.METRIC)
+    chosen = list(names) or available
+    unknown = [name for name in chosen if name not in available]
+    if unknown:
+        raise DataError(f"unknown metric(s) {', '.join(unknown)}; installed: {', '.join(available)}")
+    metrics = []
+    for name in chosen:
+        component = registry.get(Kind.METRIC, name)
+        metrics.append((name, component.factory(component.options(), None)))
+    return metrics
+
+
+def score_predictions(
+    path: Path,
+    *,
+    positive: str | None = None,
+    threshold: float | None = None,
+    output: Path | None = None,
+    metric_names: Sequence[str] = (),
+    bootstrap: int = 1000,
+    seed: int = 0,
+    registry: Registry | None = None,
+    console: Console | None = None,
+) -> Path:
+    """Metrics, bootstrap CIs, calibration and a report for one predictions file; returns the folder."""
+    from ctframe.evaluation import EvaluationData, EvaluationSettings, ThresholdChoice, evaluate
+    from ctframe.evaluation.results import ModelPredictions
+    from ctframe.registry.plugins import get_registry
+    from ctframe.report import build_report
+
+    path = Path(path)
+    classes, positive, threshold, predictions, files, groups = read_predictions(path, positive, threshold)
+    key = path.stem.removeprefix("predictions_") or "model"
+    folder = RunDirectory(Path(output) if output else path.with_name(f"{path.stem}_metrics"))
+    folder.path.mkdir(parents=True, exist_ok=True)
+    choice = ThresholdChoice("argmax", None) if threshold is None else ThresholdChoice("fixed", threshold)
+    settings = EvaluationSettings(bootstrap=bootstrap)
+    evaluate(
+        [ModelPredictions(key, key, None, predictions, threshold=choice)],
+        EvaluationData(classes, positive, files, groups),
+        _metrics(registry or get_registry(), metric_names),
+        settings,
+        folder,
+        seed,
+        console,
+    )
+    build_report(folder.path)
+    return folder.path
