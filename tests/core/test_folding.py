@@ -13,7 +13,7 @@ from torch import nn
 from ctframe.runtime.folding import folded_batchnorm, plan_folding
 from ctframe.runtime.performance import channels_last_preferred, resolve_channels_last
 from ctframe.runtime.predict import predict_dataset
-from tests.test_trainer_toys import ToyImages, make_model
+from tests.plugins.two_phase.test_trainer_toys import ToyImages, make_model
 from tests.tolerances import FP32_FOLDED_RTOL, FP32_PROBABILITY_ATOL
 
 

@@ -16,9 +16,9 @@ from ctframe.commands.app import main
 from ctframe.storage import integrity
 from ctframe.storage.checkpoints import load_checkpoint, save_checkpoint
 from ctframe.storage.files import write_bytes
+from tests.conftest import TESTS
 
-TESTS = Path(__file__).parents[1]
-_spec = importlib.util.spec_from_file_location("integrity_support", TESTS / "folder_split" / "support.py")
+_spec = importlib.util.spec_from_file_location("integrity_support", TESTS / "plugins" / "folder_split" / "support.py")
 assert _spec is not None and _spec.loader is not None
 support = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(support)

@@ -24,9 +24,9 @@ import torch
 from rich.console import Console
 
 from ctframe.registry.plugins import PLUGINS_ENV, clear_registry_cache
+from tests.conftest import TESTS
 
-TESTS = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("hostile_support", TESTS / "folder_split" / "support.py")
+_spec = importlib.util.spec_from_file_location("hostile_support", TESTS / "plugins" / "folder_split" / "support.py")
 assert _spec is not None and _spec.loader is not None
 support = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(support)

@@ -14,7 +14,7 @@ from folder_split_support import CLASSES, build, make_folder
 from PIL import Image
 
 _spec = importlib.util.spec_from_file_location(
-    "sequence_series_generator", Path(__file__).resolve().parents[1] / "test_sequence_grouping.py"
+    "sequence_series_generator", Path(__file__).with_name("test_sequence_grouping.py")
 )
 series = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(series)

@@ -18,6 +18,7 @@ from ctframe.evaluation.bootstrap import stratified_counts
 from ctframe.evaluation.results import ModelPredictions
 from ctframe.registry.plugins import PLUGINS_ENV, build_registry
 from ctframe.storage.rundir import RunDirectory
+from tests.conftest import REPO
 
 CLASSES = ("COVID", "non-COVID")
 STUDY_METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc"]
@@ -334,7 +335,7 @@ def test_the_metric_plugin_example_in_the_docs_works():
     import re
     import types
 
-    source = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text()
+    source = (REPO / "docs" / "metrics.md").read_text()
     example = re.findall(r"```python\n(.*?)```", source, re.S)[-1]
     module = types.ModuleType("documented_metric")
     exec(example, module.__dict__)

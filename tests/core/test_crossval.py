@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+
 PLUGINS = "folder_split,resnet_v2,dense_head,two_phase,classification_metrics"
 FOLDS = 2
 # Each subprocess registers a tiny ResNetV2 as the backbone component "tinyv2" (the plugin's code, 4-8-16-32

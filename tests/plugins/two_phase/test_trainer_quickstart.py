@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from ctframe.registry.recipe import load_recipe
 from ctframe.workflows.engine import start_run
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 
 @pytest.fixture(autouse=True)

@@ -16,10 +16,11 @@ import pytest
 from ctframe import DataError
 from ctframe.base.filenames import ensure_escaped, escape_name, escape_path, needs_escaping, unescape_name
 from ctframe.commands.app import main
+from tests.conftest import TESTS
 
 # The folder_split test helpers, loaded by path (tests use importlib mode, so they are no package).
 _spec = importlib.util.spec_from_file_location(
-    "file_names_support", Path(__file__).parent / "folder_split" / "support.py"
+    "file_names_support", TESTS / "plugins" / "folder_split" / "support.py"
 )
 assert _spec is not None and _spec.loader is not None
 support = importlib.util.module_from_spec(_spec)

@@ -7,7 +7,6 @@ import importlib.util
 import logging
 import re
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,8 @@ from ctframe import DataError, Kind, RunError
 from ctframe.registry.plugins import build_registry
 from ctframe.runtime.precision import resolve
 from ctframe.storage.checkpoints import load_checkpoint
-from tests.test_trainer_toys import (
+from tests.conftest import REPO
+from tests.plugins.two_phase.test_trainer_toys import (
     ToyImages,
     fit,
     make_context,
@@ -256,7 +256,7 @@ def test_registered_with_nested_phase_options(monkeypatch):
 
 
 def test_every_option_is_documented():
-    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    text = (REPO / "docs" / "training.md").read_text()
     spans = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
     for schema in (TwoPhaseOptions, FinetuneOptions):
         for name in schema.model_fields:

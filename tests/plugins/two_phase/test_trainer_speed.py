@@ -16,7 +16,7 @@ from ctframe_two_phase.options import TwoPhaseOptions
 
 from ctframe.runtime.performance import resolve_channels_last
 from ctframe.storage.checkpoints import load_checkpoint
-from tests.test_trainer_toys import (
+from tests.plugins.two_phase.test_trainer_toys import (
     ToyImages,
     fit,
     make_context,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 from ctframe import Kind
 from ctframe.base.contracts import Head
 from ctframe.registry.plugins import build_registry
+from tests.conftest import REPO
 
 
 def test_outputs_sigmoid_for_two_classes_softmax_otherwise():
@@ -81,7 +81,7 @@ def test_registered_through_the_plugin_entry_point(monkeypatch):
 
 
 def test_every_option_is_documented():
-    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    text = (REPO / "docs" / "training.md").read_text()
     spans = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
     for name in DenseHeadOptions.model_fields:
         assert any(re.search(rf"\b{name}\b", span) for span in spans), f"docs/training.md lacks {name}"

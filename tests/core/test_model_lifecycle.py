@@ -20,9 +20,9 @@ import torch
 from ctframe.commands.app import main
 from ctframe.runtime.loading import load_model
 from ctframe.storage.modelfile import models_of_run
+from tests.conftest import REPO
 from tests.tolerances import FP32_PROBABILITY_ATOL
 
-REPO = Path(__file__).resolve().parents[1]
 PLUGINS = "folder_split,resnet_v2,dense_head,two_phase,classification_metrics"
 TINY = [
     "dataset.image_size=32",

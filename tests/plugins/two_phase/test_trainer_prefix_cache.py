@@ -16,7 +16,14 @@ from ctframe_two_phase.prefix import frozen_prefix
 
 from ctframe import DataSplits
 from ctframe.runtime.model import Classifier, set_trainable_layers
-from tests.test_trainer_toys import CLASSES, ToyImages, fit, make_context, make_trainer, random_flip
+from tests.plugins.two_phase.test_trainer_toys import (
+    CLASSES,
+    ToyImages,
+    fit,
+    make_context,
+    make_trainer,
+    random_flip,
+)
 from tests.tolerances import BF16_STORE_RTOL, FP32_FOLDED_RTOL
 
 ARCH = "tinyv2_prefix"

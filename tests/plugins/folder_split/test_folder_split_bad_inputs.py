@@ -5,15 +5,15 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from pathlib import Path
 
 import pytest
 from folder_split_support import CLASSES, bomb_png, build, context, image_bytes, make_folder, options
 from pydantic import ValidationError
 
 from ctframe import DataError
+from tests.conftest import SHARED_DATA
 
-SHARED_SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_SAMPLES = SHARED_DATA
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:

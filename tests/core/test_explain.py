@@ -19,7 +19,7 @@ from ctframe.runtime.explaining import ExplainError, cam_layer, cam_maps, make_e
 from ctframe.runtime.loading import load_model
 from ctframe.runtime.model import Classifier
 from ctframe.storage.modelfile import find_model
-from tests.test_export import PLUGINS, trained_run
+from tests.core.test_export import PLUGINS, trained_run
 
 SIZE = 32
 HALF = SIZE // 2

@@ -414,6 +414,8 @@ def test_split_and_leakage_are_written_for_a_person(tmp_path, monkeypatch):
 REPORT_PLUGIN = """
 from ctframe import hookimpl
 from ctframe.report import html
+from tests.conftest import REPO
+from tests.conftest import REPO
 
 
 def diagnostics(report):
@@ -502,7 +504,6 @@ def test_report_section_registration_is_checked():
 
 # ------------------------------------------------------------------------------ a real tiny run
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_PLUGINS = "folder_split,resnet_v2,dense_head,two_phase,classification_metrics"
 TINY = [
     "dataset.image_size=32",

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.conftest import REPO
+
+BENCHMARKS = REPO / "benchmarks"
 SCRIPTS = sorted(BENCHMARKS.glob("*.py"))
 
 # Lines each script's result table or figures must contain: headers and row labels, not numbers.

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from ctframe.commands.app import main
-from tests.folder_split.support import image_bytes
+from tests.plugins.folder_split.support import image_bytes
 
-REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["a", "b", "c"]
 
 

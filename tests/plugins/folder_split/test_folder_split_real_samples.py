@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 from folder_split_support import build, split_of
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+from tests.conftest import SHARED_DATA
+
+SHARED = SHARED_DATA
 SARS = SHARED / "sarscov2-ct-sample"
 UCSD = SHARED / "ucsd-covid-ct-sample"
 

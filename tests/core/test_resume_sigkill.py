@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from ctframe.storage.checkpoints import load_checkpoint
-from tests.test_trainer_toys import run_resume_scenario
+from tests.conftest import REPO, TESTS
+from tests.plugins.two_phase.test_trainer_toys import run_resume_scenario
 
-TOYS = Path(__file__).with_name("test_trainer_toys.py")
-REPO = Path(__file__).resolve().parents[1]
+TOYS = TESTS / "plugins" / "two_phase" / "test_trainer_toys.py"
 
 
 @pytest.fixture(autouse=True)

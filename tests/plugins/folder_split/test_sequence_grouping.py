@@ -17,6 +17,7 @@ from ctframe_folder_split.sequence import (
 )
 
 from ctframe.base.errors import DataError, RecipeError
+from tests.conftest import REPO
 
 SIDE = 48
 # Pixel correlation (full resolution, computed without the code under test) that a run's first slice
@@ -231,11 +232,10 @@ def test_thumbnail_rejects_non_finite_values():
 
 def test_grouped_recipe_is_the_study_plus_sequence_grouping():
     import tomllib
-    from pathlib import Path
 
     from ctframe_folder_split.options import FolderSplitOptions
 
-    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    recipes = REPO / "recipes"
     study = tomllib.loads((recipes / "covid_ct.toml").read_text(encoding="utf-8"))
     grouped = tomllib.loads((recipes / "covid_ct_grouped.toml").read_text(encoding="utf-8"))
     grouping_keys = {

@@ -11,8 +11,9 @@ from folder_split_support import CLASSES, image_bytes, make_folder
 from PIL import Image
 
 from ctframe.registry.plugins import build_registry
+from tests.conftest import SHARED_DATA
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "sarscov2-ct-sample"
+SAMPLE = SHARED_DATA / "sarscov2-ct-sample"
 
 
 def audit(root: Path, **options):
