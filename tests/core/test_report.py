@@ -415,7 +415,6 @@ REPORT_PLUGIN = """
 from ctframe import hookimpl
 from ctframe.report import html
 from tests.conftest import REPO
-from tests.conftest import REPO
 
 
 def diagnostics(report):
