@@ -21,6 +21,7 @@ from ctframe.registry.plugins import PLUGINS_ENV, build_registry
 from ctframe.report import build_report
 from ctframe.storage.files import write_json, write_text
 from ctframe.storage.rundir import RunDirectory
+from tests.conftest import REPO
 
 CLASSES = ("COVID", "non-COVID")
 SECTIONS = [
@@ -414,7 +415,6 @@ def test_split_and_leakage_are_written_for_a_person(tmp_path, monkeypatch):
 REPORT_PLUGIN = """
 from ctframe import hookimpl
 from ctframe.report import html
-from tests.conftest import REPO
 
 
 def diagnostics(report):
