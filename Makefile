@@ -33,7 +33,7 @@ run: setup
 # answer (does it run bf16 natively?); these tests then run again with the other answer forced, so both
 # paths are checked on every machine (tests/tolerances.py).
 PRECISION_TESTS := tests/core/test_precision.py tests/plugins/two_phase/test_trainer_two_phase.py tests/plugins/two_phase/test_trainer_quickstart.py \
-	tests/core/test_evaluation.py tests/plugins/resnet_v2/test_backbone_resnet_v2.py tests/core/test_backbone_contract.py
+	tests/core/test_evaluation.py tests/plugins/resnet_v2/test_backbone_resnet_v2.py tests/core/contracts/test_backbones.py
 
 # Test processes (pytest-xdist): most tests train with one torch thread, so two processes keep both cores
 # of a 2-core machine busy (the suite took 8.4 min instead of 14.5 on the AVX2 development box).

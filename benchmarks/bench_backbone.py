@@ -9,9 +9,9 @@ autocast + channels_last, and torch.compile (its forward rows fold too), next to
 ``predict_on_batch`` and ``train_on_batch`` of the same architecture (tensorflow in a subprocess: it must
 not share a process with torch). The training step is backbone + global average pool + Dense(1) + binary
 cross-entropy + SGD with every layer trainable, on both sides. Both frameworks get the same number of
-threads. Precision is applied as the trainer applies it, with ``ctframe.runtime.precision.autocast`` around the
+threads. Precision is applied as the trainer applies it, with ``ctframe.api.training.autocast`` around the
 step; the memory format as the trainer sets it (model moved once, the uint8 batch converted in the
-step). The allocator is tuned as the ``ctframe`` command tunes it (``ctframe.runtime.performance.tune_allocator``;
+step). The allocator is tuned as the ``ctframe`` command tunes it (``performance.tune_allocator``;
 ``CTFRAME_MALLOC_TUNING=0`` measures glibc's defaults).
 
 On CPUs without native bf16 (no AVX512-BF16 / AMX) bf16 is emulated and far slower than fp32; the

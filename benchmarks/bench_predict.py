@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_predict.py --smoke    # resnet50v2, 32 px, 8 images
 
 The reference is the core prediction loop over images already decoded in memory (what the model alone
-costs). The measured path is what a user runs: ``ctframe.workflows.predict.predict_files`` on PNG files on disk
+costs). The measured path is what a user runs: ``workflows.predict.predict_files`` on PNG files on disk
 (read and decode every file through the dataset's reader, predict, write the CSV; loading the model
 file, once per command, is timed apart). Target: the files path within 10% of the bare forward pass.
 Both in fp32, batch 32, the files path first and the reference second, fastest of ``--repeats``.

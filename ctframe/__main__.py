@@ -2,7 +2,7 @@
 
 import sys
 
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

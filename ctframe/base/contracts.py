@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ctframe.base.errors import PluginError
 from ctframe.base.kinds import Kind  # the kinds are declared once, in ctframe.base.kinds.KINDS
 
 if TYPE_CHECKING:  # keep `import ctframe` free of torch
@@ -264,6 +265,7 @@ HISTORY_COLUMNS = {
     "val_accuracy": "validation accuracy after the epoch",
     "images_per_s": "training throughput of the epoch",
     "seconds": "wall time of the epoch",
+    "phase": "name of the training stage the epoch belongs to; the training plot draws one colour per phase",
 }
 """History columns the core's report and ``compare`` read. ``epoch`` and ``train_loss`` are required;
 the others are shown when present; any further columns are kept in the CSV and otherwise ignored."""
@@ -272,6 +274,18 @@ REQUIRED_HISTORY_COLUMNS = ("epoch", "train_loss")
 
 @runtime_checkable
 class Trainer(Protocol):
+    """Everything the engine uses of a trainer. The engine checks these members once, as soon as the
+    factory returns (:func:`check_trainer_contract`), and reads them directly afterwards."""
+
+    precision: str | None
+    """The training precision setting (``"auto"``, ``"fp32"``, ``"bf16"``, see
+    ``ctframe.runtime.precision``), which ``environment.json`` records with what it resolved to;
+    ``None`` for a trainer that chooses its own arithmetic (recorded as "set by the trainer")."""
+
+    supports_distributed: bool
+    """True when ``fit`` shards its work over the processes of a torchrun launch (docs/distributed.md);
+    a run of more than one process refuses a trainer with ``False``."""
+
     def fit(self, model: Classifier, data: TrainingData, context: BuildContext) -> list[TrainedModel]:
         """Train ``model`` inside ``context.run_dir``; return the weights of each model to evaluate.
 
@@ -279,6 +293,31 @@ class Trainer(Protocol):
         then evaluates the model as built, and says so.
         """
         ...
+
+
+_TRAINER_MEMBERS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "fit": ("a method fit(model, data, context)", callable),
+    "precision": ('"auto", "fp32", "bf16" or None', lambda value: value is None or isinstance(value, str)),
+    "supports_distributed": ("True or False", lambda value: isinstance(value, bool)),
+}
+
+
+def check_trainer_contract(trainer: Any, who: str) -> None:
+    """Refuse in one line a trainer that lacks a :class:`Trainer` member or holds the wrong kind of value.
+
+    A missing member is an error, not a silent default: a default would hide a trainer that forgot to
+    say whether it shards its work, or record a precision nobody chose.
+    """
+    for name, (wanted, fits) in _TRAINER_MEMBERS.items():
+        if not hasattr(trainer, name):
+            raise PluginError(
+                f"{who} lacks `{name}` ({wanted}), part of the Trainer contract (docs/plugins.md)"
+            )
+        value = getattr(trainer, name)
+        if not fits(value):
+            raise PluginError(
+                f"{who} has {name} = {value!r}; the Trainer contract wants {wanted} (docs/plugins.md)"
+            )
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ class RunError(CtframeError):
     """A run directory that cannot be used (nothing to resume, edited or damaged files)."""
 
 
+class WeightsError(DataError):
+    """A weights file that is missing, unreadable, unreachable or made for another model (the backbone
+    plugins' one error for their ``weights`` option)."""
+
+
 _LOG_ATTRIBUTE = "_ctframe_log"
 
 

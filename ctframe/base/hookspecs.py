@@ -1,24 +1,14 @@
-"""Hook specifications: the extension points of ctframe.
+"""Hook specifications: every extension point of ctframe, written out one function each.
 
-Each ``ctframe_register_<kind>`` hook is called once per plugin when the registry is built. Those
-hooks are declared from the table of kinds (:data:`ctframe.base.kinds.KINDS`, which also holds each
-factory's contract), so a new kind needs no edit here. The plugin calls ``register`` once per
-component it provides::
+A plugin implements a hook with a function of the same name marked :data:`hookimpl`. It may take
+fewer arguments than the spec names (pluggy passes only those it asks for), so a spec can gain
+arguments without breaking plugins.
 
-    register(name, factory, options, description, check=None)
-
-* ``name`` -- what recipes write in ``component = "..."``; unique across all plugins.
-* ``factory`` -- builds the component (signature per kind below).
-* ``options`` -- a :class:`ctframe.Options` subclass: every option typed, with a default and a
-  one-line ``description``.
-* ``description`` -- one line for ``ctframe list-plugins``.
-* ``check`` (optional) -- ``check(options, context)``, cheap checks (paths exist, files are
-  reachable) that ``ctframe run`` and ``ctframe validate`` call before any work or any run
-  directory; raise a :class:`ctframe.CtframeError` subclass with one line.
-
-Implementations may accept fewer arguments than a spec names (pluggy passes only what they ask
-for), so new arguments can be added without breaking existing plugins. Results of the register
-hooks are ignored; everything happens through ``register``.
+There is one ``ctframe_register_<kind>s`` spec per row of :data:`ctframe.base.kinds.KINDS`
+(``tests/core/test_kinds.py`` checks that they agree and that ``docs/plugins.md`` has a heading for
+every spec). Each fact lives once: what ``register`` takes in :class:`Register`, each kind's factory
+contract in its spec, and the objects factories return in :mod:`ctframe.base.contracts` and
+:mod:`ctframe.base.model_tools`.
 """
 
 from __future__ import annotations
@@ -27,8 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
-
-from ctframe.base.kinds import KINDS, KindSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,6 +33,23 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 class Register(Protocol):
+    """The callback of every ``ctframe_register_<kind>s`` hook: call it once per component.
+
+    * ``name``: what recipes write in ``component = "..."``; a Python identifier. A name that two
+      plugins register for one kind goes to neither (a recipe naming it is refused, naming both).
+    * ``factory``: builds the component; its arguments and result are the kind's (see its spec).
+    * ``options``: a :class:`ctframe.Options` subclass, every option typed, with a default and a
+      one-line ``description``; recipes are validated against it before any work.
+    * ``description``: one line for ``ctframe list-plugins``.
+    * ``check`` (optional): ``check(options, context)``, cheap checks (paths exist, files are
+      reachable) that ``ctframe run`` and ``ctframe validate`` call before any work or any run
+      directory; raise a :class:`ctframe.CtframeError` subclass with one line.
+    * ``reader`` (datasets only): see :func:`ctframe_register_datasets`.
+
+    A call with bad arguments raises :class:`ctframe.PluginError`: the plugin is then broken and
+    nothing it registered is used.
+    """
+
     def __call__(
         self,
         name: str,
@@ -54,6 +59,90 @@ class Register(Protocol):
         check: Callable[..., None] | None = None,
         reader: Callable[..., Any] | None = None,
     ) -> None: ...
+
+
+# The registration hooks, in the order of KINDS. Each is called once per plugin, kind after kind, when
+# a process first builds its registry; return values are ignored, everything goes through ``register``.
+
+
+@hookspec
+def ctframe_register_datasets(register: Register) -> None:
+    """Register datasets: ``register(name, factory, options, description, check=None, reader=None)``.
+
+    Called once per plugin when the registry is built. ``factory(options, context) -> DataSplits``
+    runs once per run before training (and for ``ctframe validate``, with ``context.run_dir`` at
+    ``None``): it reads, checks and splits the data, may write the split manifest into
+    ``context.run_dir`` and raises :class:`ctframe.DataError` for bad data. ``reader(options,
+    context) -> FileReader`` (optional) reads new files as training did; ``ctframe predict``,
+    ``evaluate`` and the report's gallery need it. A recipe's ``[dataset]`` names one dataset.
+    """
+
+
+@hookspec
+def ctframe_register_backbones(register: Register) -> None:
+    """Register backbones: ``register(name, factory, options, description, check=None)``.
+
+    Called once per plugin when the registry is built. ``factory(options, context) -> Backbone``:
+    an ``nn.Module`` with ``out_features`` and an ordered ``layers`` list that normalises its own
+    0..255 RGB input; when ``context.restoring`` is true its weights are loaded right after, so it
+    fetches no pretrained ones. A recipe's ``[backbone]`` names one backbone.
+    """
+
+
+@hookspec
+def ctframe_register_heads(register: Register) -> None:
+    """Register heads: ``register(name, factory, options, description, check=None)``.
+
+    Called once per plugin when the registry is built. ``factory(options, context, in_features,
+    num_classes) -> Head``: an ``nn.Module`` mapping feature maps ``(N, in_features, h, w)`` to
+    ``(N, num_outputs)`` logits, with ``penalty()``, the term added to the loss. A recipe's ``[head]``
+    names one head.
+    """
+
+
+@hookspec
+def ctframe_register_trainers(register: Register) -> None:
+    """Register trainers: ``register(name, factory, options, description, check=None)``.
+
+    Called once per plugin when the registry is built. ``factory(options, context) -> Trainer``
+    (:class:`ctframe.api.Trainer`, whose attributes the engine reads): ``fit(model, data, context)``
+    trains the classifier on the train and val splits and returns the weights of each model to
+    evaluate; the engine predicts and evaluates them. A recipe's ``[trainer]`` names one trainer.
+    """
+
+
+@hookspec
+def ctframe_register_metrics(register: Register) -> None:
+    """Register metrics: ``register(name, factory, options, description, check=None)``.
+
+    Called once per plugin when the registry is built. ``factory(options, context) -> Metric``: a
+    callable from :class:`ctframe.MetricInput` to named values; floats are bootstrapped and
+    tabulated, other values stored. A recipe's ``metrics = [...]`` lists several, whose values
+    make one table: a value name that an earlier metric returned is ignored, with a warning.
+    """
+
+
+@hookspec
+def ctframe_register_exporters(register: Register) -> None:
+    """Register export formats: ``register(name, factory, options, description, check=None)``.
+
+    Called once per plugin when the registry is built. ``factory(options, context) -> Exporter``
+    (:class:`ctframe.api.Exporter`): ``export(module, example, path, metadata)`` writes a uint8-in,
+    probabilities-out file with a dynamic batch and ``load(path)`` runs it, so that ``ctframe export
+    --format NAME`` can check every file against the PyTorch model. Recipes never name exporters.
+    """
+
+
+@hookspec
+def ctframe_register_explainers(register: Register) -> None:
+    """Register explanation methods: ``register(name, factory, options, description, check=None)``.
+
+    Called once per plugin when the registry is built. ``factory(options, context) -> Explainer``
+    (:class:`ctframe.api.Explainer`): ``explainer(model, layer, images, targets)`` returns one map in
+    [0, 1] per image, ``(N, H, W)``, of where each target's score comes from, seen at ``layer`` (the
+    backbone's ``cam_layer``). ``ctframe explain --method NAME`` and the report's gallery use it;
+    recipes never name explainers.
+    """
 
 
 @hookspec(firstresult=True)
@@ -92,23 +181,8 @@ def ctframe_report_sections(register: RegisterSection) -> None:
     ``register(key, title, build, order=750)``: ``key`` is the section's HTML id (lower-case letters,
     digits and ``_``, unique in the report), ``title`` its heading, ``build(report)`` returns the
     section's HTML from ``report.run`` (the run directory's files, a
-    :class:`ctframe.report.RunArtifacts`), ``report.plot`` (embeds a PNG and writes it to ``plots/``)
+    :class:`ctframe.api.report.RunArtifacts`), ``report.plot`` (embeds a PNG and writes it to ``plots/``)
     and ``report.registry``. Sections appear by increasing ``order``; the core registers its own
     through this hook (overview 100 ... run log 1100). A section whose ``build`` raises is shown as a
     one-line box, and a hook that raises costs only its own plugin's sections.
     """
-
-
-def _register_hook(kind: KindSpec) -> Callable[..., None]:
-    def spec(register: Register) -> None:
-        pass
-
-    spec.__name__ = spec.__qualname__ = kind.hook
-    spec.__doc__ = f"Register {kind.name} components.\n\n{kind.factory}"
-    return hookspec(spec)
-
-
-# One spec per kind; a kind whose hook needs more than ``register`` declares it above instead.
-for _kind in KINDS:
-    globals().setdefault(_kind.hook, _register_hook(_kind))
-del _kind

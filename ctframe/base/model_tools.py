@@ -27,7 +27,7 @@ class Exporter(Protocol):
     def export(
         self, module: nn.Module, example: torch.Tensor, path: Path, metadata: Mapping[str, str]
     ) -> None:
-        """Write ``module`` (a :class:`ctframe.workflows.export.ProbabilityModel` in eval mode on the CPU) to ``path``.
+        """Write ``module`` (a ``ProbabilityModel``: eval mode, on the CPU) to ``path``.
 
         ``example`` is a ``uint8`` batch of two images; dimension 0 (the batch)
         must stay dynamic. The input is named :data:`INPUT_NAME`, the output :data:`OUTPUT_NAME`.
@@ -50,7 +50,7 @@ class Explainer(Protocol):
         """One map per image, float ``(N, H, W)`` in ``[0, 1]`` at the images' size.
 
         ``model`` maps float images (``0..255``, ``N, 3, H, W``) to one score per class
-        (:class:`ctframe.runtime.explaining.ClassScores`); ``layer`` is a module inside it (the backbone's ``cam_layer``), whose
+        (``ClassScores``); ``layer`` is a module inside it (the backbone's ``cam_layer``), whose
         output requires grad; ``targets[i]`` is the class index to explain for image ``i``. Optional
         attribute ``input_gradients`` (default false): true makes the images require grad as well, and
         keeps the graph before ``layer``.

@@ -8,8 +8,8 @@ from ctframe.evaluation.bootstrap import Estimate
 from ctframe.evaluation.decision import checked_arrays, predicted_labels
 from ctframe.evaluation.pipeline import evaluate
 from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation
-from ctframe.evaluation.settings import EvaluationSettings
 from ctframe.evaluation.threshold import ThresholdChoice, choose_threshold
+from ctframe.registry.settings import EvaluationSettings
 
 __all__ = [
     "Estimate",

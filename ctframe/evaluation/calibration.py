@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import brier_score_loss
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,6 @@ def squared_errors(labels: np.ndarray, probabilities: np.ndarray, positive_index
 
 def brier_score(labels: np.ndarray, probabilities: np.ndarray, positive_index: int) -> float:
     """Brier score by scikit-learn (positive class for two classes, multi-class sum otherwise)."""
-    from sklearn.metrics import brier_score_loss
 
     if probabilities.shape[1] == 2:
         return float(

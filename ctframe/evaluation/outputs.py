@@ -13,13 +13,9 @@ from ctframe.base.contracts import Predictions
 from ctframe.base.filenames import ensure_escaped
 from ctframe.evaluation.bootstrap import Estimate
 from ctframe.evaluation.results import EvaluationResult, ModelEvaluation, jsonable
-from ctframe.storage.files import atomic_open
+from ctframe.storage.files import atomic_open, write_json
+from ctframe.storage.layout import METRICS, MODEL_METRICS, PREDICTIONS
 from ctframe.storage.rundir import RunDirectory
-
-PREDICTIONS = "predictions_{key}.csv"
-MODEL_METRICS = "metrics_{key}.json"
-ALL_METRICS = "metrics.json"
-
 
 PROBABILITY_PREFIX = "p_"
 """Each class's probability column is named ``p_<class name>``."""
@@ -74,7 +70,7 @@ def write_predictions(
     groups: Mapping[str, str] | None = None,
 ) -> None:
     write_predictions_csv(
-        run_dir / PREDICTIONS.format(key=key),
+        PREDICTIONS.path(run_dir, key),
         predictions,
         predicted,
         class_names,
@@ -88,8 +84,8 @@ def write_predictions(
 def write_metrics(run_dir: RunDirectory, result: EvaluationResult) -> None:
     header = result.header()
     for model in result.models:
-        run_dir.write_json(MODEL_METRICS.format(key=model.key), jsonable({**header, **model.as_dict()}))
-    run_dir.write_json(ALL_METRICS, jsonable(result.as_dict()))
+        write_json(MODEL_METRICS.path(run_dir, model.key), jsonable({**header, **model.as_dict()}))
+    write_json(METRICS.path(run_dir), jsonable(result.as_dict()))
 
 
 def format_estimate(estimate: Estimate | None, digits: int = 3, compact: bool = False) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ctframe.evaluation.bootstrap import Estimate, percentile_interval
 from ctframe.evaluation.results import ModelEvaluation, ModelPredictions
-from ctframe.evaluation.settings import EvaluationSettings
+from ctframe.registry.settings import EvaluationSettings
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from ctframe.evaluation.decision import checked_arrays, predicted_labels
 from ctframe.evaluation.outputs import calibration_table, metrics_table, write_metrics, write_predictions
 from ctframe.evaluation.paired import paired_differences
 from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation, ModelPredictions
-from ctframe.evaluation.settings import EvaluationSettings
 from ctframe.evaluation.threshold import choose_threshold
+from ctframe.registry.settings import EvaluationSettings
 from ctframe.storage.rundir import RunDirectory
 
 logger = logging.getLogger("ctframe.evaluation")

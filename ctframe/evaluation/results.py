@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ctframe.evaluation.bootstrap import Estimate
-from ctframe.evaluation.settings import EvaluationSettings
 from ctframe.evaluation.threshold import ThresholdChoice
+from ctframe.registry.settings import EvaluationSettings
 
 if TYPE_CHECKING:
     from ctframe.base.contracts import DataSplits, Predictions

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import roc_curve
 
 from ctframe.base.contracts import Predictions
 from ctframe.base.errors import DataError
-from ctframe.evaluation.settings import EvaluationSettings
+from ctframe.registry.settings import EvaluationSettings
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,6 @@ def choose_threshold(
             f"validation split: {bad} of {len(scores)} samples have NaN or infinite scores, so no "
             f"{settings.threshold} threshold can be chosen; the model diverged: lower the learning rate"
         )
-    from sklearn.metrics import roc_curve
 
     false_positive_rate, true_positive_rate, thresholds = roc_curve(truth, scores, drop_intermediate=False)
     if settings.threshold == "youden":

@@ -22,6 +22,8 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+import typer
+import typer.main
 
 from ctframe.base import hookspecs
 from ctframe.base.contracts import Component, Kind
@@ -83,12 +85,12 @@ class Registry:
         if not plugins:
             return None
         return (
-            f"{kind} {name!r} is registered by {_several(plugins)}; "
+            f"{kind} {name!r} is registered by {several(plugins)}; "
             f"uninstall one or exclude it with {PLUGINS_ENV}"
         )
 
 
-def _several(plugins: Collection[str]) -> str:
+def several(plugins: Collection[str]) -> str:
     quoted = [repr(p) for p in sorted(plugins)]
     count = "two" if len(quoted) == 2 else str(len(quoted))
     return f"{count} plugins: {', '.join(quoted[:-1])} and {quoted[-1]}"
@@ -258,8 +260,6 @@ def _collect_commands(
     ]
     if not impls:
         return {}
-    import typer
-    import typer.main
 
     commands: dict[str, dict[str, Any]] = {}
     for impl in impls:
@@ -320,65 +320,6 @@ def build_registry(
         if info.error and manager.get_plugin(name) is not None:
             manager.unregister(name=name)
     return registry
-
-
-def plugin_commands(registry: Registry, core: Collection[str]) -> tuple[dict[str, Any], list[str]]:
-    """The plugin commands the command line may add, and one warning line per command refused.
-
-    A core command's name is never given to a plugin, and a name two plugins add goes to neither.
-    """
-    owners: dict[str, list[str]] = {}
-    for plugin, commands in sorted(registry.commands.items()):
-        for name in commands:
-            owners.setdefault(name, []).append(plugin)
-    accepted: dict[str, Any] = {}
-    warnings: list[str] = []
-    for name, plugins in sorted(owners.items()):
-        if name in core:
-            warnings.extend(
-                f"plugin {plugin!r}: command {name!r} would shadow the core command; ignored"
-                for plugin in plugins
-            )
-        elif len(plugins) > 1:
-            warnings.append(
-                f"command {name!r} is added by {_several(plugins)}; left out "
-                f"(uninstall one or exclude it with {PLUGINS_ENV})"
-            )
-        else:
-            accepted[name] = registry.commands[plugins[0]][name]
-    return accepted, warnings
-
-
-def plugin_command_group(warn: Callable[[str], None]) -> type:
-    """A typer group class that adds plugin commands when the command line first looks one up.
-
-    Deferred because ``--version`` exits while options are parsed, before any lookup: it never
-    builds the registry, so no plugin can break it. ``warn`` gets each refused command's line.
-    """
-    from typer.core import TyperGroup
-
-    class PluginCommandGroup(TyperGroup):
-        _plugins_added = False
-
-        def _add_plugin_commands(self) -> None:
-            if self._plugins_added:
-                return
-            self._plugins_added = True
-            accepted, warnings = plugin_commands(get_registry(), core=set(self.commands))
-            for line in warnings:
-                warn(line)
-            for name, command in accepted.items():
-                self.add_command(command, name)
-
-        def get_command(self, ctx: Any, cmd_name: str) -> Any:
-            self._add_plugin_commands()
-            return super().get_command(ctx, cmd_name)
-
-        def list_commands(self, ctx: Any) -> list[str]:
-            self._add_plugin_commands()
-            return super().list_commands(ctx)
-
-    return PluginCommandGroup
 
 
 _cached: dict[str | None, Registry] = {}

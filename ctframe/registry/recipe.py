@@ -11,77 +11,21 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from ctframe.base.contracts import Component, Kind
 from ctframe.base.errors import RecipeError
 from ctframe.base.kinds import KindSpec, recipe_kinds
-from ctframe.base.options import Options, RecipePath
-from ctframe.registry.plugins import Registry
+from ctframe.base.options import Options
+from ctframe.registry.plugins import Registry, get_registry
+from ctframe.registry.settings import EvaluationSettings, RunSettings
 
 COMPONENT_KEY = "component"
 COMPONENT_SECTIONS: tuple[KindSpec, ...] = recipe_kinds()
 """The recipe sections that name components, in recipe order (from ``ctframe.base.kinds.KINDS``)."""
 TOP_LEVEL_KEYS = ("run", *(kind.section for kind in COMPONENT_SECTIONS), "evaluation")
-
-
-class DistributedSettings(Options):
-    """The ``[run.distributed]`` table; read only when torchrun starts more than one process."""
-
-    backend: Literal["auto", "gloo", "nccl"] = Field(
-        "auto", description="process group backend: auto (nccl on CUDA, gloo on the CPU), gloo or nccl"
-    )
-    sync_batchnorm: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="BatchNorm statistics over the global batch, as on one device (SyncBatchNorm): auto "
-        "(on with CUDA; off on the CPU, where torch has none), on, off (each process's share)",
-    )
-    timeout_minutes: float = Field(
-        30, gt=0, le=1440, description="how long a process waits for the others before the run fails"
-    )
-
-
-class RunSettings(Options):
-    """The ``[run]`` section."""
-
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="seeds python, numpy and torch")
-    device: str = Field(
-        "auto",
-        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
-        description="auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N",
-    )
-    output: Path = Field(
-        Path("runs"), description="folder that receives run directories (relative: to the current directory)"
-    )
-    name: str | None = Field(
-        None, pattern=r"^[\w.-]+$", description="run directory prefix (default: the recipe file's stem)"
-    )
-    weights: RecipePath | None = Field(
-        None,
-        description="start from these classifier weights (backbone and head): a ctframe model .json, or a "
-        ".safetensors state dict of the whole classifier (e.g. from ctframe import-keras)",
-    )
-    cv_folds: int | None = Field(
-        None, ge=2, le=100, description="set by ctframe cv: the number of cross-validation folds of this run"
-    )
-    cv_fold: int | None = Field(None, ge=0, description="set by ctframe cv: which fold (0-based) is test")
-    distributed: DistributedSettings = Field(
-        default_factory=DistributedSettings,
-        description="torchrun / DDP options (docs/distributed.md); a recipe runs unchanged without them",
-    )
-
-    @model_validator(mode="after")
-    def _fold_within_folds(self) -> RunSettings:
-        if (self.cv_folds is None) != (self.cv_fold is None):
-            raise ValueError("cv_fold and cv_folds go together (ctframe cv sets both)")
-        if self.cv_fold is not None and self.cv_folds is not None and self.cv_fold >= self.cv_folds:
-            raise ValueError(f"cv_fold {self.cv_fold} is not below cv_folds {self.cv_folds}")
-        return self
-
-    def fold(self) -> tuple[int, int] | None:
-        return None if self.cv_fold is None or self.cv_folds is None else (self.cv_fold, self.cv_folds)
 
 
 @dataclass(frozen=True)
@@ -293,7 +237,10 @@ def _unknown_component_message(registry: Registry, kind: Kind, name: str) -> str
     return message
 
 
-def _component(registry: Registry, kind: Kind, section: str, values: Any, path: Path) -> ComponentConfig:
+def component_config(
+    registry: Registry, kind: Kind, section: str, values: Any, path: Path
+) -> ComponentConfig:
+    """One validated component section of the recipe at ``path``: ``[dataset]``, a metrics entry, ..."""
     if not isinstance(values, dict):
         raise RecipeError(f"{path}: [{section}] must be a table with a '{COMPONENT_KEY}' key")
     values = dict(values)
@@ -340,9 +287,9 @@ def _section(kind: KindSpec, data: Mapping[str, Any], path: Path, registry: Regi
     """One validated component section: a ComponentConfig, or a tuple of them for a list section."""
     section = str(kind.section)
     if not kind.many:
-        return _component(registry, Kind(kind.name), section, data[section], path)
+        return component_config(registry, Kind(kind.name), section, data[section], path)
     configs = tuple(
-        _component(registry, Kind(kind.name), f"{section}[{i}]", entry, path)
+        component_config(registry, Kind(kind.name), f"{section}[{i}]", entry, path)
         for i, entry in enumerate(_list_entries(kind, data.get(section), path, registry))
     )
     names = [c.component.name for c in configs]
@@ -352,12 +299,6 @@ def _section(kind: KindSpec, data: Mapping[str, Any], path: Path, registry: Regi
             f"{path}: {section}: {', '.join(duplicates)} listed twice; keep one entry per {kind.name}"
         )
     return configs
-
-
-def evaluation_schema() -> type[Options]:
-    from ctframe.evaluation import EvaluationSettings
-
-    return EvaluationSettings
 
 
 def validate_recipe(data: Mapping[str, Any], path: Path, registry: Registry) -> Recipe:
@@ -380,7 +321,7 @@ def validate_recipe(data: Mapping[str, Any], path: Path, registry: Registry) -> 
     evaluation_values = data.get("evaluation", {})
     if not isinstance(evaluation_values, dict):
         raise RecipeError(f"{path}: [evaluation] must be a table")
-    evaluation = validate_options(evaluation_schema(), evaluation_values, path, "evaluation")
+    evaluation = validate_options(EvaluationSettings, evaluation_values, path, "evaluation")
     return Recipe(
         path=path.absolute(),
         run=run.model_copy(update={"output": _expanded(run.output, path)}),
@@ -400,10 +341,7 @@ def _expanded(output: Path, path: Path) -> Path:
 
 def load_recipe(path: Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:
     """Read, override and validate a recipe file. Raises :class:`RecipeError` with one line."""
-    if registry is None:
-        from ctframe.registry.plugins import get_registry
-
-        registry = get_registry()
+    registry = get_registry() if registry is None else registry
     path = Path(path)
     data = apply_overrides(read_recipe_file(path), overrides, path)
     return validate_recipe(data, path, registry)

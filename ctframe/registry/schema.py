@@ -6,7 +6,8 @@ from typing import Any
 
 from ctframe.base.contracts import Component, Kind
 from ctframe.registry.plugins import Registry
-from ctframe.registry.recipe import COMPONENT_KEY, COMPONENT_SECTIONS, RunSettings, evaluation_schema
+from ctframe.registry.recipe import COMPONENT_KEY, COMPONENT_SECTIONS
+from ctframe.registry.settings import EvaluationSettings, RunSettings
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -69,7 +70,7 @@ def recipe_json_schema(registry: Registry) -> dict[str, Any]:
             properties[str(kind_spec.section)] = {"type": "array", "minItems": 1, "items": item}
         else:
             properties[str(kind_spec.section)] = one
-    properties["evaluation"] = _options_schema(evaluation_schema(), "evaluation.", defs)
+    properties["evaluation"] = _options_schema(EvaluationSettings, "evaluation.", defs)
     return {
         "$schema": DRAFT,
         "title": "ctframe recipe",

@@ -9,18 +9,14 @@ it: numpy and matplotlib are imported only when a report is drawn.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ctframe.base.errors import RunError
+from ctframe.registry.plugins import Registry, get_registry
 from ctframe.report import html
 from ctframe.report.artifacts import RunArtifacts, read_run
 from ctframe.report.context import PlotWriter, ReportContext, collect_sections
 from ctframe.storage.files import write_text
-
-if TYPE_CHECKING:
-    from ctframe.registry.plugins import Registry
-
-REPORT = "report.html"
-PLOTS = "plots"
+from ctframe.storage.layout import REPORT, RUN_MARKERS
 
 
 def guarded(build, what: str) -> str:
@@ -51,27 +47,20 @@ def render(report: ReportContext) -> str:
     return html.page(f"Run {run.path.name}", subtitle, parts)
 
 
-RUN_MARKERS = ("recipe.toml", "metrics.json")
-"""A folder holding neither was not made by ``ctframe run``: never write a report into it."""
-
-
 def build_report(run_dir: Path, registry: Registry | None = None) -> Path:
     """Write ``report.html`` and ``plots/*.png`` into ``run_dir``; return the report's path.
 
     ``registry`` (default: the installed plugins) supplies the report sections and what the
     gallery needs to read the test images through the run's model files.
     """
-    from ctframe.base.errors import RunError
-
     run_dir = Path(run_dir)
-    if not run_dir.is_dir() or not any((run_dir / name).is_file() for name in RUN_MARKERS):
+    # a folder holding no run marker was not made by ctframe: never write a report into it
+    if not run_dir.is_dir() or not any(marker.path(run_dir).is_file() for marker in RUN_MARKERS):
         raise RunError(f"{run_dir} is not a run directory; pass the folder a run created under its output")
     if registry is None:
-        from ctframe.registry.plugins import get_registry
-
         registry = get_registry()
-    report = ReportContext(read_run(run_dir), PlotWriter(run_dir / PLOTS), registry)
-    return write_text(run_dir / REPORT, render(report))
+    report = ReportContext(read_run(run_dir), PlotWriter(run_dir), registry)
+    return write_text(REPORT.path(run_dir), render(report))
 
 
-__all__ = ["REPORT", "PlotWriter", "ReportContext", "RunArtifacts", "build_report", "read_run"]
+__all__ = ["PlotWriter", "ReportContext", "RunArtifacts", "build_report", "read_run"]

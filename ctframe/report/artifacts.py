@@ -8,39 +8,71 @@ from __future__ import annotations
 
 import csv
 import json
-import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RECIPE = "recipe.toml"
-ENVIRONMENT = "environment.json"
-SPLIT_SUMMARY = "split_summary.json"
-SPLIT_MANIFEST = "split_manifest.csv"
-LEAKAGE = "leakage.json"
-METRICS = "metrics.json"
-STATUS = "status.json"
-LOG = "run.log"
-HISTORY = re.compile(r"history_(?P<key>.+)\.csv")
-PREDICTIONS = re.compile(r"predictions_(?P<key>.+)\.csv")
+from ctframe.storage import layout
+from ctframe.storage.layout import EXTERNAL_EVALUATION, RunFile
+
+RECIPE = layout.RECIPE.name
+ENVIRONMENT = layout.ENVIRONMENT.name
+SPLIT_SUMMARY = layout.SPLIT_SUMMARY.name
+METRICS = layout.METRICS.name
+STATUS = layout.STATUS.name
+LOG = layout.LOG.name
+HISTORY = layout.HISTORY.pattern
+PREDICTIONS = layout.PREDICTIONS.pattern
 
 
 @dataclass
 class RunArtifacts:
+    """The core's files of one run directory, read once; a section gets it as ``report.run``."""
+
     path: Path
     recipe: str | None = None
     environment: dict[str, Any] | None = None
     split_summary: dict[str, Any] | None = None
-    manifest: list[dict[str, str]] | None = None
-    leakage: dict[str, Any] | None = None
-    """The dataset's leakage check: ``leakage.json``, else the ``leakage`` entry of the split summary."""
     metrics: dict[str, Any] | None = None
     status: dict[str, Any] | None = None
     log_tail: list[str] | None = None
     histories: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     predictions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    external: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Name -> ``metrics.json`` of each external evaluation (``ctframe evaluate``) under ``external/``."""
     problems: dict[str, str] = field(default_factory=dict)
     """File name -> why it could not be read (missing files are simply absent attributes)."""
+    _read: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False, compare=False)
+
+    # A plugin's section reads the files its plugin writes through these: tolerant like the rest,
+    # read once per report however many sections ask, and a failure lands in ``problems``.
+    def read_json(self, file: RunFile | str) -> dict[str, Any] | None:
+        """A JSON object file of the run (a fixed-name ``RunFile`` or a relative name); ``None`` if
+        missing or unreadable (then ``problems[name]`` says why)."""
+        return self._cached("json", file, _read_json)
+
+    def read_csv(self, file: RunFile | str) -> list[dict[str, str]] | None:
+        """A CSV file of the run as rows keyed by its header; ``None`` if missing or unreadable."""
+        return self._cached("csv", file, _read_csv)
+
+    def read_text(self, file: RunFile | str) -> str | None:
+        """A UTF-8 text file of the run; ``None`` if missing or unreadable."""
+        return self._cached("text", file, _read_text)
+
+    def _cached(self, kind: str, file: RunFile | str, read: Any) -> Any:
+        name = file.filename() if isinstance(file, RunFile) else file
+        if (kind, name) not in self._read:
+            self._read[kind, name] = read(self.path / name, self.problems)
+        return self._read[kind, name]
+
+    def component(self, section: str) -> str | None:
+        """The component that the run's recipe names for ``section`` (``"dataset"``, ...), if any."""
+        try:
+            table = tomllib.loads(self.recipe or "").get(section)
+        except tomllib.TOMLDecodeError:
+            return None
+        return str(table["component"]) if isinstance(table, dict) and "component" in table else None
 
     @property
     def model_keys(self) -> list[str]:
@@ -117,10 +149,6 @@ def read_run(path: Path, log_lines: int = 60) -> RunArtifacts:
     run.recipe = _read_text(path / RECIPE, problems)
     run.environment = _read_json(path / ENVIRONMENT, problems)
     run.split_summary = _read_json(path / SPLIT_SUMMARY, problems)
-    run.manifest = _read_csv(path / SPLIT_MANIFEST, problems)
-    run.leakage = _read_json(path / LEAKAGE, problems)
-    if run.leakage is None and isinstance((run.split_summary or {}).get("leakage"), dict):
-        run.leakage = run.split_summary["leakage"]
     run.metrics = _read_json(path / METRICS, problems)
     run.status = _read_json(path / STATUS, problems)
     log = _read_text(path / LOG, problems)
@@ -135,6 +163,10 @@ def read_run(path: Path, log_lines: int = 60) -> RunArtifacts:
     order = {key: position for position, key in enumerate(run.model_keys)}  # evaluation order, not file order
     run.histories = dict(sorted(run.histories.items(), key=lambda item: order[item[0]]))
     run.predictions = dict(sorted(run.predictions.items(), key=lambda item: order[item[0]]))
+    for name, folder in EXTERNAL_EVALUATION.find(path).items():
+        external = _read_json(layout.METRICS.path(folder), {})  # one that is unreadable is left out
+        if external is not None:
+            run.external[name] = external
     return run
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctframe.report import html
 from ctframe.storage.files import write_bytes
+from ctframe.storage.layout import PLOT, PLOTS
 
 if TYPE_CHECKING:
     import pluggy
@@ -28,14 +29,15 @@ KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class PlotWriter:
-    """Writes each plot to ``plots/<name>.png`` and returns it embedded for the page."""
+    """Writes each plot to ``plots/<name>.png`` in the run ``run`` and returns it embedded for the page."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, run: Path):
+        self.run = run
+        self.folder = PLOTS.path(run)
         self.written: list[Path] = []
 
     def __call__(self, name: str, png: bytes, alt: str, caption: str = "") -> str:
-        path = write_bytes(self.folder / f"{name}.png", png)
+        path = write_bytes(PLOT.path(self.run, name), png)
         self.written.append(path)
         return html.image(png, alt, caption)
 

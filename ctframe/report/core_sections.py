@@ -27,20 +27,20 @@ def _lazy(target: str, *needs: str) -> Callable[[ReportContext], str]:
 
 
 CORE_SECTIONS = (
-    ("overview", "Overview", 100, _lazy("sections.overview", "run")),
-    ("metrics", "Test metrics", 200, _lazy("sections.metrics", "run")),
-    ("folds", "Cross-validation folds", 250, _lazy("sections.folds", "run")),
-    ("training", "Training curves", 300, _lazy("sections.training", "run", "plot")),
-    ("curves", "ROC and precision-recall curves", 400, _lazy("sections.curves", "run", "plot")),
-    ("confusion", "Confusion matrices", 500, _lazy("sections.confusion", "run", "plot")),
+    ("overview", "Overview", 100, _lazy("sections.facts.overview", "run")),
+    ("metrics", "Test metrics", 200, _lazy("sections.results.metrics", "run")),
+    ("folds", "Cross-validation folds", 250, _lazy("sections.results.folds", "run")),
+    ("training", "Training curves", 300, _lazy("sections.plotted.training", "run", "plot")),
+    ("curves", "ROC and precision-recall curves", 400, _lazy("sections.plotted.curves", "run", "plot")),
+    ("confusion", "Confusion matrices", 500, _lazy("sections.plotted.confusion", "run", "plot")),
     ("gallery", "Test images by outcome", 550, _lazy("gallery.gallery", "run", "registry")),
-    ("calibration", "Calibration", 600, _lazy("sections.reliability", "run", "plot")),
-    ("external", "External evaluations", 700, _lazy("sections.external", "run")),
-    ("split", "Data split", 800, _lazy("sections.split", "run")),
-    ("leakage", "Leakage check", 850, _lazy("sections.leakage", "run")),
-    ("recipe", "Recipe", 900, _lazy("sections.recipe", "run")),
-    ("environment", "Environment", 1000, _lazy("sections.environment", "run")),
-    ("log", "Run log", 1100, _lazy("sections.log", "run")),
+    ("calibration", "Calibration", 600, _lazy("sections.plotted.reliability", "run", "plot")),
+    ("external", "External evaluations", 700, _lazy("sections.results.external", "run")),
+    ("split", "Data split", 800, _lazy("sections.split.split", "run")),
+    # 800-899: what the dataset plugin knows about its split (folder_split: groups 820, leakage 850)
+    ("recipe", "Recipe", 900, _lazy("sections.facts.recipe", "run")),
+    ("environment", "Environment", 1000, _lazy("sections.facts.environment", "run")),
+    ("log", "Run log", 1100, _lazy("sections.facts.log", "run")),
 )
 """(key, title, order, build): a plugin places its sections between these orders."""
 

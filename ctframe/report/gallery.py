@@ -31,7 +31,8 @@ from ctframe.report.artifacts import RunArtifacts, number
 from ctframe.runtime.explaining import overlays
 from ctframe.runtime.inference import file_reader
 from ctframe.runtime.loading import load_model
-from ctframe.storage.modelfile import MODELS_DIR, find_model, read_model_info
+from ctframe.storage.layout import EXTERNAL, MODELS
+from ctframe.storage.modelfile import find_model, read_model_info
 
 PER_CELL = 8
 THUMBNAIL = 96
@@ -89,7 +90,7 @@ def select(
 def _model_file(run: RunArtifacts, key: str) -> Path:
     """The model JSON of ``key``: in the run, or, for an external evaluation, in the run above it."""
     folder = run.path
-    if not (folder / MODELS_DIR).is_dir() and folder.parent.name == "external":
+    if not MODELS.path(folder).is_dir() and folder.parent.name == EXTERNAL.name:
         folder = folder.parent.parent
     return find_model(folder, key)
 
@@ -97,6 +98,7 @@ def _model_file(run: RunArtifacts, key: str) -> Path:
 def thumbnail(image: Any, size: int = THUMBNAIL) -> bytes:
     """A uint8 ``(3, H, W)`` tensor or ``(H, W, 3)`` array as a JPEG whose longest side is ``size``."""
     import numpy as np
+
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
         array = array.transpose(1, 2, 0)

@@ -57,6 +57,10 @@ summary {{ cursor: pointer; color: #555e6e; }}
 """
 
 
+SPLIT_TITLES = {"train": "Training", "val": "Validation", "test": "Test"}
+"""How every section names the splits, in headings and sentences alike."""
+
+
 def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) -> str:
     """``sections``: (id, heading, body html) in page order."""
     navigation = " ".join(f'<a href="#{escape(id_)}">{escape(heading)}</a>' for id_, heading, _ in sections)
@@ -69,6 +73,11 @@ def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) ->
 
 def missing(text: str) -> str:
     return f'<p class="missing">{escape(text)}</p>'
+
+
+def heading(text: str, level: int = 3) -> str:
+    """A sub-heading inside a section (the section's own title is an ``h2``)."""
+    return f"<h{level}>{escape(text)}</h{level}>"
 
 
 def paragraph(text: str, css: str | None = None) -> str:

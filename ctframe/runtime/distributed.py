@@ -15,29 +15,28 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import hashlib
 import inspect
 import json
 import os
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
+from ctframe.base.contracts import Predictions, Trainer
 from ctframe.base.errors import CtframeError, DataError, RecipeError, RunError
+
+# torch, torch.distributed and numpy are imported inside the functions that need a process group, after
+# their one-process early return: a plain process never loads them here (see the module docstring).
 
 T = TypeVar("T")
 
 RESTART_ENV = "TORCHELASTIC_RESTART_COUNT"
-RUN_ID_ENV = "TORCHELASTIC_RUN_ID"
-MARKER_PREFIX = ".ctframe-torchrun-"
-"""Hidden file in the output folder naming the run directory a torchrun job created, so that workers
-restarted by ``--max-restarts`` continue that run instead of starting a new one."""
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     try:
         return int(os.environ.get(name, default))
     except ValueError:
@@ -45,15 +44,15 @@ def _env_int(name: str, default: int) -> int:
 
 
 def world_size() -> int:
-    return _env_int("WORLD_SIZE", 1)
+    return env_int("WORLD_SIZE", 1)
 
 
 def rank() -> int:
-    return _env_int("RANK", 0)
+    return env_int("RANK", 0)
 
 
 def local_rank() -> int:
-    return _env_int("LOCAL_RANK", 0)
+    return env_int("LOCAL_RANK", 0)
 
 
 def is_main() -> bool:
@@ -91,9 +90,9 @@ def join(settings: Any, device: str) -> None:
     global _state
     if world_size() == 1 or _state is not None:
         return
+
     import torch
     import torch.distributed as dist
-
     device = local_device(device)
     cuda = device.startswith("cuda")
     backend = settings.backend if settings.backend != "auto" else ("nccl" if cuda else "gloo")
@@ -118,10 +117,11 @@ def _restart_store(timeout: timedelta) -> dict[str, Any]:
     """For workers that torchrun restarted: its agent's store still holds the failed attempt's keys
     (the old processes' addresses), which the new ones can read before they are overwritten and then
     fail to connect. A prefix per attempt keeps the attempts apart. Nothing to add on a first attempt."""
-    restart = _env_int(RESTART_ENV, 0)
+    import torch.distributed as dist
+
+    restart = env_int(RESTART_ENV, 0)
     if restart == 0 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return {}
-    import torch.distributed as dist
 
     agent = dist.TCPStore(
         os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size(), False, timeout=timeout
@@ -143,10 +143,9 @@ def leave() -> None:
 
 
 def _leave() -> None:
-    global _state
-    import gc
-
     import torch.distributed as dist
+
+    global _state
 
     _state = None
     gc.collect()  # DDP wrappers of finished phases hold the group: release them while it still exists
@@ -162,9 +161,9 @@ def describe() -> dict[str, Any] | None:
         "world_size": world_size(),
         "backend": _state.backend,
         "sync_batchnorm": _state.sync_batchnorm,
-        "local_world_size": _env_int("LOCAL_WORLD_SIZE", 1),
-        "nodes": _env_int("GROUP_WORLD_SIZE", 1),
-        "restart": _env_int(RESTART_ENV, 0),
+        "local_world_size": env_int("LOCAL_WORLD_SIZE", 1),
+        "nodes": env_int("GROUP_WORLD_SIZE", 1),
+        "restart": env_int(RESTART_ENV, 0),
     }
 
 
@@ -225,8 +224,8 @@ def gather(value: T) -> list[T]:
     """Every process's ``value``, in rank order, on every process (``[value]`` in one process)."""
     if _state is None:
         return [value]
-    import torch.distributed as dist
 
+    import torch.distributed as dist
     values: list[Any] = [None] * world_size()
     dist.all_gather_object(values, value)
     return values
@@ -239,9 +238,9 @@ def sum_over_ranks(values: Sequence[float]) -> list[float]:
     """
     if _state is None:
         return list(values)
+
     import torch
     import torch.distributed as dist
-
     device = _state.device if _state.backend == "nccl" else "cpu"
     tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
@@ -276,10 +275,10 @@ def check_same_data(data: Any) -> None:
         raise DataError(f"{error}; every process must see the same files") from None
 
 
-def check_trainer(trainer: Any, name: str) -> None:
-    """Under torchrun, refuse a trainer that does not say it shards its work (``supports_distributed``):
-    each process would train on everything and write into the run directory on its own."""
-    if _state is not None and not getattr(trainer, "supports_distributed", False):
+def check_trainer(trainer: Trainer, name: str) -> None:
+    """Under torchrun, refuse a trainer whose ``supports_distributed`` is False (the engine has checked the
+    Trainer contract): each process would train on everything and write into the run directory on its own."""
+    if _state is not None and not trainer.supports_distributed:
         raise RecipeError(
             f"trainer {name!r} does not support distributed training ({world_size()} processes); "
             "run it in one process, without torchrun"
@@ -309,8 +308,8 @@ def map_shards(dataset: Any, work: Callable[[Any], T], combine: Callable[[list[T
     every process. Each item is processed exactly once."""
     if _state is None:
         return work(dataset)
-    from torch.utils.data import Subset
 
+    from torch.utils.data import Subset
     start, stop = shard_range(len(dataset))
     return combine(gather(work(Subset(dataset, range(start, stop)))))
 
@@ -318,8 +317,6 @@ def map_shards(dataset: Any, work: Callable[[Any], T], combine: Callable[[list[T
 def concat_predictions(parts: list[Any]) -> Any:
     """Predictions of consecutive shares of one dataset, joined in order."""
     import numpy as np
-
-    from ctframe.base.contracts import Predictions
 
     return Predictions(
         tuple(sample_id for part in parts for sample_id in part.sample_ids),
@@ -347,9 +344,9 @@ def wrap(module: Any) -> Any:
     """
     if _state is None:
         return module
+
     import torch
     from torch.nn.parallel import DistributedDataParallel
-
     if _state.sync_batchnorm:
         module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)  # shares parameters and buffers
     device = torch.device(_state.device)
@@ -365,66 +362,11 @@ def share_buffers(module: Any) -> None:
     then the model every process validates."""
     if _state is None:
         return
-    import torch.distributed as dist
 
+    import torch.distributed as dist
     for buffer in module.buffers():
         dist.broadcast(buffer.data, src=0)
 
 
 def unwrap(module: Any) -> Any:
     return getattr(module, "module", module)
-
-
-# ---------------------------------------------------------------- torchrun restarts
-
-
-def _job_key() -> str:
-    """Names this torchrun job, the same in every restart of its workers."""
-    run_id = os.environ.get(RUN_ID_ENV, "")
-    if run_id and run_id != "none":
-        return run_id
-    # static rendezvous has no run id: the agent process (the workers' parent) outlives its workers
-    parent = os.getppid()
-    try:
-        started = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        started = ""
-    return f"{socket.gethostname()}-{parent}-{started}"
-
-
-def _marker(output: Path) -> Path:
-    key = hashlib.sha256(_job_key().encode()).hexdigest()[:16]
-    return Path(output) / f"{MARKER_PREFIX}{key}.json"
-
-
-def remember_run(output: Path, run_path: Path) -> None:
-    """Rank 0, after creating the run directory of a torchrun job: note it for restarted workers."""
-    if world_size() == 1:
-        return
-    from ctframe.storage.files import write_json
-
-    write_json(_marker(output), {"run": str(Path(run_path).absolute()), "job": _job_key()})
-
-
-def restarted_run(output: Path) -> Path | None:
-    """Rank 0 of workers restarted by torchrun: the run directory their first attempt created."""
-    if world_size() == 1 or _env_int(RESTART_ENV, 0) == 0:
-        return None
-    try:
-        noted = json.loads(_marker(output).read_text(encoding="utf-8"))
-        path = Path(noted["run"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # the first attempt died before it created a run directory
-    return path if (path / "recipe.toml").is_file() else None
-
-
-def forget_run(run_path: Path) -> None:
-    """Rank 0, when a run completed: drop the notes that name it (a job that died for good leaves one,
-    which a later ``--resume`` of its run removes)."""
-    if world_size() == 1 or not is_main():
-        return
-    run_path = Path(run_path).absolute()
-    for marker in run_path.parent.glob(f"{MARKER_PREFIX}*.json"):
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            if Path(json.loads(marker.read_text(encoding="utf-8"))["run"]) == run_path:
-                marker.unlink()

@@ -12,6 +12,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 TRACKED_PACKAGES = (
     "ctframe",
     "torch",
@@ -26,8 +29,6 @@ TRACKED_PACKAGES = (
 
 def seed_everything(seed: int) -> None:
     """One seed for python, numpy and torch (all devices)."""
-    import numpy as np
-    import torch
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -66,7 +67,6 @@ def plugin_versions() -> dict[str, str | None]:
 
 
 def describe_environment(device: str, seed: int, recipe_dir: Path, plugins: dict[str, str]) -> dict[str, Any]:
-    import torch
 
     return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),

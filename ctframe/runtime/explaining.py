@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from torch import nn
 
 from ctframe.base.contracts import Kind
@@ -165,7 +166,6 @@ def _leave_inference_mode(module: nn.Module) -> None:
 
 def blend(image: torch.Tensor | np.ndarray, cam: np.ndarray, weight: float = OVERLAY_WEIGHT) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)``: ``image`` (uint8 ``(3, H, W)``) under the jet-coloured ``cam`` ``(H, W)``."""
-    from matplotlib import colormaps
 
     rgb = np.asarray(image, dtype=np.float32).transpose(1, 2, 0) / 255.0
     heat = colormaps["jet"](np.clip(cam, 0.0, 1.0))[..., :3]
@@ -208,5 +208,3 @@ def overlay(
         loaded, image[None], [target_index], method, options=options, registry=registry, device=device
     )
     return result
-
-

@@ -11,9 +11,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
 from ctframe.base.contracts import BuildContext, Kind, ReadFiles
 from ctframe.base.errors import PluginError
 from ctframe.runtime.loading import LoadedModel
+from ctframe.runtime.predict import predict_dataset
 from ctframe.storage.modelfile import ModelFileError, ModelInfo
 
 if TYPE_CHECKING:
@@ -67,7 +70,6 @@ def predict_with_progress(
     num_workers: int = 0,
 ) -> Predictions:
     """The core prediction loop, with a progress bar on ``console`` when it is a terminal."""
-    from ctframe.runtime.predict import predict_dataset
 
     if console is None or not console.is_terminal:
         return predict_dataset(
@@ -78,7 +80,6 @@ def predict_with_progress(
             batch_size=batch_size,
             num_workers=num_workers,
         )
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:

@@ -1,9 +1,9 @@
 """The one prediction loop: every probability ctframe reports (validation, test, ``predict``,
 ``evaluate``) comes from here, in the evaluation precision (fp32 unless a recipe asks otherwise).
 
-It also owns the speed settings of prediction: the memory format (:mod:`ctframe.runtime.performance`'s rule for
-the device) and BatchNorm folded into the convolutions before it (:mod:`ctframe.runtime.folding`, exact up to
-float rounding), both without changing the model's weights."""
+It also owns the speed settings of prediction: the memory format (the device's rule, from
+:mod:`~ctframe.runtime.performance`) and BatchNorm folded into the convolutions before it
+(:mod:`~ctframe.runtime.folding`, exact up to float rounding), both without changing the model's weights."""
 
 from __future__ import annotations
 

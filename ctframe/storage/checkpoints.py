@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from ctframe.base.errors import DataError, RunError
 from ctframe.storage import integrity
@@ -129,8 +130,6 @@ def read_state_dict(path: Path, error_type: type[Exception] | None = None) -> di
     path = Path(path)
     what = f"cannot read a torch state dict from {path}"
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             state = load_file(str(path))
         except Exception as error:
@@ -178,8 +177,8 @@ def check_state_fits(
     unexpected = [key for key in given if key not in expected]
     if missing:
         raise error_type(
-            f"{where}: lacks {len(missing)} of the model's {len(expected)} tensors (first: {name(missing[0])!r})"
-            f"{suffix}"
+            f"{where}: lacks {len(missing)} of the model's {len(expected)} tensors "
+            f"(first: {name(missing[0])!r}){suffix}"
         )
     if unexpected and not allow_unexpected:
         raise error_type(

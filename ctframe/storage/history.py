@@ -13,8 +13,7 @@ from typing import Any
 from ctframe.base.contracts import HISTORY_COLUMNS, REQUIRED_HISTORY_COLUMNS
 from ctframe.base.errors import PluginError
 from ctframe.storage.files import write_text
-
-FILE = "history_{key}.csv"
+from ctframe.storage.layout import HISTORY
 
 
 def check_history(records: Sequence[Mapping[str, Any]], who: str) -> None:
@@ -48,4 +47,4 @@ def write_history(folder: Path, key: str, records: Sequence[Mapping[str, Any]]) 
     writer.writeheader()
     for record in records:
         writer.writerow({k: _cell(v) for k, v in record.items()})
-    return write_text(Path(folder) / FILE.format(key=key), buffer.getvalue())
+    return write_text(HISTORY.path(folder, key), buffer.getvalue())

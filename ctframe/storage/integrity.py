@@ -23,8 +23,8 @@ from typing import Any
 
 from ctframe.base.errors import RunError
 from ctframe.storage.files import first_line, sha256_bytes, sha256_file, write_bytes, write_json
+from ctframe.storage.layout import INTEGRITY
 
-INTEGRITY = "integrity.json"
 FORMAT = 1
 ANY = "*"
 """A ``pending`` value for a file the core writes through code it does not control (model files): while
@@ -39,12 +39,12 @@ def _root(run_dir: Any) -> Path:
 
 def is_recording(run_dir: Any) -> bool:
     """Whether ``run_dir`` keeps an integrity record (a run ctframe created, not a scratch folder)."""
-    return (_root(run_dir) / INTEGRITY).is_file()
+    return INTEGRITY.path(run_dir).is_file()
 
 
 def start(run_dir: Any) -> Path:
     """Create the empty record of a new run; later writes through :func:`write_recorded` fill it."""
-    return write_json(_root(run_dir) / INTEGRITY, {"format": FORMAT, "files": {}})
+    return write_json(INTEGRITY.path(run_dir), {"format": FORMAT, "files": {}})
 
 
 def _name(root: Path, path: Path) -> str:
@@ -56,7 +56,7 @@ def _name(root: Path, path: Path) -> str:
 
 def _read(root: Path) -> dict[str, dict[str, Any]]:
     """The ``files`` mapping of ``root``'s record; a :class:`RunError` when it is not a valid one."""
-    where = root / INTEGRITY
+    where = INTEGRITY.path(root)
     try:
         ledger = json.loads(where.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -82,7 +82,7 @@ def _update(root: Path, name: str, **values: Any) -> None:
         entry.update(values)
         for key in [k for k, v in entry.items() if v is None and k != "sha256"]:
             del entry[key]
-        write_json(root / INTEGRITY, {"format": FORMAT, "files": files})
+        write_json(INTEGRITY.path(root), {"format": FORMAT, "files": files})
 
 
 def write_recorded(path: Path, data: bytes, run_dir: Any, kind: str = "file") -> Path:
@@ -122,11 +122,11 @@ def _problem(root: Path, name: str, entry: dict[str, Any]) -> str | None:
     if ANY in accepted:
         return None
     if not path.exists():
-        return None if None in accepted else f"{path} is recorded in {INTEGRITY} but missing"
+        return None if None in accepted else f"{path} is recorded in {INTEGRITY.name} but missing"
     if not path.is_file():
-        return f"{path} is recorded in {INTEGRITY} as a file but is not one"
+        return f"{path} is recorded in {INTEGRITY.name} as a file but is not one"
     if sha256_file(path) not in accepted:
-        return f"{path} differs from the file this run wrote (sha256 recorded in {INTEGRITY})"
+        return f"{path} differs from the file this run wrote (sha256 recorded in {INTEGRITY.name})"
     return None
 
 
@@ -163,4 +163,4 @@ def settle(run_dir: Any) -> None:
                 del entry["pending"]
             else:
                 del files[name]  # its first write never completed
-        write_json(root / INTEGRITY, {"format": FORMAT, "files": files})
+        write_json(INTEGRITY.path(root), {"format": FORMAT, "files": files})

@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safetensors.torch import save
+
 from ctframe.base.errors import CtframeError
+from ctframe.base.version import __version__
 from ctframe.storage.files import first_line, sha256_file, write_bytes, write_json
+from ctframe.storage.layout import MODEL_INDEX, MODEL_INFO, MODEL_WEIGHTS, MODELS
 
 if TYPE_CHECKING:
     from torch import nn
 
 FORMAT = "ctframe-model"
 FORMAT_VERSION = 1
-MODELS_DIR = "models"
 
 
 class ModelFileError(CtframeError):
@@ -84,17 +87,17 @@ def _component_record(config: Any) -> dict[str, Any]:
 
 
 def save_model(
-    folder: Path,
+    run_path: Path,
     key: str,
     classifier: nn.Module,
     metadata: Mapping[str, Any],
 ) -> Path:
-    """Write ``folder/<key>.safetensors`` and then ``folder/<key>.json`` (atomically, in that order,
-    so a JSON file always describes complete weights). Returns the JSON path."""
-    from safetensors.torch import save
+    """Write ``models/<key>.safetensors`` and then ``models/<key>.json`` in ``run_path`` (atomically, in
+    that order, so a JSON file always describes complete weights). Returns the JSON path."""
 
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in classifier.state_dict().items()}
-    weights = Path(folder) / f"{key}.safetensors"
+    MODELS.path(run_path).mkdir(parents=True, exist_ok=True)
+    weights = MODEL_WEIGHTS.path(run_path, key)
     write_bytes(weights, save(state))
     record = {
         "format": FORMAT,
@@ -103,12 +106,11 @@ def save_model(
         **metadata,
         "weights": {"file": weights.name, "sha256": sha256_file(weights), "tensors": len(state)},
     }
-    return write_json(Path(folder) / f"{key}.json", record)
+    return write_json(MODEL_INFO.path(run_path, key), record)
 
 
 def model_metadata(recipe: Any, data: Any, title: str, threshold: Any, run: Mapping[str, Any]) -> dict:
     """The JSON fields that come from the run: components, classes, threshold, image reading."""
-    from ctframe.base.version import __version__
 
     sample_shape = list(data.train[0][0].shape) if len(data.train) else None
     return {
@@ -140,7 +142,7 @@ def _read_info(path: Path) -> ModelInfo:
     if path.suffix == ".safetensors":
         path = path.with_suffix(".json")
     if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found; a run keeps them in RUN/{MODELS_DIR}/")
+        raise ModelFileError(f"{path}: model file not found; a run keeps them in RUN/{MODELS.display}")
     try:
         metadata = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -180,11 +182,11 @@ def read_model_info(path: Path, verify: bool = True) -> ModelInfo:
 
 def models_of_run(run_path: Path) -> list[Path]:
     """The model JSON files of a run, in the order the trainer returned them."""
-    folder = Path(run_path) / MODELS_DIR
-    index = folder / "index.json"
+    folder = MODELS.path(run_path)
+    index = MODEL_INDEX.path(run_path)
     if index.is_file():
         keys = json.loads(index.read_text(encoding="utf-8")).get("models", [])
-        return [folder / f"{key}.json" for key in keys]
+        return [MODEL_INFO.path(run_path, key) for key in keys]
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
@@ -195,7 +197,7 @@ def find_model(model_or_run: Path, key: str | None = None) -> Path:
         return path
     models = models_of_run(path)
     if not models:
-        raise ModelFileError(f"{path}: no models in {MODELS_DIR}/; pass a completed run or a model .json")
+        raise ModelFileError(f"{path}: no models in {MODELS.display}; pass a completed run or a model .json")
     if key is None:
         return models[-1]
     for model in models:

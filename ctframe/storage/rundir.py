@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from ctframe.storage.files import write_json, write_text
+from ctframe.storage.layout import RunFile
 
 
 class RunDirectory:
-    """One folder per run: ``<output>/<stem>-<YYYYmmdd-HHMMSS>``."""
-
-    RECIPE = "recipe.toml"
-    ENVIRONMENT = "environment.json"
-    LOG = "run.log"
+    """One folder per run: ``<output>/<stem>-<YYYYmmdd-HHMMSS>``; :mod:`ctframe.storage.layout` names
+    what it holds."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -33,21 +31,23 @@ class RunDirectory:
             return cls(output / name)
         raise RuntimeError(f"could not create a unique run directory under {output}")
 
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
+    def __truediv__(self, name: str | RunFile) -> Path:
+        return self.path / _name(name)
 
-    def subdir(self, name: str) -> Path:
-        folder = self.path / name
+    def subdir(self, name: str | RunFile) -> Path:
+        folder = self.path / _name(name)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def write_text(self, name: str, text: str) -> Path:
-        return write_text(self.path / name, text)
+    def write_text(self, name: str | RunFile, text: str) -> Path:
+        return write_text(self.path / _name(name), text)
 
-    def write_json(self, name: str, value: Any) -> Path:
-        return write_json(self.path / name, value)
+    def write_json(self, name: str | RunFile, value: Any) -> Path:
+        return write_json(self.path / _name(name), value)
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
 
 
+def _name(name: str | RunFile) -> str:
+    return name.filename() if isinstance(name, RunFile) else name  # a patterned RunFile needs .path(run, key)

@@ -13,6 +13,7 @@ from rich.console import Group
 from rich.table import Table
 
 from ctframe.base.errors import RunError
+from ctframe.storage.layout import METRICS, RECIPE
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class RunSummary:
 
 def _recipe_facts(path: Path) -> dict[str, Any]:
     try:
-        recipe = tomllib.loads((path / "recipe.toml").read_text(encoding="utf-8"))
+        recipe = tomllib.loads(RECIPE.path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
         return {}
     facts: dict[str, Any] = {}
@@ -50,10 +51,12 @@ def summarise_run(path: Path) -> RunSummary:
         raise RunError(f"{path} is not a run directory; pass folders that `ctframe run` created")
     facts = _recipe_facts(path)
     try:
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        metrics = json.loads(METRICS.path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         problem = (
-            "no metrics.json" if isinstance(error, FileNotFoundError) else f"unreadable metrics.json: {error}"
+            f"no {METRICS.name}"
+            if isinstance(error, FileNotFoundError)
+            else f"unreadable {METRICS.name}: {error}"
         )
         return RunSummary(path.name, path, facts, problem=problem)
     if metrics.get("positive_class") is not None:

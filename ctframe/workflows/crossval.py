@@ -19,25 +19,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctframe.base.errors import RunError
+from ctframe.evaluation import EvaluationData, ThresholdChoice, evaluate
+from ctframe.evaluation.results import ModelPredictions
+from ctframe.registry.plugins import get_registry
+from ctframe.registry.recipe import load_recipe
+from ctframe.report import build_report
+from ctframe.storage.files import atomic_open
+from ctframe.storage.layout import (
+    CV_FOLD,
+    CV_FOLDS,
+    CV_PLAN,
+    METRICS,
+    OOF_PREDICTIONS,
+    PREDICTIONS,
+    RECIPE,
+    STATUS,
+)
 from ctframe.storage.rundir import RunDirectory
+from ctframe.workflows.assembly import build_metrics, make_context, precheck
+from ctframe.workflows.engine import resume_run, start_run
+from ctframe.workflows.scoring import read_predictions
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from ctframe.registry.plugins import Registry
 
-PLAN = "cv.json"
-FOLDS = "folds.json"
-STATUS = "status.json"
-
 
 def _fold_path(root: Path, fold: int) -> Path:
-    return root / f"fold-{fold}"
+    return CV_FOLD.path(root, fold)
 
 
 def _completed(run: Path) -> bool:
     try:
-        return json.loads((run / STATUS).read_text(encoding="utf-8")).get("state") == "completed"
+        return json.loads(STATUS.path(run).read_text(encoding="utf-8")).get("state") == "completed"
     except (OSError, ValueError):
         return False
 
@@ -45,13 +60,11 @@ def _completed(run: Path) -> bool:
 def _run_fold(
     plan: dict[str, Any], root: Path, fold: int, registry: Registry, console: Console | None
 ) -> None:
-    from ctframe.registry.recipe import load_recipe
-    from ctframe.workflows.engine import resume_run, start_run
 
     run = _fold_path(root, fold)
     if _completed(run):
         return
-    if (run / RunDirectory.RECIPE).is_file():
+    if RECIPE.path(run).is_file():
         resume_run(run, registry=registry, console=console)
         return
     overrides = [*plan["overrides"], f"run.cv_folds={plan['folds']}", f"run.cv_fold={fold}"]
@@ -70,9 +83,6 @@ def start_cv(
     console: Console | None = None,
 ) -> Path:
     """Validate the recipe, create ``<output>/<stem>-cv<K>-<stamp>/`` and run every fold."""
-    from ctframe.registry.plugins import get_registry
-    from ctframe.registry.recipe import load_recipe
-    from ctframe.workflows.engine import make_context, precheck
 
     if folds < 2:
         raise RunError(f"--folds {folds}: cross-validation needs at least 2 folds")
@@ -83,18 +93,17 @@ def start_cv(
     precheck(recipe, make_context(recipe, run_dir=None))  # before anything is created
     root = RunDirectory.create(Path(output) if output else recipe.run.output, f"{recipe.stem}-cv{folds}")
     plan = {"recipe": str(Path(recipe_path).absolute()), "overrides": list(overrides), "folds": folds}
-    root.write_json(PLAN, plan)
+    root.write_json(CV_PLAN, plan)
     return _run_all(plan, root.path, registry, console)
 
 
 def resume_cv(root: Path, registry: Registry | None = None, console: Console | None = None) -> Path:
     """Finish an interrupted cross-validation: completed folds are kept, the others resume or start."""
-    from ctframe.registry.plugins import get_registry
 
     try:
-        plan = json.loads((Path(root) / PLAN).read_text(encoding="utf-8"))
+        plan = json.loads(CV_PLAN.path(root).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise RunError(f"{root}: not a cross-validation folder (no readable {PLAN})") from None
+        raise RunError(f"{root}: not a cross-validation folder (no readable {CV_PLAN.name})") from None
     return _run_all(plan, Path(root), registry or get_registry(), console)
 
 
@@ -109,18 +118,18 @@ def _run_all(plan: dict[str, Any], root: Path, registry: Registry, console: Cons
 
 
 def _fold_metrics(run: Path) -> dict[str, Any]:
-    return json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    return json.loads(METRICS.path(run).read_text(encoding="utf-8"))
 
 
 def _pooled_rows(runs: Sequence[Path], key: str) -> tuple[list[str], list[list[str]]]:
     header: list[str] | None = None
     rows: list[list[str]] = []
     for run in runs:
-        with open(run / f"predictions_{key}.csv", newline="", encoding="utf-8") as handle:
+        with open(PREDICTIONS.path(run, key), newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
             fold_header = next(reader)
             if header is not None and fold_header != header:
-                raise RunError(f"{run}: predictions_{key}.csv has other columns than the first fold's")
+                raise RunError(f"{run}: {PREDICTIONS.filename(key)} has other columns than the first fold's")
             header = fold_header
             rows.extend(reader)
     return header or [], rows
@@ -128,15 +137,9 @@ def _pooled_rows(runs: Sequence[Path], key: str) -> tuple[list[str], list[list[s
 
 def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
     """Per-fold metrics with mean and sd, and the pooled out-of-fold predictions evaluated once."""
-    from ctframe.evaluation import EvaluationData, ThresholdChoice, evaluate
-    from ctframe.evaluation.results import ModelPredictions
-    from ctframe.registry.recipe import load_recipe
-    from ctframe.report import build_report
-    from ctframe.storage.files import atomic_open
-    from ctframe.workflows.scoring import read_predictions
 
     root = Path(root)
-    plan = json.loads((root / PLAN).read_text(encoding="utf-8"))
+    plan = json.loads(CV_PLAN.path(root).read_text(encoding="utf-8"))
     runs = [_fold_path(root, fold) for fold in range(int(plan["folds"]))]
     unfinished = [run.name for run in runs if not _completed(run)]
     if unfinished:
@@ -160,7 +163,7 @@ def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
             if any(v is not None for v in series)
         }
         header, rows = _pooled_rows(runs, key)
-        pooled = root / f"oof_predictions_{key}.csv"
+        pooled = OOF_PREDICTIONS.path(root, key)
         with atomic_open(pooled) as handle:
             writer = csv.writer(handle)
             writer.writerow(header)
@@ -178,11 +181,10 @@ def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
         )
         title = per_fold[0]["models"][key].get("title", key)
         scored.append(ModelPredictions(key, f"{title} (out-of-fold)", None, predictions, threshold=choice))
-    recipe = load_recipe(runs[0] / RunDirectory.RECIPE)
-    from ctframe.workflows.engine import build_metrics, make_context
+    recipe = load_recipe(RECIPE.path(runs[0]))
 
     summary = {"folds": int(plan["folds"]), "runs": [run.name for run in runs], "per_fold": table}
-    RunDirectory(root).write_json(FOLDS, summary)
+    RunDirectory(root).write_json(CV_FOLDS, summary)
     evaluate(
         scored,
         EvaluationData(classes, positive, files, groups),
@@ -200,4 +202,4 @@ def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
 def _rename_pooled(root: Path, keys: Sequence[str]) -> None:
     """``evaluate`` wrote ``predictions_<key>.csv`` (the pooled ones, re-thresholded); keep just those."""
     for key in keys:
-        (root / f"oof_predictions_{key}.csv").unlink(missing_ok=True)
+        (OOF_PREDICTIONS.path(root, key)).unlink(missing_ok=True)

@@ -30,12 +30,17 @@ from torch import nn
 
 from ctframe.base.contracts import Kind
 from ctframe.base.errors import CtframeError
+from ctframe.base.filenames import unescape_name
 from ctframe.base.model_tools import INPUT_NAME, OUTPUT_NAME
+from ctframe.base.version import __version__
+from ctframe.registry.plugins import get_registry
 from ctframe.runtime.components import build_component, component_context, uncompiled
-from ctframe.runtime.loading import LoadedModel
+from ctframe.runtime.inference import read_files
+from ctframe.runtime.loading import LoadedModel, load_model
 from ctframe.runtime.model import logits_to_probabilities
 from ctframe.storage.files import first_line, write_json
-from ctframe.storage.modelfile import MODELS_DIR, ModelInfo
+from ctframe.storage.layout import MODELS, PREDICTIONS
+from ctframe.storage.modelfile import ModelInfo, find_model
 
 if TYPE_CHECKING:
     from ctframe.registry.plugins import Registry
@@ -75,12 +80,10 @@ def exportable(classifier: nn.Module) -> ProbabilityModel:
 
 def run_test_files(info: ModelInfo) -> list[Path]:
     """The test-split files of the run a model file sits in (its predictions CSV), or ``[]``."""
-    from ctframe.base.filenames import unescape_name
-    from ctframe.evaluation.outputs import PREDICTIONS
 
     folder = info.path.parent
-    predictions = folder.parent / PREDICTIONS.format(key=info.key)
-    if folder.name != MODELS_DIR or not predictions.is_file():
+    predictions = PREDICTIONS.path(folder.parent, info.key)
+    if folder.name != MODELS.name or not predictions.is_file():
         return []
     with open(predictions, newline="", encoding="utf-8") as handle:
         return [Path(unescape_name(row["file"])) for row in csv.DictReader(handle) if row.get("file")]
@@ -89,7 +92,6 @@ def run_test_files(info: ModelInfo) -> list[Path]:
 def check_images(info: ModelInfo, paths: Sequence[Path], registry: Registry) -> tuple[torch.Tensor, str]:
     """``sum(CHECK_BATCHES)`` images (uint8 ``(N, 3, H, W)``) read as training read them, and where they
     came from: ``paths`` when given, else the run's test split (spread over it, so every class shows)."""
-    from ctframe.runtime.inference import read_files
 
     wanted = sum(CHECK_BATCHES)
     if paths:
@@ -179,7 +181,6 @@ def input_spec(info: ModelInfo) -> dict[str, Any]:
 
 def export_record(info: ModelInfo, exporter_name: str) -> dict[str, Any]:
     """What an export says about itself: classes, decision rule, input and output."""
-    from ctframe.base.version import __version__
 
     return {
         "format": FORMAT,
@@ -228,9 +229,6 @@ def export_model(
     The file is written under a temporary name and renamed to ``output`` (default ``<key><suffix>`` in
     the current folder) only when the check passes; the sidecar ``<output>.json`` follows it.
     """
-    from ctframe.registry.plugins import get_registry
-    from ctframe.runtime.loading import load_model
-    from ctframe.storage.modelfile import find_model
 
     registry = registry or get_registry()
     component, exporter_options = build_component(registry, Kind.EXPORTER, format, options, "--format")

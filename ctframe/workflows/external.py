@@ -7,26 +7,32 @@ go to ``RUN/external/<name>/`` in the same files a run writes (metrics, predicti
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctframe.base.contracts import Predictions
+from ctframe.base.contracts import BuildContext, DataSplits, Kind, Predictions
 from ctframe.base.errors import DataError, RunError
 from ctframe.base.filenames import escape_path
+from ctframe.evaluation import EvaluationData, ThresholdChoice, evaluate
+from ctframe.evaluation.results import ModelPredictions
+from ctframe.registry.plugins import get_registry
+from ctframe.registry.recipe import component_config, load_recipe, read_recipe_file
+from ctframe.report import build_report
+from ctframe.runtime.inference import file_reader, predict_with_progress
 from ctframe.runtime.loading import load_model
+from ctframe.storage.layout import EXTERNAL, EXTERNAL_EVALUATION, MODELS, RECIPE, SOURCE
 from ctframe.storage.modelfile import ModelInfo, models_of_run, read_model_info
 from ctframe.storage.rundir import RunDirectory
+from ctframe.workflows.assembly import build_metrics, make_context
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from ctframe.registry.plugins import Registry
-
-EXTERNAL_DIR = "external"
-SOURCE = "source.json"
 
 
 def parse_class_map(text: str | None) -> dict[str, str]:
@@ -123,7 +129,6 @@ def _map_classes(found: Sequence[str], model_classes: Sequence[str], mapping: Ma
 def _folder_set(
     info: ModelInfo, folder: Path, mapping: Mapping[str, str], on_bad_image: str, registry: Registry
 ) -> ExternalSet:
-    from ctframe.runtime.inference import file_reader
 
     if not folder.is_dir():
         raise DataError(f"{escape_path(folder)}: not a folder; pass a folder with one sub-folder per class")
@@ -151,13 +156,11 @@ def _dataset_file_set(
     info: ModelInfo, path: Path, mapping: Mapping[str, str], registry: Registry, seed: int, logger: Any
 ) -> ExternalSet:
     """A TOML file whose ``[dataset]`` table names any dataset component (other sections are ignored)."""
-    from ctframe.base.contracts import BuildContext, DataSplits, Kind
-    from ctframe.registry.recipe import _component, read_recipe_file
 
     raw = read_recipe_file(path)
     if "dataset" not in raw:
         raise DataError(f"{path}: no [dataset] table; --data takes a folder or a TOML file with one")
-    config = _component(registry, Kind.DATASET, "dataset", raw["dataset"], path)
+    config = component_config(registry, Kind.DATASET, "dataset", raw["dataset"], path)
     context = BuildContext(seed=seed, device="cpu", recipe_dir=path.parent, logger=logger)
     if config.component.check is not None:
         config.component.check(config.options, context)
@@ -196,27 +199,21 @@ def evaluate_external(
     console: Console | None = None,
 ) -> Path:
     """Evaluate every model of ``run_path`` on ``data``; returns ``RUN/external/<name>/``."""
-    import logging
-
-    from ctframe.evaluation import EvaluationData, ThresholdChoice, evaluate
-    from ctframe.evaluation.results import ModelPredictions
-    from ctframe.registry.plugins import get_registry
-    from ctframe.registry.recipe import load_recipe
-    from ctframe.report import build_report
-    from ctframe.runtime.inference import predict_with_progress
-    from ctframe.workflows.engine import build_metrics, make_context
 
     logger = logging.getLogger("ctframe")
     registry = registry or get_registry()
     run_path = Path(run_path)
     models = models_of_run(run_path)
     if not models:
-        raise RunError(f"{run_path}: no models in models/; evaluate a completed run")
-    recipe = load_recipe(run_path / RunDirectory.RECIPE, registry=registry)
+        raise RunError(f"{run_path}: no models in {MODELS.display}; evaluate a completed run")
+    recipe = load_recipe(RECIPE.path(run_path), registry=registry)
     infos = [read_model_info(path) for path in models]
     first = infos[0]
     mapping = parse_class_map(class_map)
     data = Path(data)
+    name = name or _default_name(data)
+    if "/" in name or "\\" in name or name in (".", ".."):  # one folder under RUN/external/
+        raise RunError(f"--name {name!r}: name one folder under {EXTERNAL.display}, without separators")
     if data.suffix == ".toml":
         external = _dataset_file_set(first, data, mapping, registry, recipe.run.seed, logger)
     else:
@@ -246,7 +243,7 @@ def evaluate_external(
         )
         test = Predictions(predictions.sample_ids, predictions.labels, predictions.probabilities)
         scored.append(ModelPredictions(info.key, info.title, None, test, threshold=threshold))
-    target = RunDirectory(run_path / EXTERNAL_DIR / (name or _default_name(data)))
+    target = RunDirectory(EXTERNAL_EVALUATION.path(run_path, name))
     target.path.mkdir(parents=True, exist_ok=True)
     target.write_json(
         SOURCE,
@@ -271,17 +268,3 @@ def evaluate_external(
     build_report(target.path)
     build_report(run_path)  # the run's report lists its external evaluations
     return target.path
-
-
-def external_results(run_path: Path) -> dict[str, dict[str, Any]]:
-    """``name -> metrics.json`` of every external evaluation of a run (for the report and compare)."""
-    import json
-
-    results = {}
-    folder = Path(run_path) / EXTERNAL_DIR
-    for metrics in sorted(folder.glob("*/metrics.json")) if folder.is_dir() else []:
-        try:
-            results[metrics.parent.name] = json.loads(metrics.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-    return results

@@ -17,7 +17,11 @@ import numpy as np
 
 from ctframe.base.contracts import Kind, Predictions
 from ctframe.base.errors import DataError
+from ctframe.evaluation import EvaluationData, EvaluationSettings, ThresholdChoice, evaluate
 from ctframe.evaluation.outputs import PROBABILITY_PREFIX
+from ctframe.evaluation.results import ModelPredictions
+from ctframe.registry.plugins import get_registry
+from ctframe.report import build_report
 from ctframe.storage.rundir import RunDirectory
 
 if TYPE_CHECKING:
@@ -117,10 +121,6 @@ def score_predictions(
     console: Console | None = None,
 ) -> Path:
     """Metrics, bootstrap CIs, calibration and a report for one predictions file; returns the folder."""
-    from ctframe.evaluation import EvaluationData, EvaluationSettings, ThresholdChoice, evaluate
-    from ctframe.evaluation.results import ModelPredictions
-    from ctframe.registry.plugins import get_registry
-    from ctframe.report import build_report
 
     path = Path(path)
     classes, positive, threshold, predictions, files, groups = read_predictions(path, positive, threshold)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import typer
 
     from ctframe import AuditReport
-    from ctframe.api import Register
+    from ctframe.api import Register, RegisterSection
 
 
 def build_folder_split(options: Any, context: Any) -> Any:
@@ -56,6 +56,14 @@ def ctframe_audit(root: Path, options: dict[str, Any]) -> AuditReport | None:
     from ctframe_folder_split.audit import audit_folder
 
     return audit_folder(Path(root), options)
+
+
+@hookimpl
+def ctframe_report_sections(register: RegisterSection) -> None:
+    """Groups, duplicates and the leakage check in the run report (for folder_split runs only)."""
+    from ctframe_folder_split.report import register_sections
+
+    register_sections(register)
 
 
 @hookimpl

@@ -15,14 +15,9 @@ from ctframe_folder_split.components import chaining_warnings, group_structure
 from ctframe_folder_split.dataset import FolderImageDataset, build_augment
 from ctframe_folder_split.files import Discovery, check_layout, discover
 from ctframe_folder_split.grouping import groups_from_csv, groups_from_regex, listing
-from ctframe_folder_split.manifest import (
-    MANIFEST,
-    ManifestRow,
-    check_unchanged,
-    read_manifest,
-    write_manifest,
-)
+from ctframe_folder_split.manifest import ManifestRow, check_unchanged, read_manifest, write_manifest
 from ctframe_folder_split.options import FolderSplitOptions
+from ctframe_folder_split.run_files import SPLIT, SPLIT_MANIFEST
 from ctframe_folder_split.scan import Record, check_files, scan
 from ctframe_folder_split.similarity import leakage_summary, sequence_grouping
 from ctframe_folder_split.split import SPLITS, Item, assign_all_to_test, assign_fold, assign_splits
@@ -125,8 +120,8 @@ def _split_rows(
         for r in records
     ]
     recorded_path: Path | None = None
-    if context.run_dir is not None and (context.run_dir / MANIFEST).exists():
-        recorded_path = context.run_dir / MANIFEST
+    if context.run_dir is not None and SPLIT_MANIFEST.path(context.run_dir).exists():
+        recorded_path = SPLIT_MANIFEST.path(context.run_dir)
     elif options.reuse_manifest is not None:
         recorded_path = options.reuse_manifest
     if recorded_path is not None:
@@ -177,7 +172,7 @@ def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> Da
     discovery, store, records = _read_images(options, context)
     rows, reused, links = _split_rows(options, context, records)
     if context.run_dir is not None:
-        write_manifest(context.run_dir / MANIFEST, rows)
+        write_manifest(SPLIT_MANIFEST.path(context.run_dir), rows)
     datasets = _datasets(options, store, records, rows)
     summary = _summary(options, context, discovery, records, rows, reused)
     if context.fold is not None:
@@ -335,7 +330,7 @@ def _materialize(
     if target is None:
         if context.run_dir is None:
             return None  # validating: nothing to lay out
-        target = context.run_dir / "split"
+        target = SPLIT.path(context.run_dir)
     from ctframe_folder_split.materialize import materialize
 
     paths = {record.entry.sample_id: record.entry.path for record in records}

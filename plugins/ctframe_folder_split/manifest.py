@@ -18,7 +18,6 @@ from ctframe.api import ensure_escaped, escape_path, unescape_name
 from ctframe.api.data import write_recorded
 from ctframe_folder_split.grouping import listing
 
-MANIFEST = "split_manifest.csv"
 COLUMNS = ("file", "sha256", "class", "split", "group", "status")
 
 

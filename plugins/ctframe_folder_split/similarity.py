@@ -11,10 +11,9 @@ import numpy as np
 from ctframe import BuildContext
 from ctframe_folder_split.leakage import leakage_check
 from ctframe_folder_split.options import FolderSplitOptions
+from ctframe_folder_split.run_files import LEAKAGE
 from ctframe_folder_split.scan import Record
 from ctframe_folder_split.sequence import group_linked
-
-LEAKAGE_FILE = "leakage.json"
 
 
 def sequence_group_labels(options: FolderSplitOptions, good: Sequence[Record]) -> list[str]:
@@ -80,5 +79,5 @@ def leakage_summary(
     (context.logger.warning if report.loud else context.logger.info)("%s", report.summary())
     result = report.to_dict()
     if context.run_dir is not None:
-        context.run_dir.write_json(LEAKAGE_FILE, result)
+        context.run_dir.write_json(LEAKAGE, result)
     return result

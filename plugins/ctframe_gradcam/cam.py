@@ -1,4 +1,4 @@
-"""One pytorch_grad_cam method behind ctframe's explainer contract (``ctframe.workflows.explain.Explainer``)."""
+"""One pytorch_grad_cam method behind ctframe's explainer contract (``ctframe.api.Explainer``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The backbone's layers are this plugin's business; the head's belong to the head component, which takes
 them through its ``load_keras_layers(layers)`` method (the dense head has one). The result is a
-safetensors file with the ``backbone.*`` and ``head.*`` keys of :class:`ctframe.runtime.model.Classifier`, which
+safetensors file with the ``backbone.*`` and ``head.*`` keys of the ``Classifier``, which
 ``[run] weights`` loads.
 """
 

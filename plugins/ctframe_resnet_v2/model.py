@@ -9,7 +9,7 @@ Differences from torchvision-style ResNets that matter for parity with Keras:
 * BatchNorm epsilon 1.001e-5, Keras momentum 0.99 (torch momentum 0.01).
 
 The module has no memory-format or precision setting: whoever runs it (the trainer, the prediction loop)
-moves it to NHWC and opens autocast. In inference mode ``ctframe.runtime.folding`` folds each block's ``bn1`` and
+moves it to NHWC and opens autocast. In inference mode ctframe's folding folds each block's ``bn1`` and
 ``bn2`` into ``conv1`` / ``conv2``; ``preact_bn`` and ``post_bn`` follow an addition and cannot fold.
 
 ``layers`` lists Keras's ``model.layers`` with the same names in the same order (Keras 3 naming: the input

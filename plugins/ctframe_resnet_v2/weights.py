@@ -8,17 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctframe import DataError
-from ctframe.api.training import read_state_dict
+from ctframe import WeightsError
+from ctframe.api.training import check_state_fits, read_state_dict
 
 from .keras_files import KerasFileError, KerasWeights, read_keras_weights, write_legacy_h5
 from .model import ResNetV2
 
 TORCH_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
-
-
-class WeightsError(DataError):
-    """A weights file that is missing, unreadable or made for another model."""
 
 
 def keras_variables(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -143,21 +139,25 @@ def load_torch_weights(model: ResNetV2, path: Path) -> list[str]:
         for module_name, module in model.named_modules()
         if module is layer.module
     }
-    expected = model.state_dict()
-    for key, tensor in expected.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            continue  # older files lack the counter; BatchNorm's loader fills it in
-        owner = next((name for prefix, name in owners.items() if key.startswith(prefix)), key)
-        if key not in state:
-            raise WeightsError(f"{path} has no {key!r} (layer {owner!r}); is it a {model.arch} state dict?")
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise WeightsError(
-                f"{path}: layer {owner!r} ({key}) has shape {tuple(state[key].shape)}, "
-                f"{model.arch} needs {tuple(tensor.shape)}"
-            )
-    unexpected = sorted(set(state) - set(expected))
-    if unexpected:
-        raise WeightsError(f"{path} holds tensors {model.arch} does not have, first {unexpected[0]!r}")
+
+    def layer_of(key: str) -> str:
+        owner = next((name for prefix, name in owners.items() if key.startswith(prefix)), None)
+        return f"{key} (layer {owner})" if owner and not key.startswith(f"{owner}.") else key
+
+    # Older files lack BatchNorm's counter; its loader fills it in.
+    expected = {
+        key: tensor
+        for key, tensor in model.state_dict().items()
+        if key in state or not key.endswith("num_batches_tracked")
+    }
+    check_state_fits(
+        expected,
+        state,
+        where=str(path),
+        error_type=WeightsError,
+        hint=f"use weights saved from a {model.arch} backbone or from a classifier around one",
+        name=layer_of,
+    )
     model.load_state_dict(state)
     return others
 

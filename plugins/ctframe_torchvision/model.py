@@ -117,7 +117,7 @@ class TorchvisionBackbone(nn.Module):
         return (images.to(torch.float32) - self.mean) / self.std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # no memory-format conversion here: the caller converts the uint8 batch once (ctframe.runtime.performance)
+        # no memory-format conversion here: the caller converts the uint8 batch once (ctframe's performance)
         return self.final_relu(_trunk_forward(self.family, self.model, self.normalise(images))).float()
 
 

@@ -8,21 +8,17 @@ from pathlib import Path
 
 import torch
 
-from ctframe import DataError
+from ctframe import WeightsError
 from ctframe.api.data import download_checked
-from ctframe.api.training import read_state_dict
+from ctframe.api.training import check_state_fits, read_state_dict
 
 from .model import HEAD_ATTRIBUTES, TorchvisionBackbone
 
 TORCH_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
-class WeightsError(DataError):
-    """A weights file that is missing, unreadable, unreachable or made for another model."""
-
-
 def default_cache_dir() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    return Path(torch.hub.get_dir()) / "checkpoints"  # layout: ignore (torch hub's folder, not a run's)
 
 
 def fetch(url: str, target: Path, timeout: float = 60.0) -> Path:
@@ -79,19 +75,18 @@ def load_weights(backbone: TorchvisionBackbone, path: Path) -> None:
         suffixes = ", ".join(TORCH_SUFFIXES)
         raise WeightsError(f"{path}: torchvision weights must be a torch state dict ({suffixes})")
     state = _as_backbone_keys(_torchvision_key_fixes(backbone.arch, read_state_dict(path, WeightsError)))
-    expected = backbone.state_dict()
-    for key, tensor in expected.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            continue  # older files lack the counter; BatchNorm's loader fills it in
-        if key not in state:
-            name = key.removeprefix("model.")
-            raise WeightsError(f"{path} has no {name!r}; is it a {backbone.arch} state dict?")
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise WeightsError(
-                f"{path}: layer {key.removeprefix('model.')!r} has shape {tuple(state[key].shape)}, "
-                f"{backbone.arch} needs {tuple(tensor.shape)}"
-            )
-    unexpected = sorted(set(state) - set(expected))
-    if unexpected:
-        raise WeightsError(f"{path} holds tensors {backbone.arch} does not have, first {unexpected[0]!r}")
+    # Older files lack BatchNorm's counter; its loader fills it in.
+    expected = {
+        key: tensor
+        for key, tensor in backbone.state_dict().items()
+        if key in state or not key.endswith("num_batches_tracked")
+    }
+    check_state_fits(
+        expected,
+        state,
+        where=str(path),
+        error_type=WeightsError,
+        hint=f"use a {backbone.arch} state dict (torchvision's, or saved by ctframe)",
+        name=lambda key: key.removeprefix("model."),  # as torchvision names its own tensors
+    )
     backbone.load_state_dict(state)

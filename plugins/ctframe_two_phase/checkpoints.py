@@ -1,10 +1,10 @@
 """Checkpoint files of a phase: ``checkpoints/<key>_best.pt`` and ``checkpoints/<key>_last.pt``.
 
 Everything is tensors and plain Python so that :func:`ctframe.storage.checkpoints.load_checkpoint` can load it
-weights-only. ``_last.pt`` is the resume point: written atomically after every epoch, it holds the
-model, optimiser, early-stopping state, history and RNG states; a run killed at any moment
-resumes from the last completed epoch. Both files are recorded in the run's ``integrity.json``, so a
-resume refuses a checkpoint that changed after it was written.
+weights-only. ``_last.pt`` is the resume point: written atomically after every epoch, it is a
+:class:`~ctframe_two_phase.phase.PhaseState` (model, optimiser, early-stopping state, history and RNG
+states); a run killed at any moment resumes from the last completed epoch. Both files are recorded in
+the run's ``integrity.json``, so a resume refuses a checkpoint that changed after it was written.
 
 A phase cannot change its frozen layers (:class:`FrozenPart`: modules whose parameters are all frozen,
 which run in inference mode), so its checkpoints leave them out and record their names and one sha256
@@ -29,6 +29,7 @@ from torch import nn
 
 from ctframe import RunError
 from ctframe.api.training import load_checkpoint, save_checkpoint
+from ctframe_two_phase.run_files import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 FORMAT = 1
 BEST_KEYS = ("format", "phase", "epoch", "model")
@@ -36,12 +37,7 @@ LAST_KEYS = (*BEST_KEYS, "optimizer", "early_stopping", "history", "rng")
 
 
 def checkpoint_paths(run_dir: Path, key: str) -> tuple[Path, Path]:
-    folder = Path(run_dir) / "checkpoints"
-    return folder / f"{key}_best.pt", folder / f"{key}_last.pt"
-
-
-def _run_dir(path: Path) -> Path:
-    return Path(path).parent.parent  # checkpoint_paths keeps them in RUN/checkpoints/
+    return BEST_CHECKPOINT.path(run_dir, key), LAST_CHECKPOINT.path(run_dir, key)
 
 
 def model_state(model: nn.Module, leave_out: Iterable[str] = ()) -> dict[str, torch.Tensor]:
@@ -88,9 +84,6 @@ class FrozenPart:
 
     def record(self) -> dict[str, Any]:
         return {"keys": list(self.keys), "sha256": self.sha256}
-
-
-NOTHING_FROZEN = FrozenPart((), fingerprint({}, ()))
 
 
 def restore(model: nn.Module, state: Mapping[str, Any], path: Path | str) -> None:
@@ -154,47 +147,10 @@ def epoch_seed(seed: int, phase_index: int, epoch: int) -> int:
     return (seed * 1_000_003 + phase_index * 10_007 + epoch) % 2**62
 
 
-def save_best(
-    path: Path, model: nn.Module, phase: str, epoch: int, val_loss: float, frozen: FrozenPart = NOTHING_FROZEN
-) -> None:
-    state = {
-        "format": FORMAT,
-        "phase": phase,
-        "epoch": epoch,
-        "val_loss": val_loss,
-        "model": model_state(model, frozen.keys),
-        "frozen": frozen.record(),
-    }
-    save_checkpoint(path, state, run_dir=_run_dir(path))
-
-
-def save_last(
-    path: Path,
-    *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    phase: str,
-    epoch: int,
-    early_stopping: Mapping[str, Any],
-    history: Sequence[Mapping[str, Any]],
-    rank_rng: Sequence[Mapping[str, Any]] = (),
-    frozen: FrozenPart = NOTHING_FROZEN,
-) -> None:
-    """``rank_rng``: every process's :func:`capture_rng` under torchrun, in rank order."""
-    state = {
-        "format": FORMAT,
-        "phase": phase,
-        "epoch": epoch,
-        "model": model_state(model, frozen.keys),
-        "frozen": frozen.record(),
-        "optimizer": optimizer.state_dict(),
-        "early_stopping": dict(early_stopping),
-        "history": [dict(record) for record in history],
-        "rng": capture_rng(),
-    }
-    if rank_rng:
-        state["rank_rng"] = [dict(entry) for entry in rank_rng]
-    save_checkpoint(path, state, run_dir=_run_dir(path))
+def save(path: Path, checkpoint: Mapping[str, Any], *, run_dir: Path) -> None:
+    """Write a phase checkpoint atomically (``PhaseState.weights`` or ``PhaseState.to_checkpoint``);
+    ``run_dir``: the run whose integrity record notes the file (a scratch folder when validating)."""
+    save_checkpoint(path, dict(checkpoint), run_dir=run_dir)
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from ctframe.api.training import (
     freeze_inactive_batchnorm,
     logits_to_probabilities,
 )
-from ctframe_two_phase.checkpoints import seed_everything
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 """Maps a batch of inputs (images or cached features) to logits."""
@@ -175,12 +174,15 @@ def train_one_epoch(
     seed: int,
     precision: str,
     device: str,
+    *,
     on_batch: Callable[[int, float], None] = lambda images, loss: None,
     scales: Sequence[float] | None = None,
 ) -> EpochResult:
     """One pass over ``order``; the loss is classification loss + head penalty, as Keras reports it
     (mean over samples, over all processes under torchrun). The caller sets train/eval modes.
-    ``scales`` (from :func:`rank_batches`) multiply each batch's loss before ``backward``."""
+    ``scales`` (from :func:`rank_batches`) multiply each batch's loss before ``backward``.
+
+    The pieces come one by one (no phase object) because the benchmarks time this one step alone."""
     total, seen, started = 0.0, 0, time.perf_counter()
     for step, (inputs, labels, _) in enumerate(source.batches(order, seed)):
         with autocast(precision, device):
@@ -274,57 +276,3 @@ def set_train_mode(model: Classifier, backbone_frozen: bool, update_batchnorm: b
     else:
         freeze_inactive_batchnorm(model.backbone, update_trainable=update_batchnorm)  # type: ignore[arg-type]
     freeze_inactive_batchnorm(model.head)  # type: ignore[arg-type]
-
-
-@dataclass
-class EpochRunner:
-    """What every epoch of one phase shares; ``run`` is one epoch: train, then validate."""
-
-    model: Classifier
-    forward: Forward
-    optimizer: torch.optim.Optimizer
-    train: BatchSource
-    val: BatchSource
-    backbone_frozen: bool
-    update_batchnorm: bool
-    batch_size: int
-    eval_batch_size: int
-    precision: str
-    """Resolved autocast precision of training and validation: ``"fp32"`` or ``"bf16"``."""
-    device: str
-
-    def run(
-        self, seed: int, on_batch: Callable[[int, float], None] | None = None
-    ) -> tuple[EpochResult, Evaluation]:
-        """Seed everything from ``seed`` first, so an epoch repeats exactly when a run resumes.
-
-        The batch order comes from ``seed`` on every process; dropout and augmentation from each
-        process's own seed (``distributed.rank_seed``, which is ``seed`` in one process).
-        """
-        own_seed = distributed.rank_seed(seed)
-        seed_everything(own_seed)
-        order = epoch_batches(len(self.train), self.batch_size, torch.Generator().manual_seed(seed))
-        parts, scales = rank_batches(order)
-        set_train_mode(self.model, self.backbone_frozen, self.update_batchnorm)
-        penalty = self.model.head.penalty  # type: ignore[attr-defined]
-        result = train_one_epoch(
-            self.forward,
-            penalty,
-            self.optimizer,
-            self.train,
-            parts,
-            own_seed,
-            self.precision,
-            self.device,
-            on_batch or (lambda images, loss: None),
-            scales,
-        )
-        distributed.share_buffers(self.model)  # rank 0's BatchNorm statistics: the model it saves
-        self.model.eval()
-        validation = evaluate(
-            self.forward, penalty, self.val, self.eval_batch_size, self.precision, self.device
-        )
-        return result, validation
-
-    def batches_per_epoch(self) -> int:
-        return len(rank_batches(epoch_batches(len(self.train), self.batch_size, None))[0])

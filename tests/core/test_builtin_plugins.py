@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 from tests.conftest import REPO
 
 BUILT_IN = "folder_split,resnet_v2,torchvision,dense_head,two_phase,classification_metrics,export,gradcam"

@@ -29,7 +29,7 @@ MAIN = (
     "import sys, ctframe_resnet_v2; from ctframe_resnet_v2.model import ARCHITECTURES, Architecture;"
     "ARCHITECTURES['tinyv2'] = Architecture((2, 2, 2, 2), 0, filters=(4, 8, 16, 32));"
     "ctframe_resnet_v2.DESCRIPTIONS['tinyv2'] = 'a tiny ResNetV2 for tests';"
-    "from ctframe.commands.app import main; sys.exit(main())"
+    "from ctframe.commands.main import main; sys.exit(main())"
 )
 
 

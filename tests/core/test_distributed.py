@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import TESTS, install_distribution
 from tests.tolerances import DDP_LOSS_RTOL, DDP_PROBABILITY_ATOL
+from tests.toy.recipe import toy_recipe_text
 
 PLUGINS = "toy,dense_head,two_phase"
 
@@ -31,54 +32,28 @@ PLUGINS = "toy,dense_head,two_phase"
 # is built to stop early: min_delta = 10 makes every epoch after the first "no improvement", so with
 # patience 1 it stops after epoch 2 of 4. Each image read sleeps 20 ms, so that a fine-tuning epoch
 # (which reads its images) lasts long enough to be killed in the middle.
-RECIPE = """
-metrics = ["toy_accuracy"]
-
-[run]
-seed = 3
-device = "cpu"
-
-[run.distributed]
-timeout_minutes = 3
-
-[dataset]
-component = "toy_data"
-samples = 40
-size = 16
-delay_s = 0.02
-
-[backbone]
-component = "toy_backbone"
-channels = 8
-
-[head]
-component = "dense"
-units = 16
-l2 = 0.0
-batchnorm = false
-dropout = 0.0
-
-[trainer]
-component = "two_phase"
-batch_size = 8
-progress = false
-precision = "fp32"
-
-[trainer.initial]
-epochs = 4
-lr = 1e-2
-
-[trainer.finetuned]
-epochs = 4
-lr = 1e-3
-unfreeze_last = 2
-finetune_batchnorm = false
-patience = 1
-min_delta = 10.0
-
-[evaluation]
-bootstrap = 50
-"""
+RECIPE = toy_recipe_text(
+    run={"seed": 3, "distributed": {"timeout_minutes": 3}},
+    dataset={"samples": 40, "size": 16, "delay_s": 0.02},
+    backbone={"channels": 8},
+    head={"component": "dense", "units": 16, "l2": 0.0, "batchnorm": False, "dropout": 0.0},
+    trainer={
+        "component": "two_phase",
+        "batch_size": 8,
+        "progress": False,
+        "precision": "fp32",
+        "initial": {"epochs": 4, "lr": 1e-2},
+        "finetuned": {
+            "epochs": 4,
+            "lr": 1e-3,
+            "unfreeze_last": 2,
+            "finetune_batchnorm": False,
+            "patience": 1,
+            "min_delta": 10.0,
+        },
+    },
+    evaluation={"bootstrap": 50},
+)
 
 
 @pytest.fixture(scope="module")
@@ -252,8 +227,8 @@ print("probe ok", me)
 
 
 def test_collectives_on_three_processes(tmp_path):
-    """The helpers of ctframe.runtime.distributed across 3 gloo processes: shares, gathers, broadcast errors and
-    the agreement check that turns a diverging decision into one error instead of a hang."""
+    """The helpers of ctframe.runtime.distributed across 3 gloo processes: shares, gathers, broadcast
+    errors and the agreement check that turns a diverging decision into one error instead of a hang."""
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3"]

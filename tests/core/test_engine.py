@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 from ctframe.registry.recipe import load_recipe
 
 

@@ -1,4 +1,5 @@
-"""``ctframe explain`` and ``ctframe.runtime.explaining``: CAMs from registered explainers, frozen backbones too."""
+"""``ctframe explain`` and ``ctframe.runtime.explaining``: CAMs from registered explainers, frozen backbones
+too."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from ctframe import NoOptions, hookimpl
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 from ctframe.registry.plugins import build_registry
 from ctframe.runtime.explaining import ExplainError, cam_layer, cam_maps, make_explainer, method_name, overlay
 from ctframe.runtime.loading import load_model

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 from ctframe.registry.plugins import get_registry
 from ctframe.runtime.inference import read_files
 from ctframe.runtime.loading import load_model

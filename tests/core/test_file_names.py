@@ -15,7 +15,7 @@ import pytest
 
 from ctframe import DataError
 from ctframe.base.filenames import ensure_escaped, escape_name, escape_path, needs_escaping, unescape_name
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 from tests.conftest import TESTS
 
 # The folder_split test helpers, loaded by path (tests use importlib mode, so they are no package).

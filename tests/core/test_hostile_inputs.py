@@ -25,47 +25,44 @@ from rich.console import Console
 
 from ctframe.registry.plugins import PLUGINS_ENV, clear_registry_cache
 from tests.conftest import TESTS
+from tests.toy.recipe import toy_recipe_text
 
-_spec = importlib.util.spec_from_file_location("hostile_support", TESTS / "plugins" / "folder_split" / "support.py")
+_spec = importlib.util.spec_from_file_location(
+    "hostile_support", TESTS / "plugins" / "folder_split" / "support.py"
+)
 assert _spec is not None and _spec.loader is not None
 support = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(support)
 
-TOY = """metrics = ["toy_accuracy"]
+SMALL = {"dataset": {"samples": 16}, "trainer": {"epochs": 2}, "evaluation": {"bootstrap": 0}}
+"""The toy recipe made quick: the changes every case's recipe starts from."""
+TOY = toy_recipe_text(SMALL)
 
-[run]
-seed = 7
-device = "cpu"
-
-[dataset]
-component = "toy_data"
-samples = 16
-
-[backbone]
-component = "toy_backbone"
-
-[head]
-component = "toy_head"
-
-[trainer]
-component = "toy_trainer"
-epochs = 2
-
-[evaluation]
-bootstrap = 0
-"""
-
-TWO_PHASE = TOY.replace('component = "toy_head"', 'component = "dense"\nunits = 8').replace(
-    'component = "toy_trainer"\nepochs = 2',
-    'component = "two_phase"\nbatch_size = 8\nprogress = false\ntensorboard = false\n\n'
-    "[trainer.initial]\nepochs = 1\n\n[trainer.finetuned]\nepochs = 1\nunfreeze_last = 2",
+TWO_PHASE = toy_recipe_text(
+    SMALL,
+    head={"component": "dense", "units": 8},
+    trainer={
+        "component": "two_phase",
+        "batch_size": 8,
+        "progress": False,
+        "tensorboard": False,
+        "initial": {"epochs": 1},
+        "finetuned": {"epochs": 1, "unfreeze_last": 2},
+    },
 )
 TWO_PHASE_PLUGINS = "toy,two_phase,dense_head"
 
-FOLDER = TOY.replace(
-    'component = "toy_data"\nsamples = 16',
-    'component = "folder_split"\nroot = "data"\nclasses = ["COVID", "non-COVID"]\n'
-    'positive_class = "COVID"\nimage_size = 16\nnum_workers = 0\nleakage_check = false',
+FOLDER = toy_recipe_text(
+    SMALL,
+    dataset={
+        "component": "folder_split",
+        "root": "data",
+        "classes": ["COVID", "non-COVID"],
+        "positive_class": "COVID",
+        "image_size": 16,
+        "num_workers": 0,
+        "leakage_check": False,
+    },
 )
 FOLDER_PLUGINS = "toy,folder_split"
 
@@ -94,17 +91,18 @@ def without_section(text: str, section: str) -> str:
 
 def invoke(argv: list[str]) -> tuple[int, str, str]:
     """``ctframe ARGV`` in this process: exit code, stdout, stderr (rich consoles never wrap)."""
-    from ctframe.commands import app as cli
+    from ctframe.commands import shared
+    from ctframe.commands.main import main
 
     out, err = io.StringIO(), io.StringIO()
-    saved = cli.out, cli.err
-    cli.out = Console(file=out, width=300, highlight=False, soft_wrap=True)
-    cli.err = Console(file=err, width=300, highlight=False, soft_wrap=True)
+    saved = shared.out, shared.err
+    shared.out = Console(file=out, width=300, highlight=False, soft_wrap=True)
+    shared.err = Console(file=err, width=300, highlight=False, soft_wrap=True)
     try:
         with redirect_stdout(out), redirect_stderr(err):
-            code = cli.main(argv)
+            code = main(argv)
     finally:
-        cli.out, cli.err = saved
+        shared.out, shared.err = saved
     return code, out.getvalue(), err.getvalue()
 
 
@@ -253,7 +251,7 @@ RECIPES = [
     case("missing-dataset-section", run_recipe(without_section(TOY, "dataset")), "[dataset]"),
     case(
         "component-missing",
-        run_recipe(TOY.replace('component = "toy_backbone"', "channels = 4")),
+        run_recipe(toy_recipe_text(SMALL, backbone={"component": None})),
         "[backbone] component: missing",
     ),
     case(
@@ -283,7 +281,7 @@ RECIPES = [
     case("bad-type-int", toy_set("dataset.samples=many"), "[dataset] samples"),
     case(
         "bad-type-float-for-int",
-        run_recipe(with_line(TOY, "backbone", "channels = 1.5")),
+        run_recipe(toy_recipe_text(SMALL, backbone={"channels": 1.5})),
         "[backbone] channels",
     ),
     case("bad-type-list", run_recipe(with_line(TOY, "dataset", 'classes = "dark"')), "[dataset] classes"),
@@ -333,7 +331,7 @@ RECIPES = [
     ),
     case(
         "removed-backbone-precision",
-        run_recipe(TOY.replace('component = "toy_backbone"', 'component = "resnet50v2"\nprecision = "bf16"')),
+        run_recipe(toy_recipe_text(SMALL, backbone={"component": "resnet50v2", "precision": "bf16"})),
         "[backbone] precision",
         "no longer a backbone option",
         plugins="toy,resnet_v2",

@@ -7,24 +7,24 @@ from contextlib import redirect_stderr
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from ctframe import RecipeError
-from ctframe.commands.app import main
+from ctframe.commands import shared
+from ctframe.commands.main import main
 from ctframe.registry.recipe import read_recipe_file
 from ctframe.storage.files import write_text
 
 
 def _cli(*args: str) -> tuple[int, str]:
-    from ctframe.commands import app as cli
-
     buffer = io.StringIO()
-    original = cli.err
-    cli.err = cli.Console(file=buffer, width=10_000, highlight=False)
+    original = shared.err
+    shared.err = Console(file=buffer, width=10_000, highlight=False)
     try:
         with redirect_stderr(buffer):
             code = main(list(args))
     finally:
-        cli.err = original
+        shared.err = original
     lines = [line for line in buffer.getvalue().splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in buffer.getvalue(), buffer.getvalue()
     return code, lines[0]

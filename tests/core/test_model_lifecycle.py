@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 from ctframe.runtime.loading import load_model
 from ctframe.storage.modelfile import models_of_run
 from tests.conftest import REPO

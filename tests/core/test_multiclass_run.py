@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 from tests.plugins.folder_split.support import image_bytes
 
 CLASSES = ["a", "b", "c"]

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from ctframe.commands import app as cli
-from ctframe.commands.app import main
+from ctframe.commands import shared
+from ctframe.commands.main import main
 from ctframe.registry import plugins as plugins_module
 from ctframe.registry.plugins import PLUGINS_ENV
 from tests.conftest import install_distribution
@@ -206,16 +207,16 @@ def install_plugins(tmp_path, monkeypatch, toy_site):
 def _run(*argv: str) -> tuple[int, str, str]:
     """Run the CLI in-process; stdout and stderr as text (stderr unwrapped)."""
     out, err = io.StringIO(), io.StringIO()
-    original_out, original_err = cli.out, cli.err
-    cli.out = cli.Console(file=out, width=10_000, highlight=False, soft_wrap=True)
-    cli.err = cli.Console(file=err, width=10_000, highlight=False, soft_wrap=True)
+    original_out, original_err = shared.out, shared.err
+    shared.out = Console(file=out, width=10_000, highlight=False, soft_wrap=True)
+    shared.err = Console(file=err, width=10_000, highlight=False, soft_wrap=True)
     real_stdout, real_stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err  # plain print() in commands, and typer's usage errors
     try:
         code = main(list(argv))
     finally:
         sys.stdout, sys.stderr = real_stdout, real_stderr
-        cli.out, cli.err = original_out, original_err
+        shared.out, shared.err = original_out, original_err
     assert "Traceback" not in err.getvalue(), err.getvalue()
     return code, out.getvalue(), err.getvalue()
 

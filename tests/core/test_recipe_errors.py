@@ -6,23 +6,25 @@ from pathlib import Path
 
 import pytest
 
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 
 
 def _validate(recipe: Path, *extra: str) -> tuple[int, str]:
     import io
     from contextlib import redirect_stderr
 
-    from ctframe.commands import app as cli
+    from rich.console import Console
+
+    from ctframe.commands import shared
 
     buffer = io.StringIO()
-    original = cli.err
-    cli.err = cli.Console(file=buffer, width=10_000, highlight=False)
+    original = shared.err
+    shared.err = Console(file=buffer, width=10_000, highlight=False)
     try:
         with redirect_stderr(buffer):
             code = main(["validate", str(recipe), *extra])
     finally:
-        cli.err = original
+        shared.err = original
     return code, buffer.getvalue()
 
 

@@ -24,7 +24,7 @@ from ctframe.storage.rundir import RunDirectory
 from tests.conftest import REPO
 
 CLASSES = ("COVID", "non-COVID")
-SECTIONS = [
+CORE_SECTIONS = [
     "overview",
     "metrics",
     "training",
@@ -34,11 +34,14 @@ SECTIONS = [
     "calibration",
     "external",
     "split",
-    "leakage",
     "recipe",
     "environment",
     "log",
 ]
+"""Every run's report, whatever its dataset."""
+FOLDER_SPLIT_SECTIONS = ["split_groups", "leakage"]
+SECTIONS = [*CORE_SECTIONS[:9], *FOLDER_SPLIT_SECTIONS, *CORE_SECTIONS[9:]]
+"""A folder_split run's report (the quickstart's; test_report_browser.py checks it in a browser)."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 RECIPE = """metrics = ["accuracy", "precision", "recall", "f1", "roc_auc"]
@@ -62,46 +65,20 @@ threshold = "youden"
 """
 
 
-# What folder_split writes (the keys the report reads), at the scale of a small study.
+# What the engine writes, with the keys of a dataset's summary the core reads (counts, lines) and one
+# it does not (seed), at the scale of a small study.
 SPLIT_SUMMARY = {
     "class_names": list(CLASSES),
     "positive_class": "non-COVID",
     "sizes": {"train": 40, "val": 20, "test": 100},
-    "group_by": "sequence",
     "counts": {
         "train": {"COVID": 20, "non-COVID": 20},
         "val": {"COVID": 10, "non-COVID": 10},
         "test": {"COVID": 50, "non-COVID": 50},
     },
-    "groups": {
-        "train": {"COVID": 6, "non-COVID": 6},
-        "val": {"COVID": 3, "non-COVID": 2},
-        "test": {"COVID": 5, "non-COVID": 4},
-    },
-    "duplicates": {
-        "sets": 1,
-        "files": 2,
-        "across_classes": 0,
-        "examples": [["COVID/Covid (128).png", "COVID/Covid (129).png"]],
-    },
+    "lines": ["160 images read from 2 class folders"],
     "seed": 42,
 }
-LEAKAGE = {
-    "level": 0.95,
-    "tolerance": 0.02,
-    "n_test": 100,
-    "count_above": 1,
-    "share_above": 0.01,
-    "chance_share": 0.0,
-    "median_nearest": 0.7041,
-    "loud": False,
-    "profile": [
-        {"level": 0.85, "share_above": 0.12, "chance_share": 0.05},
-        {"level": 0.95, "share_above": 0.01, "chance_share": 0.0},
-    ],
-    "worst_pairs": [{"test": "COVID/Covid (77).png", "train": "COVID/Covid (15).png", "similarity": 0.9612}],
-}
-RAW_KEYS = ("count_above", "share_above", "chance_share", "loud", "n_test", "worst_pairs", "across_classes")
 
 
 def _history(path: Path, phase: str, epochs: int, start_loss: float) -> None:
@@ -124,7 +101,9 @@ def _predictions(rng, labels: np.ndarray, separation: float, prefix: str) -> Pre
 
 
 def make_run(folder: Path, monkeypatch, seed: int = 0, accuracy_shift: float = 0.0) -> Path:
-    """A run directory holding every artifact the engine, dataset, trainer and evaluation write."""
+    """A run directory holding every file of the core: what the engine, trainer and evaluation write.
+
+    (The recipe names folder_split, whose own files tests/plugins/folder_split adds.)"""
     folder.mkdir(parents=True)
     run_dir = RunDirectory(folder)
     write_text(folder / "recipe.toml", RECIPE)
@@ -140,18 +119,6 @@ def make_run(folder: Path, monkeypatch, seed: int = 0, accuracy_shift: float = 0
     )
     write_json(folder / "status.json", {"state": "completed", "updated": "2026-01-01T00:00:00+00:00"})
     write_json(folder / "split_summary.json", SPLIT_SUMMARY)
-    write_json(folder / "leakage.json", LEAKAGE)
-    with (folder / "split_manifest.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["file", "sha256", "class", "split", "group", "status"])
-        index = 0
-        for split, per_class in SPLIT_SUMMARY["counts"].items():
-            for name, count in per_class.items():
-                for _ in range(count):  # one group per 4 files, never shared between splits
-                    writer.writerow(
-                        [f"img{index}.png", f"{index:064x}", name, split, f"{split}{index // 4}", "ok"]
-                    )
-                    index += 1
     _history(folder / "history_initial.csv", "initial", 4, 0.9)
     _history(folder / "history_finetuned.csv", "finetune", 3, 0.5)
     write_text(folder / "run.log", "".join(f"line {i}: epoch done\n" for i in range(100)))
@@ -203,10 +170,10 @@ def test_report_holds_every_section_with_its_images(tmp_path, monkeypatch):
     assert report == run / "report.html"
     page = report.read_text(encoding="utf-8")
     found = sections_of(page)
-    assert list(found) == SECTIONS
+    assert list(found) == CORE_SECTIONS  # folder_split is not loaded: the core's sections alone
     assert 'class="missing"' not in page  # nothing is missing in a complete run
     expected_images = {"training": 2, "curves": 2, "confusion": 2, "calibration": 1}
-    for section in SECTIONS:
+    for section in CORE_SECTIONS:
         images = embedded_pngs(found[section])
         assert len(images) == expected_images.get(section, 0), section
         assert all(image.startswith(PNG_SIGNATURE) and len(image) > 5000 for image in images)
@@ -239,9 +206,7 @@ def test_report_holds_every_section_with_its_images(tmp_path, monkeypatch):
     assert (difference["model"], difference["reference"]) == ("finetuned", "initial")
     assert "Fine-Tuned Model - Initial Model" in found["metrics"]
     assert f"{difference['metrics']['roc_auc']['value']:+.3f}" in found["metrics"]
-    assert "COVID/Covid (128).png" in found["split"] and "Files per split and class" in found["split"]
     assert "<th>Class</th><th>Training</th><th>Validation</th><th>Test</th><th>Total</th>" in found["split"]
-    assert "Covid (15).png" in found["leakage"]
     assert "root = &quot;data/sample&quot;" in found["recipe"]
     assert "3.11.9" in found["environment"]
     assert "line 99: epoch done" in found["log"] and "line 39:" not in found["log"]
@@ -252,7 +217,7 @@ def test_report_of_an_empty_folder_names_what_is_missing(tmp_path):
     (tmp_path / "recipe.toml").write_text('metrics = ["accuracy"]\n')  # a run that stopped at once
     report = build_report(tmp_path)
     found = sections_of(report.read_text(encoding="utf-8"))
-    assert list(found) == SECTIONS
+    assert list(found) == CORE_SECTIONS
     for section, file in [
         ("metrics", "metrics.json"),
         ("training", "history_"),
@@ -349,7 +314,7 @@ def test_a_run_through_the_command_line_ends_with_metrics_predictions_and_report
     toy_site, toy_recipe, monkeypatch, capsys
 ):
     """The engine calls evaluate and build_report; `ctframe report` and `ctframe compare` read the result."""
-    from ctframe.commands.app import main
+    from ctframe.commands.main import main
 
     monkeypatch.setenv(PLUGINS_ENV, "toy,classification_metrics")
     text = toy_recipe.read_text().replace(
@@ -367,7 +332,7 @@ def test_a_run_through_the_command_line_ends_with_metrics_predictions_and_report
     assert keys and all((run / f"predictions_{key}.csv").is_file() for key in keys)
     (run / "report.html").unlink()
     assert main(["report", str(run)]) == 0
-    assert list(sections_of((run / "report.html").read_text(encoding="utf-8"))) == SECTIONS
+    assert list(sections_of((run / "report.html").read_text(encoding="utf-8"))) == CORE_SECTIONS
     assert main(["compare", str(run), str(run)]) == 0
     assert "ROC AUC Score" in "".join(capsys.readouterr())
 
@@ -377,44 +342,66 @@ def _visible(fragment: str) -> str:
     return re.sub(r"<details>.*?</details>", "", fragment, flags=re.S)
 
 
-def test_split_and_leakage_are_written_for_a_person(tmp_path, monkeypatch):
+def test_the_data_split_is_written_for_a_person(tmp_path, monkeypatch):
+    """From split_summary.json: the sizes in one sentence, images per class, the dataset's own lines."""
     run = make_run(tmp_path / "run", monkeypatch)
     found = sections_of(build_report(run).read_text(encoding="utf-8"))
-    split, leakage = _visible(found["split"]), _visible(found["leakage"])
-    assert re.search(
-        r'<p class="verdict">160 images of 2 classes are split 40 / 20 / 100 \(training / validation / test; '
-        r"25% / 12% / 62%\), keeping each sequence group in one split \(26 groups\); no group has files "
-        r"in two splits\. 1 set of identical files \(2 files\)\.</p>",
-        split,
-    )
-    assert "<td>20 (6 groups)</td>" in split and "lists the same 160 files" in split
-    assert leakage.startswith(
-        '\n<h2>Leakage check</h2>\n<p class="verdict">No sign of leakage at similarity 0.95: 1 of 100 test '
-        "images (1.0%)"
-    )
-    for heading in ("<th>Measure</th>", "<th>Similarity at least</th>", "<th>Closest training image</th>"):
-        assert heading in leakage
-    for key in RAW_KEYS:
-        assert key not in split and key not in leakage, key
-    assert "seed" in found["split"]  # the rest of the record stays reachable, collapsed
-
-    loud = dict(LEAKAGE, count_above=40, share_above=0.4, loud=True)
-    write_json(run / "leakage.json", loud)
-    rows = (run / "split_manifest.csv").read_text().splitlines()
-    rows[1] = rows[1].replace(",train0,", ",test15,")  # one training file in a test group
-    (run / "split_manifest.csv").write_text("\n".join(rows) + "\n")
-    found = sections_of(build_report(run).read_text(encoding="utf-8"))
-    assert '<p class="verdict bad">Likely leakage: 40 of 100 test images (40.0%)' in found["leakage"]
+    split = _visible(found["split"])
     assert (
-        '<p class="verdict bad">' in found["split"]
-        and "yet 1 group has files in more than one split" in found["split"]
+        '<p class="verdict">160 images of 2 classes are split 40 / 20 / 100 (training / validation / test; '
+        "25% / 12% / 62%).</p>" in split
     )
-    assert "disagrees" not in found["split"]  # same counts, only the group moved
+    assert '<tr><td>COVID</td><td class="number">20</td>' in split
+    assert '<td>all classes</td><td class="number">40</td>' in split
+    assert '<p class="muted">160 images read from 2 class folders</p>' in split
+    assert "seed" not in split and "seed" in found["split"]  # the rest of the record, collapsed
+
+    summary = dict(SPLIT_SUMMARY, counts="not a table")  # a dataset's own shape of `counts`
+    del summary["sizes"]
+    write_json(run / "split_summary.json", summary)
+    split = sections_of(build_report(run).read_text(encoding="utf-8"))["split"]
+    assert "2 classes; the size of each split was not recorded." in split and "Images per class" not in split
+    assert "not a table" in split  # shown as recorded, collapsed
+
+
+def test_a_third_party_dataset_gets_a_complete_report(toy_site, toy_recipe, monkeypatch):
+    """The toy dataset writes no split_manifest.csv or leakage.json: every core section, nothing of
+    folder_split's although it is loaded, and no section that failed."""
+    from ctframe.commands.main import main
+
+    monkeypatch.setenv(PLUGINS_ENV, "toy,folder_split")
+    output = toy_recipe.parent / "runs"
+    assert main(["run", str(toy_recipe), "--set", f"run.output={output}", "--set", "trainer.epochs=3"]) == 0
+    (run,) = output.iterdir()
+    assert not (run / "split_manifest.csv").exists() and not (run / "leakage.json").exists()
+    page = (run / "report.html").read_text(encoding="utf-8")  # the one the engine wrote
+    found = sections_of(page)
+    assert list(found) == CORE_SECTIONS
+    assert "could not be built" not in page and "plugin_sections" not in page
+    # environment.json records the command line, which may name anything (pytest's arguments here)
+    said = "".join(text for key, text in found.items() if key != "environment").lower()
+    assert "leakage" not in said and "manifest" not in said
+    assert (
+        '<p class="verdict">96 images of 2 classes are split 32 / 32 / 32 (training / validation / test; '
+        "33% / 33% / 33%).</p>" in found["split"]
+    )
+    assert "generator" in found["split"]  # the toy dataset's own summary key, collapsed
+    for section in (
+        "metrics",
+        "training",
+        "curves",
+        "confusion",
+        "calibration",
+        "recipe",
+        "environment",
+        "log",
+    ):
+        assert 'class="missing"' not in found[section], section
 
 
 REPORT_PLUGIN = """
 from ctframe import hookimpl
-from ctframe.report import html
+from ctframe.api.report import html
 
 
 def diagnostics(report):
@@ -429,7 +416,7 @@ def ctframe_report_sections(register):
 
 def test_a_third_party_plugin_adds_a_report_section(tmp_path, monkeypatch, capsys):
     """Installed through an entry point like any plugin; `ctframe report` places it by its order."""
-    from ctframe.commands.app import main
+    from ctframe.commands.main import main
     from tests.conftest import install_distribution
 
     run = make_run(tmp_path / "run", monkeypatch)
@@ -444,7 +431,7 @@ def test_a_third_party_plugin_adds_a_report_section(tmp_path, monkeypatch, capsy
     finally:
         sys.modules.pop("reportx_ctframe", None)
     found = sections_of((run / "report.html").read_text(encoding="utf-8"))
-    assert list(found) == [*SECTIONS[:3], "trainer_diagnostics", *SECTIONS[3:]]
+    assert list(found) == [*CORE_SECTIONS[:3], "trainer_diagnostics", *CORE_SECTIONS[3:]]
     assert "third-party trainer diagnostics for 2 models" in found["trainer_diagnostics"]
     assert '<a href="#trainer_diagnostics">Trainer diagnostics</a>' in (run / "report.html").read_text()
 
@@ -471,7 +458,7 @@ def test_plugin_sections_that_fail_cost_only_themselves(tmp_path, monkeypatch):
     registry = build_registry(extra=[_Sections(), _BrokenHook()], selection="classification_metrics")
     page = build_report(run, registry=registry).read_text(encoding="utf-8")
     found = sections_of(page)
-    assert list(found) == ["early", *SECTIONS[:4], "broken", *SECTIONS[4:], "plugin_sections"]
+    assert list(found) == ["early", *CORE_SECTIONS[:4], "broken", *CORE_SECTIONS[4:], "plugin_sections"]
     assert found["broken"].strip() == (
         '<h2>Broken section</h2>\n<p class="missing">Broken section could not be built: ZeroDivisionError: '
         "division by zero</p>"
@@ -519,7 +506,7 @@ def tiny_run(folder: Path) -> Path:
     """The quickstart recipe at 32 px with random weights: a real run directory in a few seconds."""
     import torch
 
-    from ctframe.commands.app import main
+    from ctframe.commands.main import main
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(PLUGINS_ENV, TINY_PLUGINS)
@@ -563,6 +550,7 @@ def test_a_finished_run_reports_completed_precision_and_threads(finished_run):
     page = (finished_run / "report.html").read_text(encoding="utf-8")  # the one the engine wrote
     found = sections_of(page)
     assert list(found) == SECTIONS
+    assert "could not be built" not in page and "plugin_sections" not in found
     assert "ctframe run report (completed)" in page
     assert "<td>status</td><td>completed</td>" in found["overview"]
     environment = json.loads((finished_run / "environment.json").read_text())
@@ -575,7 +563,6 @@ def test_a_finished_run_reports_completed_precision_and_threads(finished_run):
     assert (
         f'<td>torch threads</td><td class="number">{environment["torch_threads"]}</td>' in found["overview"]
     )
-    assert "No sign of leakage" in found["leakage"] or "Likely leakage" in found["leakage"]
 
 
 def test_the_gallery_shows_each_cell_most_confident_first(finished_run, tmp_path, monkeypatch):

@@ -12,40 +12,21 @@ import pytest
 import torch
 
 from ctframe import RunError
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 from ctframe.storage import integrity
 from ctframe.storage.checkpoints import load_checkpoint, save_checkpoint
 from ctframe.storage.files import write_bytes
 from tests.conftest import TESTS
+from tests.toy.recipe import toy_recipe_text
 
-_spec = importlib.util.spec_from_file_location("integrity_support", TESTS / "plugins" / "folder_split" / "support.py")
+_spec = importlib.util.spec_from_file_location(
+    "integrity_support", TESTS / "plugins" / "folder_split" / "support.py"
+)
 assert _spec is not None and _spec.loader is not None
 support = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(support)
 
-ROC_RECIPE = """metrics = ["toy_accuracy", "roc_auc"]
-
-[run]
-seed = 7
-device = "cpu"
-
-[dataset]
-component = "toy_data"
-samples = 32
-
-[backbone]
-component = "toy_backbone"
-
-[head]
-component = "toy_head"
-
-[trainer]
-component = "toy_trainer"
-epochs = 20
-
-[evaluation]
-bootstrap = 0
-"""
+ROC_RECIPE = toy_recipe_text(metrics=["toy_accuracy", "roc_auc"], evaluation={"bootstrap": 0})
 
 
 def _run(recipe: Path, output: Path, *extra: str) -> Path:
@@ -101,13 +82,9 @@ def test_an_edited_split_manifest_is_refused(toy_site, tmp_path, monkeypatch, ca
     monkeypatch.setenv("CTFRAME_PLUGINS", "toy,folder_split")
     support.make_folder(tmp_path / "data", per_class=6)
     recipe = tmp_path / "folder.toml"
-    recipe.write_text(
-        ROC_RECIPE.replace('"toy_accuracy", "roc_auc"', '"toy_accuracy"').replace(
-            'component = "toy_data"\nsamples = 32',
-            'component = "folder_split"\nroot = "data"\nclasses = ["COVID", "non-COVID"]\n'
-            'positive_class = "COVID"\nimage_size = 16\nnum_workers = 0\nleakage_check = false',
-        )
-    )
+    folder = {"component": "folder_split", "root": "data", "classes": ["COVID", "non-COVID"]}
+    folder |= {"positive_class": "COVID", "image_size": 16, "num_workers": 0, "leakage_check": False}
+    recipe.write_text(toy_recipe_text(dataset=folder, evaluation={"bootstrap": 0}))
     import toy_ctframe
 
     def interrupted(self, model, data, context):
@@ -136,39 +113,19 @@ def test_an_edited_split_manifest_is_refused(toy_site, tmp_path, monkeypatch, ca
 # ------------------------------------------------------------------ two_phase: checkpoints recorded, resume
 
 
-TWO_PHASE = """metrics = ["toy_accuracy"]
-
-[run]
-seed = 7
-device = "cpu"
-
-[dataset]
-component = "toy_data"
-samples = 16
-
-[backbone]
-component = "toy_backbone"
-
-[head]
-component = "dense"
-units = 8
-
-[trainer]
-component = "two_phase"
-batch_size = 8
-progress = false
-tensorboard = false
-
-[trainer.initial]
-epochs = 2
-
-[trainer.finetuned]
-epochs = 2
-unfreeze_last = 2
-
-[evaluation]
-bootstrap = 0
-"""
+TWO_PHASE = toy_recipe_text(
+    dataset={"samples": 16},
+    head={"component": "dense", "units": 8},
+    trainer={
+        "component": "two_phase",
+        "batch_size": 8,
+        "progress": False,
+        "tensorboard": False,
+        "initial": {"epochs": 2},
+        "finetuned": {"epochs": 2, "unfreeze_last": 2},
+    },
+    evaluation={"bootstrap": 0},
+)
 
 
 def test_a_two_phase_run_interrupted_mid_training_resumes_verified(toy_site, tmp_path, monkeypatch, capsys):
@@ -177,16 +134,16 @@ def test_a_two_phase_run_interrupted_mid_training_resumes_verified(toy_site, tmp
     monkeypatch.setenv("CTFRAME_PLUGINS", "toy,two_phase,dense_head")
     recipe = tmp_path / "tp.toml"
     recipe.write_text(TWO_PHASE)
-    save_last = checkpoints.save_last
+    save = checkpoints.save
 
-    def stop_after_the_first_finetuned_epoch(path, **state):
-        save_last(path, **state)
-        if state["phase"] == "finetuned":
+    def stop_after_the_first_finetuned_epoch(path, checkpoint, **where):
+        save(path, checkpoint, **where)
+        if path.name == "finetuned_last.pt":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoints, "save_last", stop_after_the_first_finetuned_epoch)
+    monkeypatch.setattr(checkpoints, "save", stop_after_the_first_finetuned_epoch)
     assert main(["run", str(recipe), "--output", str(tmp_path / "runs")]) == 130
-    monkeypatch.setattr(checkpoints, "save_last", save_last)
+    monkeypatch.setattr(checkpoints, "save", save)
     (run_dir,) = (tmp_path / "runs").iterdir()
     files = json.loads((run_dir / "integrity.json").read_text())["files"]
     names = {"initial_best.pt", "initial_last.pt", "finetuned_last.pt"}

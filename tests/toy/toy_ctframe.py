@@ -1,4 +1,4 @@
-"""A throwaway third-party plugin: one tiny component of every kind.
+"""A throwaway third-party plugin: one tiny component of every kind that a recipe names.
 
 Tests install it as a temporary distribution with an entry point, exactly as a user would install
 a plugin package, to show that ctframe needs no change to use it. It trains for real (a few SGD
@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score
 from torch import nn
 
 from ctframe import DataError, DataSplits, Layer, Options, RecipePath, TrainedModel, hookimpl
-from ctframe.runtime.model import classification_loss
+from ctframe.api.training import classification_loss
 
 
 class ToyDataOptions(Options):
@@ -79,14 +79,19 @@ class ToyBackbone(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(3, channels, 3, padding=1)
+        self.relu = nn.ReLU()  # a module, so that explainers can hook the last feature map
         self.out_features = channels
 
     @property
     def layers(self) -> list[Layer]:
         return [Layer("input"), Layer("conv", self.conv), Layer("relu")]
 
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.relu
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.conv(images.float() / 127.5 - 1))
+        return self.relu(self.conv(images.float() / 127.5 - 1))
 
 
 class ToyHeadOptions(Options):
@@ -112,6 +117,9 @@ class ToyTrainerOptions(Options):
 
 
 class ToyTrainer:
+    precision = None  # full-batch fp32 steps of its own, no autocast setting to record
+    supports_distributed = False  # every process would train on everything
+
     def __init__(self, options: ToyTrainerOptions):
         self.options = options
 

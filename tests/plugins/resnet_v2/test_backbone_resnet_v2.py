@@ -231,7 +231,7 @@ def test_weight_files_that_do_not_fit_are_refused_by_layer(tiny: ResNetV2, tmp_p
     assert "'conv3_block2_1_conv' kernel has shape (1, 1, 32, 4)" in message and "(1, 1, 32, 8)" in message
 
     torch.save(tiny.state_dict(), tmp_path / "tiny.pt")
-    assert "layer 'conv4_block3_preact_bn'" in _error(ResNetV2("tinyv2_deeper"), tmp_path / "tiny.pt")
+    assert "(layer conv4_block3_preact_bn)" in _error(ResNetV2("tinyv2_deeper"), tmp_path / "tiny.pt")
     torch.save(ResNetV2("tinyv2_deeper").state_dict(), tmp_path / "deeper.pt")
     assert "does not have" in _error(tiny, tmp_path / "deeper.pt")
 

@@ -25,11 +25,11 @@ from ctframe_resnet_v2.keras_subprocess import keras_available, run_keras_refere
 from ctframe_resnet_v2.options import ResNetV2Options
 
 from ctframe import BuildContext
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 from ctframe.registry.recipe import load_recipe
 from ctframe.runtime.predict import predict_dataset
 from ctframe.storage.checkpoints import read_state_dict
-from ctframe.workflows.engine import build_data, build_model, make_context
+from ctframe.workflows.assembly import build_data, build_model, make_context
 
 PLUGINS = "folder_split,resnet_v2,dense_head,two_phase,classification_metrics"
 MAX_ABS_DIFFERENCE = 1e-4  # fp32 probabilities, ctframe against Keras's predict

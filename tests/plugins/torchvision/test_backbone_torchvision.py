@@ -80,10 +80,11 @@ def test_state_dicts_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     torch.save(models.resnet34(weights=None).state_dict(), tmp_path / "resnet34.pth")
     backbone = TorchvisionBackbone("resnet18")
     message = _error(backbone, tmp_path / "resnet34.pth")
-    assert "holds tensors resnet18 does not have, first 'model.layer1.2." in message
+    assert "tensors the model does not have (first: 'layer1.2." in message
+    assert message.endswith("use a resnet18 state dict (torchvision's, or saved by ctframe)")
     torch.save(models.resnet18(weights=None).state_dict(), tmp_path / "resnet18.pth")
     message = _error(TorchvisionBackbone("resnet34"), tmp_path / "resnet18.pth")
-    assert "has no 'layer1.2.conv1.weight'" in message
+    assert "(first: 'layer1.2.conv1.weight')" in message
     assert "does not exist" in _error(backbone, tmp_path / "absent.pth")
     (tmp_path / "weights.h5").write_bytes(b"\x89HDF")
     assert "must be a torch state dict" in _error(backbone, tmp_path / "weights.h5")

@@ -12,8 +12,9 @@ from ctframe_torchvision.options import TorchvisionOptions
 from ctframe_torchvision.weights import WeightsError
 
 from ctframe import BuildContext
-from ctframe.commands.app import main
+from ctframe.commands.main import main
 from ctframe.registry.plugins import build_registry
+from tests.toy.recipe import toy_recipe_text
 
 
 def _context(tmp_path: Path) -> BuildContext:
@@ -60,12 +61,8 @@ def test_run_stops_before_creating_a_run_directory(
     toy_site, toy_recipe, tmp_path, monkeypatch, offline, capsys
 ):
     monkeypatch.setenv("CTFRAME_PLUGINS", "toy,torchvision")
-    text = toy_recipe.read_text().replace(
-        'component = "toy_backbone"\nchannels = 4',
-        f'component = "torchvision"\narch = "resnet18"\ncache_dir = "{tmp_path / "hub"}"',
-    )
-    assert "torchvision" in text
-    toy_recipe.write_text(text)
+    backbone = {"component": "torchvision", "arch": "resnet18", "cache_dir": tmp_path / "hub"}
+    toy_recipe.write_text(toy_recipe_text(backbone=backbone))
     for command in (
         ["validate", "--quick", str(toy_recipe)],
         ["run", str(toy_recipe), "--output", str(tmp_path / "runs")],

@@ -150,7 +150,8 @@ def run_resume_scenario(run_dir: Path, resume: bool, delay_s: float = 0.0):
     return fit(trainer, make_model(), data, make_context(run_dir, resume=resume))
 
 
-if __name__ == "__main__":  # `python tests/plugins/two_phase/test_trainer_toys.py RUN_DIR resume|fresh` for the SIGKILL test
+# `python tests/plugins/two_phase/test_trainer_toys.py RUN_DIR resume|fresh` for the SIGKILL test
+if __name__ == "__main__":
     import sys
 
     torch.set_num_threads(1)

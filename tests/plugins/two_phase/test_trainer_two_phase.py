@@ -13,9 +13,12 @@ import pytest
 import torch
 from ctframe_two_phase import checkpoints
 from ctframe_two_phase.early_stopping import EarlyStopping
+from ctframe_two_phase.optimizer import KerasRMSprop
 from ctframe_two_phase.options import FinetuneOptions, TwoPhaseOptions
+from ctframe_two_phase.phase import PhaseState
 
 from ctframe import DataError, Kind, RunError
+from ctframe.api.training import set_trainable_layers
 from ctframe.registry.plugins import build_registry
 from ctframe.runtime.precision import resolve
 from ctframe.storage.checkpoints import load_checkpoint
@@ -90,6 +93,37 @@ def test_checkpoints_leave_out_what_their_phase_cannot_change(tmp_path):
     other = make_model(seed=1)
     with pytest.raises(RunError, match="leaves out 7 frozen tensors of its phase, and this model's differ"):
         checkpoints.restore(other, saved, "finetuned_last.pt")
+
+
+def test_the_resume_point_is_one_phase_state_written_and_read_back(tmp_path):
+    """``_last.pt`` keeps format 1's keys (checkpoints of earlier versions load unchanged), and
+    ``PhaseState.from_checkpoint`` gives back the weights, optimiser, early stopping, history, epoch
+    and RNG state that ``to_checkpoint`` wrote."""
+    trainer = make_trainer(initial={"epochs": 2}, finetuned={"epochs": 0})
+    fit(trainer, make_model(), make_splits(), make_context(tmp_path))
+    path = tmp_path / "checkpoints" / "initial_last.pt"
+    saved = checkpoints.load(path)
+    assert set(saved) == {*checkpoints.LAST_KEYS, "frozen"} and (saved["format"], saved["epoch"]) == (1, 1)
+
+    model = make_model()  # the backbone as built: the checkpoint leaves it out as frozen
+    set_trainable_layers(model.backbone, 0)  # phase 1's frozen part, as the trainer sets it
+    with torch.no_grad():
+        for parameter in model.head.parameters():
+            parameter.add_(1.0)  # weights the checkpoint's must replace
+    optimizer = KerasRMSprop(list(model.head.parameters()), lr=1.0)
+    torch.manual_seed(123)  # an RNG state the resume must replace
+    state = PhaseState.from_checkpoint(
+        saved, path, model=model, optimizer=optimizer, stopper=EarlyStopping(patience=5)
+    )
+    assert (state.phase, state.epoch, [r["epoch"] for r in state.history]) == ("initial", 1, [1, 2])
+    assert not state.finished(epochs=3) and state.finished(epochs=2)
+    again = state.to_checkpoint()
+    assert torch.equal(again["rng"]["torch"], saved["rng"]["torch"])
+    for key in ("format", "phase", "epoch", "frozen", "early_stopping", "history"):
+        assert again[key] == saved[key], key
+    assert again["model"].keys() == saved["model"].keys()
+    assert all(torch.equal(again["model"][name], tensor) for name, tensor in saved["model"].items())
+    assert again["optimizer"]["param_groups"] == saved["optimizer"]["param_groups"]
 
 
 def test_early_stopping_rules():

@@ -1,4 +1,4 @@
-"""Every registered backbone: tiny forward/backward and the layer-list contract."""
+"""Every registered backbone: tiny forward/backward, the layer-list contract and the optional segments."""
 
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from ctframe import BuildContext, Kind
-from ctframe.base.contracts import Backbone
-from ctframe.registry.plugins import build_registry
-from ctframe.runtime.model import freeze_inactive_batchnorm, set_trainable_layers
+from ctframe import Backbone, Kind
+from ctframe.api.training import freeze_inactive_batchnorm, set_trainable_layers
+from tests.core.contracts.components import build, names
 
-PLUGINS = "resnet_v2,torchvision"
-# Options that keep each case small and offline; torchvision is one component with many architectures.
-CASES = {
-    "resnet50v2": [{}],
-    "resnet101v2": [{}],
-    "resnet152v2": [{}],
+# Variants of one component worth checking too (torchvision builds many architectures); every other
+# backbone runs once, from its defaults (weights "none": offline).
+VARIANTS = {
     "torchvision": [
         {"arch": "resnet18"},
         {"arch": "densenet121"},
@@ -29,27 +25,20 @@ CASES = {
 
 
 def _cases() -> list:
-    registry = build_registry(selection=PLUGINS)
-    names = registry.names(Kind.BACKBONE)
-    assert set(names) == set(CASES), f"add new backbones to CASES: {sorted(set(names) ^ set(CASES))}"
-    return [
-        pytest.param(name, options, id=f"{name}-{options.get('arch', 'default')}")
-        for name in names
-        for options in CASES[name]
-    ]
+    cases = []
+    for param in names(Kind.BACKBONE):
+        (name,) = param.values
+        for options in VARIANTS.get(name, [{}]):
+            cases.append(pytest.param(name, options, id="-".join([name, *map(str, options.values())])))
+    return cases
 
 
 def _build(name: str, options: dict, tmp_path: Path) -> nn.Module:
-    component = build_registry(selection=PLUGINS).get(Kind.BACKBONE, name)
-    values = {"weights": "none", **options}
-    validated = component.options.model_validate(values, context={"base_dir": tmp_path})
-    context = BuildContext(seed=0, device="cpu", recipe_dir=tmp_path)
-    return component.factory(validated, context)
+    return build(Kind.BACKBONE, name, tmp_path, **options)
 
 
 @pytest.mark.parametrize(("name", "options"), _cases())
-def test_backbone_forward_backward_and_layers(name: str, options: dict, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("CTFRAME_PLUGINS", PLUGINS)
+def test_backbone_forward_backward_and_layers(name: str, options: dict, tmp_path: Path) -> None:
     torch.manual_seed(0)
     backbone = _build(name, options, tmp_path)
     assert isinstance(backbone, Backbone)
@@ -66,8 +55,14 @@ def test_backbone_forward_backward_and_layers(name: str, options: dict, tmp_path
     assert any(p.grad.abs().sum() > 0 for p in parameters)
 
     backbone.eval()
+    maps: list[torch.Tensor] = []
+    layer = getattr(backbone, "cam_layer", None)  # optional: what explainers hook
+    if layer is not None:
+        assert any(module is layer for module in backbone.modules()), "cam_layer is a module inside it"
+        layer.register_forward_hook(lambda _module, _inputs, output: maps.append(output))
     with torch.no_grad():  # uint8 and float 0..255 input mean the same
         assert torch.allclose(backbone(images), backbone(images.float()), atol=1e-5)
+    assert all(m.ndim == 4 and m.shape[0] == 2 for m in maps), "cam_layer gives (N, C, h, w) maps"
 
     layers = list(backbone.layers)
     names = [layer.name for layer in layers]
@@ -89,10 +84,9 @@ def test_backbone_forward_backward_and_layers(name: str, options: dict, tmp_path
 
 
 @pytest.mark.parametrize(("name", "options"), _cases())
-def test_backbone_segments_chain_to_forward(name: str, options: dict, tmp_path: Path, monkeypatch) -> None:
+def test_backbone_segments_chain_to_forward(name: str, options: dict, tmp_path: Path) -> None:
     """``segments()`` (optional): composed in order they are ``forward``, and each owns exactly the
     parameters of its layers, so a frozen prefix of whole segments is one of frozen layers."""
-    monkeypatch.setenv("CTFRAME_PLUGINS", PLUGINS)
     torch.manual_seed(0)
     backbone = _build(name, options, tmp_path)
     segments = list(getattr(backbone, "segments", list)())

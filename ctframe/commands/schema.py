@@ -1,0 +1,31 @@
+"""``ctframe schema``: the JSON Schema of recipes for the installed plugins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ctframe.commands import shared
+from ctframe.commands.shared import app
+from ctframe.storage.files import write_text
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="write to this file")  # noqa: UP045
+    ] = None,
+) -> None:
+    """Print the JSON Schema of recipes for the installed plugins."""
+    from ctframe.registry.plugins import get_registry
+    from ctframe.registry.schema import recipe_json_schema
+
+    text = json.dumps(recipe_json_schema(get_registry()), indent=2, default=str)
+    if output is None:
+        print(text)
+    else:
+        write_text(output, text + "\n")
+        shared.out.print(f"wrote {output}")

@@ -1,0 +1,108 @@
+"""The recipe sections that belong to the core, not to a component: ``[run]`` and ``[evaluation]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ctframe.base.options import Options, RecipePath
+
+
+class DistributedSettings(Options):
+    """The ``[run.distributed]`` table; read only when torchrun starts more than one process."""
+
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="process group backend: auto (nccl on CUDA, gloo on the CPU), gloo or nccl"
+    )
+    sync_batchnorm: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="BatchNorm statistics over the global batch, as on one device (SyncBatchNorm): auto "
+        "(on with CUDA; off on the CPU, where torch has none), on, off (each process's share)",
+    )
+    timeout_minutes: float = Field(
+        30, gt=0, le=1440, description="how long a process waits for the others before the run fails"
+    )
+
+
+class RunSettings(Options):
+    """The ``[run]`` section."""
+
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seeds python, numpy and torch")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N",
+    )
+    output: Path = Field(
+        Path("runs"), description="folder that receives run directories (relative: to the current directory)"
+    )
+    name: str | None = Field(
+        None, pattern=r"^[\w.-]+$", description="run directory prefix (default: the recipe file's stem)"
+    )
+    weights: RecipePath | None = Field(
+        None,
+        description="start from these classifier weights (backbone and head): a ctframe model .json, or a "
+        ".safetensors state dict of the whole classifier (e.g. from ctframe import-keras)",
+    )
+    cv_folds: int | None = Field(
+        None, ge=2, le=100, description="set by ctframe cv: the number of cross-validation folds of this run"
+    )
+    cv_fold: int | None = Field(None, ge=0, description="set by ctframe cv: which fold (0-based) is test")
+    distributed: DistributedSettings = Field(
+        default_factory=DistributedSettings,
+        description="torchrun / DDP options (docs/distributed.md); a recipe runs unchanged without them",
+    )
+
+    @model_validator(mode="after")
+    def _fold_within_folds(self) -> RunSettings:
+        if (self.cv_folds is None) != (self.cv_fold is None):
+            raise ValueError("cv_fold and cv_folds go together (ctframe cv sets both)")
+        if self.cv_fold is not None and self.cv_folds is not None and self.cv_fold >= self.cv_folds:
+            raise ValueError(f"cv_fold {self.cv_fold} is not below cv_folds {self.cv_folds}")
+        return self
+
+    def fold(self) -> tuple[int, int] | None:
+        return None if self.cv_fold is None or self.cv_folds is None else (self.cv_fold, self.cv_folds)
+
+
+
+class EvaluationSettings(Options):
+    """The ``[evaluation]`` section: threshold choice, bootstrap confidence intervals, calibration bins and
+    how predictions are computed."""
+
+    threshold: Literal["fixed", "youden", "sensitivity"] = Field(
+        "fixed",
+        description="decision threshold: 'fixed' uses fixed_threshold; 'youden' and 'sensitivity' choose it "
+        "on the validation split and apply it unchanged to test",
+    )
+    fixed_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="threshold on the positive class's probability when threshold='fixed'",
+    )
+    target_sensitivity: float = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="with threshold='sensitivity': highest threshold reaching this validation sensitivity",
+    )
+    bootstrap: int = Field(
+        1000,
+        ge=0,
+        description="stratified bootstrap resamples for confidence intervals (0: none; use >= 1000)",
+    )
+    confidence: float = Field(0.95, gt=0.0, lt=1.0, description="confidence level of the bootstrap intervals")
+    calibration_bins: int = Field(
+        10, ge=2, le=100, description="equal-width probability bins for the expected calibration error"
+    )
+    precision: Literal["fp32", "auto", "bf16"] = Field(
+        "fp32",
+        description="precision of every reported prediction (validation, test, predict, evaluate); fp32 "
+        "gives the same numbers on every CPU, whatever the training precision",
+    )
+    batch_size: int = Field(
+        32, ge=1, description="images per prediction step (larger batches raise peak memory, not speed)"
+    )

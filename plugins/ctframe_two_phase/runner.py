@@ -1,0 +1,177 @@
+"""What a phase's epochs run through (:class:`EpochRunner`), and choosing it: cached backbone features,
+the augmentation bank, cached prefix activations or images through the whole model."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ctframe.api.training import Classifier, distributed
+from ctframe_two_phase.bank import BankSource, bank_views, build_bank, view_seed
+from ctframe_two_phase.checkpoints import seed_everything
+from ctframe_two_phase.features import backbone_is_frozen, compute_features_shared
+from ctframe_two_phase.loops import (
+    BatchSource,
+    EpochResult,
+    Evaluation,
+    Forward,
+    ImageSource,
+    epoch_batches,
+    evaluate,
+    model_forward,
+    rank_batches,
+    set_train_mode,
+    train_one_epoch,
+)
+from ctframe_two_phase.phase import PhaseJob, PhaseState
+from ctframe_two_phase.prefix import (
+    ActivationSource,
+    PrefixCut,
+    SuffixClassifier,
+    build_activation_cache,
+    frozen_prefix,
+    human_size,
+)
+from ctframe_two_phase.run_files import CACHE
+
+
+@dataclass(frozen=True)
+class EpochRunner:
+    """What every epoch of one phase shares; ``run`` is one epoch: train, then validate."""
+
+    job: PhaseJob
+    forward: Forward
+    """Inputs of ``train`` and ``val`` to logits, through the trainable part's DDP wrapper under torchrun."""
+    train: BatchSource
+    val: BatchSource
+    backbone_frozen: bool
+
+    def run(
+        self, state: PhaseState, seed: int, on_batch: Callable[[int, float], None] | None = None
+    ) -> tuple[EpochResult, Evaluation]:
+        """One epoch of ``state``'s model and optimiser. Seeds everything from ``seed`` first, so an epoch
+        repeats exactly when a run resumes.
+
+        The batch order comes from ``seed`` on every process; dropout and augmentation from each
+        process's own seed (``distributed.rank_seed``, which is ``seed`` in one process).
+        """
+        job, model = self.job, state.model
+        own_seed = distributed.rank_seed(seed)
+        seed_everything(own_seed)
+        order = epoch_batches(len(self.train), job.options.batch_size, torch.Generator().manual_seed(seed))
+        parts, scales = rank_batches(order)
+        set_train_mode(model, self.backbone_frozen, job.phase.update_batchnorm)  # type: ignore[arg-type]
+        penalty = model.head.penalty  # type: ignore[union-attr]
+        result = train_one_epoch(
+            self.forward,
+            penalty,
+            state.optimizer,
+            self.train,
+            parts,
+            own_seed,
+            job.precision,
+            job.context.device,
+            on_batch=on_batch or (lambda images, loss: None),
+            scales=scales,
+        )
+        distributed.share_buffers(model)  # rank 0's BatchNorm statistics: the model it saves
+        model.eval()
+        validation = evaluate(
+            self.forward, penalty, self.val, job.eval_batch_size, job.precision, job.context.device
+        )
+        return result, validation
+
+    def batches_per_epoch(self) -> int:
+        return len(rank_batches(epoch_batches(len(self.train), self.job.options.batch_size, None))[0])
+
+
+def build_runner(job: PhaseJob, model: Classifier, cleanup: contextlib.ExitStack) -> EpochRunner:
+    """Batch sources and forward function of a phase: cached features when the backbone is frozen
+    (with the augmentation bank when augmenting), cached prefix activations when only its last
+    layers train and nothing is augmented, images through the whole model otherwise. ``cleanup``
+    closes (and deletes) an on-disk cache when the phase ends."""
+    data, options, logger = job.data, job.options, job.context.logger
+    frozen = backbone_is_frozen(model.backbone)
+    train: BatchSource = job.images(data.train, data.augment)
+    val: BatchSource = job.images(data.val)
+    trainable: nn.Module = model.head if frozen else model
+    cached = False
+    views = bank_views(options.augmentation_bank, job.phase.options.epochs)
+    if frozen and data.augment is None and options.feature_cache == "auto":
+        reduce = getattr(model.head, "reduce_features", None)
+        batch, precision = job.eval_batch_size, job.precision
+        train, train_seconds = compute_features_shared(model.backbone, train, batch, precision, reduce)
+        val, val_seconds = compute_features_shared(model.backbone, val, batch, precision, reduce)
+        logger.info(
+            f"{job.phase.key}: cached frozen-backbone features of {len(train)} train and "
+            f"{len(val)} val images in {train_seconds + val_seconds:.1f} s"
+        )
+        cached = True
+    elif frozen and data.augment is not None and views:
+        train, val = _bank(job, model, train, val, views)
+        cached = True
+    elif not frozen and data.augment is None and options.prefix_cache != "off":
+        cut = frozen_prefix(model.backbone)
+        if cut is not None:
+            train, val = _prefix_cache(job, cut, train, val)
+            cleanup.callback(train.close)
+            cleanup.callback(val.close)
+            trainable, cached = SuffixClassifier(cut.suffix, model.head), True
+    # DDP under torchrun (the module itself otherwise), wrapped again in every phase because the
+    # trainable parameters change
+    trained = distributed.wrap(trainable)
+    forward: Forward = trained if cached else model_forward(model, frozen, trained)
+    return EpochRunner(job, forward, train, val, frozen)
+
+
+def _prefix_cache(
+    job: PhaseJob, cut: PrefixCut, train: ImageSource, val: ImageSource
+) -> tuple[ActivationSource, ActivationSource]:
+    """Phase 2 without augmentation: the frozen prefix's activations of train and val images."""
+    folder = CACHE.path(job.run_path)
+    suffix = f"{distributed.rank()}.bin"  # every process computes (and maps) its own copy
+    made = [
+        build_activation_cache(
+            cut.prefix,
+            images,
+            job.eval_batch_size,
+            job.precision,
+            job.options.prefix_cache,
+            job.options.prefix_cache_dtype == "bf16",
+            folder / f"{job.phase.key}-prefix-{name}.{suffix}",
+        )
+        for name, images in (("train", train), ("val", val))
+    ]
+    (train_cache, train_seconds), (val_cache, val_seconds) = made
+    shape = "x".join(map(str, train_cache.activations.shape[1:]))
+    where = "in memory" if train_cache.path is None else f"in {folder}"
+    job.context.logger.info(
+        f"{job.phase.key}: cached the frozen prefix (up to {cut.last_cached_layer}; "
+        f"{len(cut.suffix)} segments train) for {len(train_cache)} train and {len(val_cache)} val "
+        f"images: {shape} {str(train_cache.activations.dtype).removeprefix('torch.')}, "
+        f"{human_size(train_cache.nbytes + val_cache.nbytes)} {where}, "
+        f"{train_seconds + val_seconds:.1f} s"
+    )
+    return train_cache, val_cache
+
+
+def _bank(
+    job: PhaseJob, model: Classifier, train: ImageSource, val: ImageSource, views: int
+) -> tuple[BankSource, BankSource]:
+    """Phase 1 with augmentation and an ``augmentation_bank``: the bank of ``views`` augmented views
+    per training image and the (never augmented) validation features, one view each."""
+    reduce = getattr(model.head, "reduce_features", None)
+    batch, backbone, precision = job.eval_batch_size, model.backbone, job.precision
+    seeds = lambda k: view_seed(job.context.seed, job.phase.index, k)  # noqa: E731 - one pass's seed
+    bank, bank_seconds = build_bank(backbone, train, views, batch, precision, seeds, reduce)
+    val, val_seconds = build_bank(backbone, val, 1, batch, precision, lambda k: 0, reduce)
+    job.context.logger.info(
+        f"{job.phase.key}: augmentation bank of {views} views x {len(bank)} train images "
+        f"({bank.nbytes / 2**20:.0f} MiB) and {len(val)} val features in "
+        f"{bank_seconds + val_seconds:.1f} s"
+    )
+    return bank, val
