@@ -101,9 +101,11 @@ def main() -> None:
             1,
         )
     os.environ.setdefault("CTFRAME_PLUGINS", "folder_split,resnet_v2,dense_head")
+    from ctframe.registry.plugins import get_registry
+    from ctframe.runtime.inference import read_files
     from ctframe.runtime.loading import load_model
     from ctframe.runtime.predict import predict_dataset
-    from ctframe.workflows.predict import predict_files, read_files
+    from ctframe.workflows.predict import predict_files
 
     with tempfile.TemporaryDirectory(prefix="ctframe-bench-predict-") as scratch:
         folder = Path(scratch)
@@ -116,9 +118,7 @@ def main() -> None:
             files_seconds.append(run.predict_seconds)
             load_seconds.append(run.load_seconds)
             loaded = load_model(model_path)
-            decoded = read_files(
-                loaded.info, paths, "error", __import__("ctframe.registry.plugins").plugins.get_registry()
-            )
+            decoded = read_files(loaded.info, paths, "error", get_registry())
             in_memory = [decoded.images[i] for i in range(len(decoded.images))]
             started = time.perf_counter()
             predict_dataset(loaded.classifier, in_memory, device="cpu", batch_size=args.batch_size)
