@@ -27,12 +27,8 @@ from ctframe.base.contracts import (
     Layer,
     Metric,
     MetricInput,
-    Predictions,
     ReadFiles,
     Segment,
-    TrainedModel,
-    Trainer,
-    TrainingData,
 )
 from ctframe.base.errors import CtframeError, DataError, PluginError, RecipeError, RunError, WeightsError
 from ctframe.base.filenames import ensure_escaped, escape_path, unescape_name
@@ -40,6 +36,7 @@ from ctframe.base.hookspecs import Register, RegisterSection, hookimpl
 from ctframe.base.kinds import KINDS, Kind
 from ctframe.base.model_tools import INPUT_NAME, OUTPUT_NAME, Explainer, Exporter
 from ctframe.base.options import CHANNELS_LAST_MOVED, PRECISION_MOVED, NoOptions, Options, RecipePath
+from ctframe.base.training import Predictions, TrainedModel, Trainer, TrainingData
 from ctframe.storage.files import atomic_open, first_line, write_bytes, write_json, write_text
 from ctframe.storage.layout import (  # the run directory's files (plugins declare theirs with RunFile)
     CORE,

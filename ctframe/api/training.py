@@ -1,7 +1,7 @@
 """What a trainer (or a backbone) needs from the core: the classifier and its layers, the loss, checkpoints
 loaded weights-only, the one precision rule, speed settings and the torchrun helpers."""
 
-from ctframe.runtime import distributed
+from ctframe.api import distributed
 from ctframe.runtime.folding import folded_batchnorm
 from ctframe.runtime.model import (
     Classifier,

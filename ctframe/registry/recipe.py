@@ -6,14 +6,11 @@ Everything here runs before any work starts, and every failure is a one-line
 
 from __future__ import annotations
 
-import difflib
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from ctframe.base.contracts import Component, Kind
 from ctframe.base.errors import RecipeError
@@ -21,6 +18,7 @@ from ctframe.base.kinds import KindSpec, recipe_kinds
 from ctframe.base.options import Options
 from ctframe.registry.plugins import Registry, get_registry
 from ctframe.registry.settings import EvaluationSettings, RunSettings
+from ctframe.registry.validation import suggest, validate_options
 
 COMPONENT_KEY = "component"
 COMPONENT_SECTIONS: tuple[KindSpec, ...] = recipe_kinds()
@@ -96,15 +94,6 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _dotted(parts: Sequence[Any]) -> str:
-    return ".".join(str(p) for p in parts)
-
-
 # ---------------------------------------------------------------- reading and overrides
 
 
@@ -145,7 +134,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: Path) 
         if parts[0] not in TOP_LEVEL_KEYS:
             raise RecipeError(
                 f"{path}: --set {override!r}: unknown section {parts[0]!r}"
-                f"{_suggest(parts[0], TOP_LEVEL_KEYS)}"
+                f"{suggest(parts[0], TOP_LEVEL_KEYS)}"
             )
         target = data
         for part in parts[:-1]:
@@ -157,70 +146,6 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: Path) 
     return data
 
 
-# ---------------------------------------------------------------- validation
-
-
-def _format_validation_error(path: Path, section: str, error: ValidationError, schema: type[Options]) -> str:
-    errors = error.errors(include_url=False)
-    first = errors[0]
-    loc = [str(p) for p in first["loc"]]
-    where = f"{path}: [{section}] {_dotted(loc) or '(section)'}"
-    kind = first["type"]
-    moved = _removed_hint(schema, loc)
-    if kind == "extra_forbidden" and moved:
-        message = moved
-    elif kind == "extra_forbidden":
-        fields = _fields_at(schema, loc[:-1])
-        message = f"unknown key{_suggest(loc[-1], fields)}"
-        if fields and not _suggest(loc[-1], fields):
-            message += f" (known keys: {', '.join(sorted(fields))})"
-    elif kind == "missing":
-        description = _field_description(schema, loc)
-        message = "missing required value" + (f" ({description})" if description else "")
-    else:
-        message = f"{first['msg']}, got {first.get('input')!r}"
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return f"{where}: {message}{more}"
-
-
-def _fields_at(schema: type[Options], loc: Sequence[str]) -> list[str]:
-    model: Any = schema
-    for part in loc:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = field.annotation
-    return list(getattr(model, "model_fields", {}))
-
-
-def _removed_hint(schema: type[Options], loc: Sequence[str]) -> str:
-    model: Any = schema
-    for part in loc[:-1]:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return ""
-        model = field.annotation
-    return (getattr(model, "removed_options", None) or {}).get(loc[-1], "") if loc else ""
-
-
-def _field_description(schema: type[Options], loc: Sequence[str]) -> str:
-    model: Any = schema
-    field = None
-    for part in loc:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return ""
-        model = field.annotation
-    return (field.description or "") if field else ""
-
-
-def validate_options(schema: type[Options], values: Mapping[str, Any], path: Path, section: str) -> Options:
-    try:
-        return schema.model_validate(dict(values), context={"base_dir": path.parent.absolute()})
-    except ValidationError as error:
-        raise RecipeError(_format_validation_error(path, section, error, schema)) from None
-
-
 def _unknown_component_message(registry: Registry, kind: Kind, name: str) -> str:
     clash = registry.clash_message(kind, name)
     if clash:
@@ -229,7 +154,7 @@ def _unknown_component_message(registry: Registry, kind: Kind, name: str) -> str
     if owner:
         return f"{kind} {name!r} comes from plugin {owner!r}, which failed: {registry.plugins[owner].error}"
     available = registry.names(kind)
-    message = f"unknown {kind} component {name!r}{_suggest(name, available)}"
+    message = f"unknown {kind} component {name!r}{suggest(name, available)}"
     message += f"; available: {', '.join(available) if available else 'none installed'}"
     broken = registry.broken()
     if broken:
@@ -307,7 +232,7 @@ def validate_recipe(data: Mapping[str, Any], path: Path, registry: Registry) -> 
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise RecipeError(
-                f"{path}: unknown top-level key {key!r}{_suggest(key, TOP_LEVEL_KEYS)} "
+                f"{path}: unknown top-level key {key!r}{suggest(key, TOP_LEVEL_KEYS)} "
                 f"(expected: {', '.join(TOP_LEVEL_KEYS)})"
             )
     for kind in COMPONENT_SECTIONS:

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ctframe.base.contracts import HISTORY_COLUMNS, REQUIRED_HISTORY_COLUMNS
 from ctframe.base.errors import PluginError
+from ctframe.base.training import HISTORY_COLUMNS, REQUIRED_HISTORY_COLUMNS
 from ctframe.storage.files import write_text
 from ctframe.storage.layout import HISTORY
 

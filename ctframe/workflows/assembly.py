@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ctframe.base.contracts import BuildContext, DataSplits, Trainer, check_trainer_contract
+from ctframe.base.contracts import BuildContext, DataSplits
 from ctframe.base.errors import RecipeError
+from ctframe.base.training import Trainer, check_trainer_contract
 from ctframe.registry.recipe import Recipe
 from ctframe.runtime import distributed
 from ctframe.runtime.model import Classifier, resolve_device

@@ -15,8 +15,9 @@ from typing import Any
 import tomli_w
 from rich.console import Console
 
-from ctframe.base.contracts import DataSplits, TrainedModel, Trainer
+from ctframe.base.contracts import DataSplits
 from ctframe.base.errors import CtframeError, RunError, note_log
+from ctframe.base.training import TrainedModel, Trainer
 from ctframe.registry.plugins import Registry, get_registry
 from ctframe.registry.recipe import Recipe, load_recipe
 from ctframe.report import build_report

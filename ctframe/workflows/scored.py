@@ -9,11 +9,12 @@ from typing import Any
 
 from rich.console import Console
 
-from ctframe.base.contracts import BuildContext, DataSplits, TrainedModel
+from ctframe.base.contracts import BuildContext, DataSplits
+from ctframe.base.training import TrainedModel
 from ctframe.evaluation import EvaluationData, evaluate
 from ctframe.evaluation.results import ModelPredictions
 from ctframe.registry.recipe import Recipe
-from ctframe.runtime import distributed
+from ctframe.runtime import distributed, sharding
 from ctframe.runtime.environment import plugin_versions
 from ctframe.runtime.predict import predict_dataset
 from ctframe.storage import integrity
@@ -31,6 +32,7 @@ def as_built(model: Any, logger: logging.Logger) -> list[TrainedModel]:
     return [TrainedModel("as_built", "Model As Built (no training)", state, ())]
 
 
+# what the engine holds of a run after training, each piece needed here; its one caller passes them all
 def predict_and_evaluate(
     recipe: Recipe,
     run_dir: RunDirectory,
@@ -60,7 +62,7 @@ def predict_and_evaluate(
             )
 
         def predict(dataset: Any) -> Any:  # each process scores its share once; rank 0 gets them all
-            return distributed.map_shards(dataset, predict_share, distributed.concat_predictions)
+            return sharding.map_shards(dataset, predict_share, sharding.concat_predictions)
 
         scored.append(ModelPredictions(entry.key, entry.title, predict(data.val), predict(data.test)))
     if not distributed.is_main():

@@ -177,12 +177,12 @@ def test_one_process_needs_no_torch_distributed():
     """``import ctframe`` (and its distributed module) imports no torch; in one process every helper is
     the identity and nothing joins a process group."""
     code = (
-        "import sys, ctframe, ctframe.runtime.distributed as d\n"
+        "import sys, ctframe, ctframe.runtime.distributed as d, ctframe.runtime.sharding as s\n"
         "assert 'torch' not in sys.modules\n"
         "assert (d.world_size(), d.rank(), d.is_main(), d.active()) == (1, 0, True, False)\n"
-        "assert d.shard_range(7) == (0, 7) and d.gather(3) == [3]\n"
+        "assert s.shard_range(7) == (0, 7) and d.gather(3) == [3]\n"
         "assert d.sum_over_ranks([1.5, 2]) == [1.5, 2]\n"
-        "assert d.shard_batches([[1, 2], [3]]) == [[1, 2], [3]] and d.rank_seed(5) == 5\n"
+        "assert s.shard_batches([[1, 2], [3]]) == [[1, 2], [3]] and s.rank_seed(5) == 5\n"
         "assert d.from_main(lambda: 4) == 4 and d.local_device('cuda:1') == 'cuda:1'\n"
         "assert 'torch' not in sys.modules\n"
     )
@@ -195,17 +195,18 @@ from types import SimpleNamespace
 import numpy as np
 from ctframe import RunError
 from ctframe.runtime import distributed as d
-from ctframe.base.contracts import Predictions
+from ctframe.runtime import sharding as s
+from ctframe.base.training import Predictions
 d.join(SimpleNamespace(backend="auto", sync_batchnorm="auto", timeout_minutes=1), "cpu")
 me, world = d.rank(), d.world_size()
 # shares of 7 items over 3 processes: contiguous, no padding, every item once
-assert d.gather(d.shard_range(7)) == [(0, 2), (2, 4), (4, 7)]
+assert d.gather(s.shard_range(7)) == [(0, 2), (2, 4), (4, 7)]
 items = [(i, str(i)) for i in range(2)]  # fewer items than processes: some shares are empty
 def score(share):
     ids = tuple(str(share[i][1]) for i in range(len(share)))
     return Predictions(ids, np.arange(len(ids)), np.ones((len(ids), 2)) / 2)
-assert d.map_shards(items, score, d.concat_predictions).sample_ids == ("0", "1")
-assert d.shard_batches([[0, 1, 2, 3, 4, 5, 6]]) == [[[0, 1], [2, 3], [4, 5, 6]][me]]
+assert s.map_shards(items, score, s.concat_predictions).sample_ids == ("0", "1")
+assert s.shard_batches([[0, 1, 2, 3, 4, 5, 6]]) == [[[0, 1], [2, 3], [4, 5, 6]][me]]
 assert d.sum_over_ranks([me, 1.0]) == [3.0, 3.0]
 assert d.from_main(lambda: me + 10) == 10
 def refuse():

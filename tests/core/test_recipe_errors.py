@@ -157,7 +157,7 @@ def test_relative_paths_resolve_against_the_recipe_folder(toy_site, toy_recipe, 
     from pydantic import Field
 
     from ctframe import RecipePath
-    from ctframe.registry.recipe import validate_options
+    from ctframe.registry.validation import validate_options
 
     class WithPath(__import__("ctframe").Options):
         root: RecipePath = Field(description="data folder")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ctframe.base.contracts import Trainer, check_trainer_contract
 from ctframe.base.errors import PluginError
+from ctframe.base.training import Trainer, check_trainer_contract
 from ctframe.commands.main import main
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ctframe import Kind, Trainer
-from ctframe.base.contracts import check_trainer_contract
+from ctframe.base.training import check_trainer_contract
 from tests.core.contracts.components import build, names
 
 
