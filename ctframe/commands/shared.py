@@ -3,7 +3,8 @@
 Commands print through ``shared.out`` and ``shared.err``, looked up when they run, so a caller (a test)
 can swap the consoles. Each command module imports its workflow inside the command function: that is the
 one place in the core where imports wait for a call, so that ``ctframe --version`` and ``--help`` never
-load torch or a plugin.
+load torch or a plugin. A command function takes one parameter per command-line option (typer builds the
+options from them), so it may have more than the ~6 parameters other functions keep to.
 """
 
 from __future__ import annotations

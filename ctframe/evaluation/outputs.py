@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
-from ctframe.base.contracts import Predictions
 from ctframe.base.filenames import ensure_escaped
+from ctframe.base.training import Predictions
 from ctframe.evaluation.bootstrap import Estimate
-from ctframe.evaluation.results import EvaluationResult, ModelEvaluation, jsonable
+from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation, jsonable
 from ctframe.storage.files import atomic_open, write_json
 from ctframe.storage.layout import METRICS, MODEL_METRICS, PREDICTIONS
 from ctframe.storage.rundir import RunDirectory
@@ -34,19 +33,18 @@ def write_predictions_csv(
     path: Path,
     predictions: Predictions,
     predicted: np.ndarray,
-    class_names: tuple[str, ...],
-    positive_index: int,
+    data: EvaluationData,
     threshold: float | None,
-    files: Mapping[str, str],
     labelled: bool = True,
-    groups: Mapping[str, str] | None = None,
 ) -> Path:
-    """One row per sample: file, id, true and predicted class, the positive class and threshold the
-    prediction used, and one probability column per class (docs/metrics.md, predictions files)."""
+    """One row per sample: file, id, (group,) true and predicted class, the positive class and threshold
+    the prediction used, and one probability column per class (docs/metrics.md, predictions files).
+    ``data`` gives the classes, the positive class, and each sample's file and group."""
+    class_names, files, groups = data.class_names, data.files, data.groups
     with atomic_open(path) as handle:
         writer = csv.writer(handle)
         writer.writerow(predictions_header(class_names, labelled, grouped=bool(groups)))
-        positive = class_names[positive_index]
+        positive = data.positive_class
         shown_threshold = "" if threshold is None else f"{threshold:.8g}"
         for row, sample_id in enumerate(predictions.sample_ids):
             truth = [class_names[int(predictions.labels[row])]] if labelled else []
@@ -63,22 +61,11 @@ def write_predictions(
     key: str,
     predictions: Predictions,
     predicted: np.ndarray,
-    class_names: tuple[str, ...],
-    positive_index: int,
-    files: Mapping[str, str],
+    data: EvaluationData,
     threshold: float | None = None,
-    groups: Mapping[str, str] | None = None,
 ) -> None:
-    write_predictions_csv(
-        PREDICTIONS.path(run_dir, key),
-        predictions,
-        predicted,
-        class_names,
-        positive_index,
-        threshold,
-        files,
-        groups=groups,
-    )
+    """Model ``key``'s test predictions as the run's ``predictions_<key>.csv``."""
+    write_predictions_csv(PREDICTIONS.path(run_dir, key), predictions, predicted, data, threshold)
 
 
 def write_metrics(run_dir: RunDirectory, result: EvaluationResult) -> None:

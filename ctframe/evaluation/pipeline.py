@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ctframe.base.contracts import Metric, MetricInput, Predictions
+from ctframe.base.contracts import Metric, MetricInput
 from ctframe.base.errors import CtframeError, DataError
+from ctframe.base.training import Predictions
 from ctframe.evaluation import calibration
 from ctframe.evaluation.bootstrap import (
     Estimate,
@@ -24,7 +25,7 @@ from ctframe.evaluation.decision import checked_arrays, predicted_labels
 from ctframe.evaluation.outputs import calibration_table, metrics_table, write_metrics, write_predictions
 from ctframe.evaluation.paired import paired_differences
 from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation, ModelPredictions
-from ctframe.evaluation.threshold import choose_threshold
+from ctframe.evaluation.threshold import ThresholdChoice, choose_threshold
 from ctframe.registry.settings import EvaluationSettings
 from ctframe.storage.rundir import RunDirectory
 
@@ -70,14 +71,13 @@ def _point_values(
 def _bootstrap(
     metrics: Sequence[tuple[str, Metric]],
     inputs: MetricInput,
-    labels: np.ndarray,
-    probabilities: np.ndarray,
     settings: EvaluationSettings,
     seed: int,
     groups: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Resampled values per scalar name (metrics and calibration), all from the same resamples:
     whole groups when ``groups`` is given (a cluster bootstrap), single samples otherwise."""
+    labels, probabilities = inputs.labels, inputs.probabilities
     confidence, outcome = calibration.calibration_target(labels, probabilities, inputs.positive_index)
     samples: dict[str, list[np.ndarray]] = {}
     batched = [getattr(metric, "batched", None) or looped(metric) for _, metric in metrics]
@@ -120,6 +120,30 @@ def _with_interval(value: float, samples: np.ndarray | None, settings: Evaluatio
     return Estimate(value, *percentile_interval(samples, settings.confidence))
 
 
+def _threshold(
+    trained: ModelPredictions, data: EvaluationData, settings: EvaluationSettings
+) -> ThresholdChoice:
+    """The model's fixed threshold, or the one the settings choose on its validation predictions."""
+    if trained.threshold is not None:
+        return trained.threshold
+    if trained.val is None:
+        raise ValueError(f"{trained.title}: neither validation predictions nor a threshold to use")
+    try:
+        return choose_threshold(trained.val, data.positive_index, len(data.class_names), settings)
+    except CtframeError as error:
+        raise type(error)(f"{trained.title}, {error}") from None
+
+
+def _calibration_points(inputs: MetricInput, bins: int) -> dict[str, float]:
+    """Expected calibration error and Brier score of the test predictions."""
+    labels, probabilities, positive = inputs.labels, inputs.probabilities, inputs.positive_index
+    confidence, outcome = calibration.calibration_target(labels, probabilities, positive)
+    return {
+        "ece": calibration.expected_calibration_error(confidence, outcome, bins),
+        "brier": calibration.brier_score(labels, probabilities, positive),
+    }
+
+
 def evaluate_model(
     trained: ModelPredictions,
     data: EvaluationData,
@@ -129,14 +153,7 @@ def evaluate_model(
 ) -> tuple[ModelEvaluation, np.ndarray, dict[str, np.ndarray]]:
     """One model's evaluation, its predicted test labels and its resampled values."""
     positive = data.positive_index
-    threshold = trained.threshold
-    if threshold is None:
-        if trained.val is None:
-            raise ValueError(f"{trained.title}: neither validation predictions nor a threshold to use")
-        try:
-            threshold = choose_threshold(trained.val, positive, len(data.class_names), settings)
-        except CtframeError as error:
-            raise type(error)(f"{trained.title}, {error}") from None
+    threshold = _threshold(trained, data, settings)
     test = trained.test
     inputs = MetricInput(
         test.labels,
@@ -153,16 +170,8 @@ def evaluate_model(
         raise type(error)(f"{trained.title}, test split: {error}") from None
     if threshold.note:
         warnings.insert(0, threshold.note)
-    confidence, outcome = calibration.calibration_target(labels, probabilities, positive)
-    calibration_points = {
-        "ece": calibration.expected_calibration_error(confidence, outcome, settings.calibration_bins),
-        "brier": calibration.brier_score(labels, probabilities, positive),
-    }
-    resampled = (
-        _bootstrap(metrics, inputs, labels, probabilities, settings, seed, _groups(test, data))
-        if settings.bootstrap
-        else {}
-    )
+    calibration_points = _calibration_points(inputs, settings.calibration_bins)
+    resampled = _bootstrap(metrics, inputs, settings, seed, _groups(test, data)) if settings.bootstrap else {}
     for message in warnings:
         logger.warning("%s: %s", trained.title, message)
     counts = np.bincount(labels, minlength=len(data.class_names))
@@ -183,6 +192,7 @@ def evaluate_model(
     return evaluation, predicted_labels(probabilities, positive, inputs.threshold), resampled
 
 
+# seven inputs of seven kinds, passed positionally by every workflow, test and benchmark that evaluates
 def evaluate(
     trained: Sequence[ModelPredictions],
     data_info: EvaluationData,
@@ -208,17 +218,8 @@ def evaluate(
         evaluations.append(evaluation)
         resampled.append(samples)
         if run_dir is not None:
-            write_predictions(
-                run_dir,
-                model.key,
-                model.test,
-                predicted,
-                data_info.class_names,
-                data_info.positive_index,
-                data_info.files,
-                evaluation.threshold.value,
-                data_info.groups,
-            )
+            threshold = evaluation.threshold.value
+            write_predictions(run_dir, model.key, model.test, predicted, data_info, threshold)
     result = EvaluationResult(
         tuple(evaluations),
         data_info.class_names,

@@ -13,7 +13,8 @@ from ctframe.evaluation.threshold import ThresholdChoice
 from ctframe.registry.settings import EvaluationSettings
 
 if TYPE_CHECKING:
-    from ctframe.base.contracts import DataSplits, Predictions
+    from ctframe.base.contracts import DataSplits
+    from ctframe.base.training import Predictions
     from ctframe.evaluation.paired import PairedDifference
 
 

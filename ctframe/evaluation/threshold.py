@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from ctframe.base.contracts import Predictions
 from ctframe.base.errors import DataError
+from ctframe.base.training import Predictions
 from ctframe.registry.settings import EvaluationSettings
 
 

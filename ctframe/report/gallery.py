@@ -186,18 +186,11 @@ def _overlay_thumbnails(
     return overlays, None
 
 
-def _model_gallery(
-    run: RunArtifacts,
-    key: str,
-    rows: list[dict[str, str]],
-    registry: Registry,
-    draw: Callable[..., Any] | None,
-) -> str:
-    positive = str(run.positive_class)
-    names = list(run.class_names or [])
-    others = [name for name in names if name != positive]
-    negative = others[0] if len(others) == 1 else f"other than {positive}"
-    cells = select(rows, positive)
+def _model_tools(
+    run: RunArtifacts, key: str, registry: Registry, draw: Callable[..., Any] | None
+) -> tuple[Any, Any, list[str]]:
+    """Model ``key``'s file reader (for thumbnails) and loaded model (for overlays, only when ``draw``),
+    each ``None`` when it cannot be had, and notes saying why."""
     notes = []
     reader = loaded = None
     try:
@@ -215,6 +208,22 @@ def _model_gallery(
             loaded = load_model(model_path, registry)
         except Exception as error:  # the backbone's plugin is gone: thumbnails without overlays
             notes.append(html.paragraph(f"Grad-CAM overlays left out: {_line(error)}", "missing"))
+    return reader, loaded, notes
+
+
+def _model_gallery(
+    run: RunArtifacts,
+    key: str,
+    rows: list[dict[str, str]],
+    registry: Registry,
+    draw: Callable[..., Any] | None,
+) -> str:
+    positive = str(run.positive_class)
+    names = list(run.class_names or [])
+    others = [name for name in names if name != positive]
+    negative = others[0] if len(others) == 1 else f"other than {positive}"
+    cells = select(rows, positive)
+    reader, loaded, notes = _model_tools(run, key, registry, draw)
     chosen = [row for cell in CELLS for row in cells[cell.code][1]]
     read = [_read(reader, row) if reader else (None, "no model file") for row in chosen]
     images = [image for image, _ in read]

@@ -100,6 +100,7 @@ def make_explainer(
     return component.factory(validated, component_context())
 
 
+# keyword-only options with defaults: the documented library face (docs/export.md), called by keyword
 def cam_maps(
     classifier: Classifier,
     images: torch.Tensor,
@@ -173,6 +174,7 @@ def blend(image: torch.Tensor | np.ndarray, cam: np.ndarray, weight: float = OVE
     return np.clip(mixed * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+# keyword-only options with defaults, as cam_maps takes them: a documented library face (docs/export.md)
 def overlays(
     loaded: LoadedModel,
     images: torch.Tensor | np.ndarray,
@@ -191,6 +193,7 @@ def overlays(
     return [blend(image, cam) for image, cam in zip(images, maps, strict=True)]
 
 
+# keyword-only options with defaults, as cam_maps takes them: a documented library face (docs/export.md)
 def overlay(
     loaded: LoadedModel,
     image: torch.Tensor | np.ndarray,

@@ -8,6 +8,7 @@ decodes new files the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +17,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from ctframe.base.contracts import BuildContext, Kind, ReadFiles
 from ctframe.base.errors import PluginError
 from ctframe.runtime.loading import LoadedModel
-from ctframe.runtime.predict import predict_dataset
+from ctframe.runtime.predict import PredictSettings, predict_dataset
 from ctframe.storage.modelfile import ModelFileError, ModelInfo
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ctframe.base.contracts import Predictions
+    from ctframe.base.training import Predictions
     from ctframe.registry.plugins import Registry
 
 ON_BAD_IMAGE = ("error", "skip")
@@ -60,37 +61,16 @@ def read_files(info: ModelInfo, paths: Sequence[Path], on_bad_image: str, regist
 
 
 def predict_with_progress(
-    loaded: LoadedModel,
-    images: Any,
-    device: str,
-    precision: str,
-    batch_size: int,
-    console: Console | None,
-    label: str,
-    num_workers: int = 0,
+    loaded: LoadedModel, images: Any, settings: PredictSettings, console: Console | None, label: str
 ) -> Predictions:
     """The core prediction loop, with a progress bar on ``console`` when it is a terminal."""
 
-    if console is None or not console.is_terminal:
-        return predict_dataset(
-            loaded.classifier,
-            images,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            num_workers=num_workers,
-        )
+    def run(on_batch: Callable[[int], None] | None = None) -> Predictions:
+        return predict_dataset(loaded.classifier, images, **asdict(settings), on_batch=on_batch)
 
+    if console is None or not console.is_terminal:
+        return run()
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(label, total=len(images))
-        advance: Callable[[int], None] = lambda count: progress.advance(task, count)  # noqa: E731
-        return predict_dataset(
-            loaded.classifier,
-            images,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            on_batch=advance,
-        )
+        return run(lambda count: progress.advance(task, count))

@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ctframe.base.contracts import Predictions
+from ctframe.base.training import Predictions
 from ctframe.runtime.folding import folded_batchnorm
 from ctframe.runtime.model import Classifier, logits_to_probabilities
 from ctframe.runtime.performance import ChannelsLast, memory_format, resolve_channels_last
 from ctframe.runtime.precision import autocast
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """How a model is run over a dataset: on which device, in which precision, how many images per batch,
+    how many worker processes read them."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int = 64
+    num_workers: int = 0
 
 
 def _collate(items: Sequence[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -27,6 +39,7 @@ def _collate(items: Sequence[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tens
     return images, labels, [str(item[2]) for item in items]
 
 
+# keyword-only settings with defaults: the library face that tests, benchmarks and docs call by keyword
 def predict_dataset(
     model: Classifier,
     dataset: Dataset,
@@ -50,24 +63,24 @@ def predict_dataset(
     model.eval().to(device).to(memory_format=layout)  # type: ignore[call-overload]
     folded = folded_batchnorm(model.backbone) if fold_batchnorm else contextlib.nullcontext()
     with folded, torch.inference_mode():
-        return _predict(model, dataset, device, precision, batch_size, num_workers, on_batch, layout)
+        settings = PredictSettings(device, precision, batch_size, num_workers)
+        return _predict(model, dataset, settings, on_batch, layout)
 
 
 def _predict(
     model: Classifier,
     dataset: Dataset,
-    device: str,
-    precision: str,
-    batch_size: int,
-    num_workers: int,
+    settings: PredictSettings,
     on_batch: Callable[[int], None] | None,
     layout: torch.memory_format,
 ) -> Predictions:
+    """The loop itself, inside inference mode and with the model already prepared."""
+    device, precision = settings.device, settings.precision
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=settings.batch_size,
         shuffle=False,
-        num_workers=num_workers,
+        num_workers=settings.num_workers,
         collate_fn=_collate,
         pin_memory=device.startswith("cuda"),
     )

@@ -156,6 +156,7 @@ def verify_run(run_dir: Any) -> None:
         load_checkpoint(path, mmap=True)
 
 
+# keyword-only parts of the message with defaults: plugins call it by keyword for their own weights files
 def check_state_fits(
     expected: Mapping[str, torch.Tensor],
     given: Mapping[str, torch.Tensor],

@@ -30,6 +30,7 @@ def _network_reason(error: Exception) -> str:
     return str(getattr(error, "reason", None) or error)
 
 
+# keyword-only options with defaults (as urllib's): plugins call it by keyword for their own files
 def download_checked(
     url: str,
     target: Path,

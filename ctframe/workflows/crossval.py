@@ -135,6 +135,46 @@ def _pooled_rows(runs: Sequence[Path], key: str) -> tuple[list[str], list[list[s
     return header or [], rows
 
 
+def _fold_table(per_fold: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Each metric of model ``key`` that some fold has a value of: the per-fold values, mean and sd."""
+    names = list(per_fold[0]["models"][key]["metrics"])
+    values = {name: [fold["models"][key]["metrics"][name]["value"] for fold in per_fold] for name in names}
+    return {
+        name: {
+            "folds": series,
+            "mean": statistics.fmean(v for v in series if v is not None),
+            "sd": statistics.stdev([v for v in series if v is not None]) if len(series) > 1 else 0.0,
+        }
+        for name, series in values.items()
+        if any(v is not None for v in series)
+    }
+
+
+def _pooled_model(
+    root: Path, runs: Sequence[Path], per_fold: Sequence[dict[str, Any]], key: str
+) -> tuple[ModelPredictions, EvaluationData]:
+    """Model ``key``'s out-of-fold predictions of every fold, pooled into one file and read back at the
+    median of the folds' thresholds, with the facts about the data that file gives."""
+    header, rows = _pooled_rows(runs, key)
+    pooled = OOF_PREDICTIONS.path(root, key)
+    with atomic_open(pooled) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    thresholds = [fold["models"][key]["threshold"]["value"] for fold in per_fold]
+    classes, positive, threshold, predictions, files, groups = read_predictions(
+        pooled, None, None if thresholds[0] is None else statistics.median(thresholds)
+    )
+    if threshold is None:
+        choice = ThresholdChoice("argmax", None)
+    else:
+        method = "fixed" if len(set(thresholds)) == 1 else "median of the folds' thresholds"
+        choice = ThresholdChoice(method, threshold)
+    title = per_fold[0]["models"][key].get("title", key)
+    model = ModelPredictions(key, f"{title} (out-of-fold)", None, predictions, threshold=choice)
+    return model, EvaluationData(classes, positive, files, groups)
+
+
 def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
     """Per-fold metrics with mean and sd, and the pooled out-of-fold predictions evaluated once."""
 
@@ -146,48 +186,16 @@ def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
         raise RunError(f"{root}: fold(s) {', '.join(unfinished)} not completed; ctframe cv --resume {root}")
     per_fold = [_fold_metrics(run) for run in runs]
     keys = list(per_fold[0]["models"])
-    table: dict[str, Any] = {}
-    scored = []
-    for key in keys:
-        names = list(per_fold[0]["models"][key]["metrics"])
-        values = {
-            name: [fold["models"][key]["metrics"][name]["value"] for fold in per_fold] for name in names
-        }
-        table[key] = {
-            name: {
-                "folds": series,
-                "mean": statistics.fmean(v for v in series if v is not None),
-                "sd": statistics.stdev([v for v in series if v is not None]) if len(series) > 1 else 0.0,
-            }
-            for name, series in values.items()
-            if any(v is not None for v in series)
-        }
-        header, rows = _pooled_rows(runs, key)
-        pooled = OOF_PREDICTIONS.path(root, key)
-        with atomic_open(pooled) as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
-        thresholds = [fold["models"][key]["threshold"]["value"] for fold in per_fold]
-        classes, positive, threshold, predictions, files, groups = read_predictions(
-            pooled, None, None if thresholds[0] is None else statistics.median(thresholds)
-        )
-        choice = (
-            ThresholdChoice("argmax", None)
-            if threshold is None
-            else ThresholdChoice(
-                "fixed" if len(set(thresholds)) == 1 else "median of the folds' thresholds", threshold
-            )
-        )
-        title = per_fold[0]["models"][key].get("title", key)
-        scored.append(ModelPredictions(key, f"{title} (out-of-fold)", None, predictions, threshold=choice))
+    table = {key: _fold_table(per_fold, key) for key in keys}
+    pooled = [_pooled_model(root, runs, per_fold, key) for key in keys]
+    scored = [model for model, _ in pooled]
     recipe = load_recipe(RECIPE.path(runs[0]))
 
     summary = {"folds": int(plan["folds"]), "runs": [run.name for run in runs], "per_fold": table}
     RunDirectory(root).write_json(CV_FOLDS, summary)
     evaluate(
         scored,
-        EvaluationData(classes, positive, files, groups),
+        pooled[-1][1],
         build_metrics(recipe, make_context(recipe, run_dir=None)),
         recipe.evaluation,
         RunDirectory(root),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -31,11 +31,15 @@ from ctframe.runtime.explaining import (
 )
 from ctframe.runtime.inference import predict_with_progress, read_files
 from ctframe.runtime.loading import load_model
+from ctframe.runtime.predict import PredictSettings
 from ctframe.storage.files import atomic_open, write_bytes
-from ctframe.storage.modelfile import ModelFileError, find_model
+from ctframe.storage.modelfile import ModelFileError, ModelInfo, find_model
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from ctframe.base.contracts import ReadFiles
+    from ctframe.base.training import Predictions
 
 CSV_NAME = "explanations.csv"
 
@@ -82,6 +86,55 @@ def _png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _read_images(
+    info: ModelInfo, paths: Sequence[Path], on_bad_image: str, registry: Registry
+) -> tuple[ReadFiles, torch.Tensor]:
+    """The image files under ``paths`` as the model's dataset reads them, and the images stacked."""
+    read = read_files(info, paths, on_bad_image, registry)
+    if len(read.images) == 0:
+        raise ModelFileError("no image files to explain" + (" (all were skipped)" if read.skipped else ""))
+    return read, torch.stack([torch.as_tensor(read.images[i][0]) for i in range(len(read.images))])
+
+
+def _class_maps(
+    classifier: Any, images: torch.Tensor, wanted: list[list[int]], explainer: Any, settings: PredictSettings
+) -> Iterator[tuple[int, list[int], np.ndarray]]:
+    """Per class some image is explained for: the class index, those images' rows and their CAMs."""
+    for class_index in sorted({index for classes in wanted for index in classes}):
+        rows = [i for i, classes in enumerate(wanted) if class_index in classes]
+        targets = [class_index] * len(rows)
+        device, batch_size = settings.device, settings.batch_size
+        maps = cam_maps(classifier, images[rows], targets, explainer, device=device, batch_size=batch_size)
+        yield class_index, rows, maps
+
+
+def _write_table(
+    table: Path,
+    info: ModelInfo,
+    predictions: Predictions,
+    predicted: np.ndarray,
+    files: Mapping[str, str],
+    written: Mapping[tuple[int, int], str],
+) -> Path:
+    """``explanations.csv``: per image its file, probabilities, predicted class and overlay per class."""
+    explained = sorted({class_index for _, class_index in written})
+    header = ["file", "sample_id", "predicted_class", "positive_class", "threshold"]
+    header += [PROBABILITY_PREFIX + name for name in info.class_names]
+    header += [f"overlay_{info.class_names[c]}" for c in explained]
+    with atomic_open(table) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row, sample_id in enumerate(predictions.sample_ids):
+            file = ensure_escaped(files.get(sample_id, ""))
+            record = [file, ensure_escaped(sample_id), info.class_names[int(predicted[row])]]
+            record += [info.positive_class, "" if info.threshold is None else f"{info.threshold:.8g}"]
+            record += [f"{p:.8g}" for p in predictions.probabilities[row]]
+            record += [written.get((row, c), "") for c in explained]
+            writer.writerow(record)
+    return table
+
+
+# keyword-only options with defaults, one per option of `ctframe explain`: the command's library face
 def explain_files(
     model_or_run: Path,
     paths: Sequence[Path],
@@ -103,48 +156,23 @@ def explain_files(
     explainer = make_explainer(method, options, registry)
     loaded = load_model(find_model(model_or_run, model_key), registry, device=device)
     info = loaded.info
-    read = read_files(info, paths, on_bad_image, registry)
-    if len(read.images) == 0:
-        raise ModelFileError("no image files to explain" + (" (all were skipped)" if read.skipped else ""))
-    images = torch.stack([torch.as_tensor(read.images[i][0]) for i in range(len(read.images))])
+    read, images = _read_images(info, paths, on_bad_image, registry)
     map_size = feature_map_size(loaded.classifier, images.shape[1:])  # fails early without a cam_layer
-    predictions = predict_with_progress(
-        loaded, read.images, device, "fp32", batch_size, console, f"predict ({info.key})"
-    )
+    settings = PredictSettings(device, "fp32", batch_size)
+    predictions = predict_with_progress(loaded, read.images, settings, console, f"predict ({info.key})")
     threshold = 0.5 if info.threshold is None else info.threshold
     predicted = predicted_labels(predictions.probabilities, info.positive_index, threshold)
     wanted = target_classes(targets, info.class_names, predicted)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    stems = [Path(read.files.get(sample_id, sample_id)).stem for sample_id in predictions.sample_ids]
     written: dict[tuple[int, int], str] = {}
-    for class_index, class_name in enumerate(info.class_names):
-        rows = [i for i, classes in enumerate(wanted) if class_index in classes]
-        if not rows:
-            continue
-        maps = cam_maps(
-            loaded.classifier, images[rows], [class_index] * len(rows), explainer, device=device,
-            batch_size=batch_size,
-        )
+    for class_index, rows, maps in _class_maps(loaded.classifier, images, wanted, explainer, settings):
+        class_name = info.class_names[class_index]
         for row, cam in zip(rows, maps, strict=True):
-            sample_id = predictions.sample_ids[row]
-            stem = Path(read.files.get(sample_id, sample_id)).stem
-            name = f"{row:04d}-{_safe(stem)}-{_safe(class_name)}.png"
+            name = f"{row:04d}-{_safe(stems[row])}-{_safe(class_name)}.png"
             write_bytes(output / name, _png(blend(images[row], cam)))
             written[(row, class_index)] = name
-    explained = sorted({class_index for _, class_index in written})
-    header = ["file", "sample_id", "predicted_class", "positive_class", "threshold"]
-    header += [PROBABILITY_PREFIX + name for name in info.class_names]
-    header += [f"overlay_{info.class_names[c]}" for c in explained]
-    table = output / CSV_NAME
-    with atomic_open(table) as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for row, sample_id in enumerate(predictions.sample_ids):
-            file = ensure_escaped(read.files.get(sample_id, ""))
-            record = [file, ensure_escaped(sample_id), info.class_names[int(predicted[row])]]
-            record += [info.positive_class, "" if info.threshold is None else f"{info.threshold:.8g}"]
-            record += [f"{p:.8g}" for p in predictions.probabilities[row]]
-            record += [written.get((row, c), "") for c in explained]
-            writer.writerow(record)
+    table = _write_table(output / CSV_NAME, info, predictions, predicted, read.files, written)
     image_size = (int(images.shape[-2]), int(images.shape[-1]))
     return ExplainResult(table, len(images), len(written), list(read.skipped), map_size, image_size)

@@ -19,7 +19,8 @@ import csv
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,6 +214,40 @@ def string_metadata(record: Mapping[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in record.items()}
 
 
+@contextmanager
+def _failures_as(message: str) -> Iterator[None]:
+    """An exporter's own exception becomes one ExportError line that starts with ``message``."""
+    try:
+        yield
+    except CtframeError:
+        raise
+    except Exception as error:
+        raise ExportError(f"{message}: {type(error).__name__}: {first_line(error)}") from error
+
+
+def _output_file(output: Path | None, default: str) -> Path:
+    """The file to write (``default`` in the current folder when none is named), its folder made."""
+    output = Path(output) if output is not None else Path(default)
+    if output.is_dir():
+        raise ExportError(f"{output}: a folder; --output names the file to write")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return output
+
+
+def _write_sidecar(result: ExportResult, record: dict[str, Any]) -> None:
+    """``<output>.json``: the export record with the file's name and how it was checked."""
+    record["file"] = result.path.name
+    record["check"] = {
+        "images": result.check_source,
+        "batches": list(CHECK_BATCHES),
+        "max_abs_diff": result.max_abs_diff,
+        "tolerance": result.tolerance,
+        "export_seconds": round(result.export_seconds, 3),
+    }
+    write_json(result.sidecar, record)
+
+
+# keyword-only options with defaults, one per option of `ctframe export`: the command's library face
 def export_model(
     model_or_run: Path,
     format: str,
@@ -237,32 +272,16 @@ def export_model(
     module = exportable(loaded.classifier)
     pictures, source = check_images(info, images, registry)
     exporter = component.factory(exporter_options, component_context())
-    output = Path(output) if output is not None else Path(f"{info.key}{exporter.suffix}")
-    if output.is_dir():
-        raise ExportError(f"{output}: a folder; --output names the file to write")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = _output_file(output, f"{info.key}{exporter.suffix}")
     partial = output.with_name(f".partial-{output.name}")
     record = export_record(info, format)
     start = time.perf_counter()
     try:
-        try:
+        with _failures_as(f"{format} export of model {info.key!r} failed"):
             exporter.export(module, pictures[:EXAMPLE_BATCH].clone(), partial, string_metadata(record))
-        except CtframeError:
-            raise
-        except Exception as error:
-            raise ExportError(
-                f"{format} export of model {info.key!r} failed: {type(error).__name__}: {first_line(error)}"
-            ) from error
         exported = time.perf_counter()
-        try:
+        with _failures_as(f"the {format} file of model {info.key!r} does not run"):
             difference = max_abs_difference(exporter.load(partial), module, pictures)
-        except CtframeError:
-            raise
-        except Exception as error:
-            raise ExportError(
-                f"the {format} file of model {info.key!r} does not run: {type(error).__name__}: "
-                f"{first_line(error)}"
-            ) from error
         checked = time.perf_counter()
         if not difference <= tolerance:
             raise ExportError(
@@ -273,23 +292,15 @@ def export_model(
     finally:
         partial.unlink(missing_ok=True)
     result = ExportResult(
-        format,
-        output,
-        Path(f"{output}{SIDECAR_SUFFIX}"),
-        exported - start,
-        checked - exported,
-        difference,
-        source,
-        output.stat().st_size,
-        tolerance,
+        format=format,
+        path=output,
+        sidecar=Path(f"{output}{SIDECAR_SUFFIX}"),
+        export_seconds=exported - start,
+        check_seconds=checked - exported,
+        max_abs_diff=difference,
+        check_source=source,
+        size_bytes=output.stat().st_size,
+        tolerance=tolerance,
     )
-    record["file"] = output.name
-    record["check"] = {
-        "images": source,
-        "batches": list(CHECK_BATCHES),
-        "max_abs_diff": difference,
-        "tolerance": tolerance,
-        "export_seconds": round(result.export_seconds, 3),
-    }
-    write_json(result.sidecar, record)
+    _write_sidecar(result, record)
     return result

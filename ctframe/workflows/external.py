@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctframe.base.contracts import BuildContext, DataSplits, Kind, Predictions
+from ctframe.base.contracts import BuildContext, DataSplits, Kind
 from ctframe.base.errors import DataError, RunError
 from ctframe.base.filenames import escape_path
-from ctframe.evaluation import EvaluationData, ThresholdChoice, evaluate
+from ctframe.base.training import Predictions
+from ctframe.evaluation import EvaluationData, EvaluationSettings, ThresholdChoice, evaluate
 from ctframe.evaluation.results import ModelPredictions
 from ctframe.registry.plugins import get_registry
 from ctframe.registry.recipe import component_config, load_recipe, read_recipe_file
 from ctframe.report import build_report
 from ctframe.runtime.inference import file_reader, predict_with_progress
 from ctframe.runtime.loading import load_model
+from ctframe.runtime.predict import PredictSettings
 from ctframe.storage.layout import EXTERNAL, EXTERNAL_EVALUATION, MODELS, RECIPE, SOURCE
 from ctframe.storage.modelfile import ModelInfo, models_of_run, read_model_info
 from ctframe.storage.rundir import RunDirectory
@@ -188,6 +190,41 @@ def _default_name(data: Path) -> str:
     return re.sub(r"[^\w.-]+", "-", stem).strip("-") or "external"
 
 
+def _folder_name(name: str | None, data: Path) -> str:
+    """The folder under ``RUN/external/`` the results go to: ``name``, else one made from ``data``."""
+    name = name or _default_name(data)
+    if "/" in name or "\\" in name or name in (".", ".."):  # one folder under RUN/external/
+        raise RunError(f"--name {name!r}: name one folder under {EXTERNAL.display}, without separators")
+    return name
+
+
+def _stored_threshold(info: ModelInfo) -> ThresholdChoice:
+    """The threshold the model chose on its own validation split, as its model file records it."""
+    stored = dict(info.metadata.get("threshold_choice") or {})
+    return ThresholdChoice(
+        method=str(stored.get("method", "fixed")),
+        value=info.threshold,
+        chosen_on=stored.get("chosen_on"),
+        note=None,
+    )
+
+
+def _scored(
+    info: ModelInfo,
+    external: ExternalSet,
+    settings: EvaluationSettings,
+    registry: Registry,
+    console: Console | None,
+) -> ModelPredictions:
+    """One model's predictions of the external images, at its stored threshold."""
+    loaded = load_model(info.path, registry)
+    how = PredictSettings("cpu", settings.precision, settings.batch_size, external.num_workers)
+    predictions = predict_with_progress(loaded, external.images, how, console, info.key)
+    test = Predictions(predictions.sample_ids, predictions.labels, predictions.probabilities)
+    return ModelPredictions(info.key, info.title, None, test, threshold=_stored_threshold(info))
+
+
+# keyword-only options with defaults, one per option of `ctframe evaluate`: the command's library face
 def evaluate_external(
     run_path: Path,
     data: Path,
@@ -211,38 +248,14 @@ def evaluate_external(
     first = infos[0]
     mapping = parse_class_map(class_map)
     data = Path(data)
-    name = name or _default_name(data)
-    if "/" in name or "\\" in name or name in (".", ".."):  # one folder under RUN/external/
-        raise RunError(f"--name {name!r}: name one folder under {EXTERNAL.display}, without separators")
+    name = _folder_name(name, data)
     if data.suffix == ".toml":
         external = _dataset_file_set(first, data, mapping, registry, recipe.run.seed, logger)
     else:
         external = _folder_set(first, data, mapping, on_bad_image, registry)
     for path, reason in external.skipped:
         logger.warning("skipped %s: %s", path, reason)
-    settings = recipe.evaluation
-    scored = []
-    for info in infos:
-        loaded = load_model(info.path, registry)
-        predictions = predict_with_progress(
-            loaded,
-            external.images,
-            "cpu",
-            settings.precision,
-            settings.batch_size,
-            console,
-            info.key,
-            external.num_workers,
-        )
-        stored = dict(info.metadata.get("threshold_choice") or {})
-        threshold = ThresholdChoice(
-            method=str(stored.get("method", "fixed")),
-            value=info.threshold,
-            chosen_on=stored.get("chosen_on"),
-            note=None,
-        )
-        test = Predictions(predictions.sample_ids, predictions.labels, predictions.probabilities)
-        scored.append(ModelPredictions(info.key, info.title, None, test, threshold=threshold))
+    scored = [_scored(info, external, recipe.evaluation, registry, console) for info in infos]
     target = RunDirectory(EXTERNAL_EVALUATION.path(run_path, name))
     target.path.mkdir(parents=True, exist_ok=True)
     target.write_json(
@@ -260,7 +273,7 @@ def evaluate_external(
         scored,
         EvaluationData(first.class_names, first.positive_class, dict(external.files)),
         build_metrics(recipe, make_context(recipe, run_dir=None)),
-        settings,
+        recipe.evaluation,
         target,
         recipe.run.seed,
         console,

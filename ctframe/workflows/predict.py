@@ -12,9 +12,11 @@ import numpy as np
 
 from ctframe.evaluation.decision import predicted_labels
 from ctframe.evaluation.outputs import write_predictions_csv
+from ctframe.evaluation.results import EvaluationData
 from ctframe.registry.plugins import Registry, get_registry
 from ctframe.runtime.inference import predict_with_progress, read_files
 from ctframe.runtime.loading import load_model
+from ctframe.runtime.predict import PredictSettings
 from ctframe.storage.modelfile import ModelFileError, find_model
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ class PredictRun:
         return self.count / self.predict_seconds if self.predict_seconds > 0 else float("nan")
 
 
+# keyword-only options with defaults, one per option of `ctframe predict`: the command's library face
 def predict_files(
     model_or_run: Path,
     paths: Sequence[Path],
@@ -58,9 +61,8 @@ def predict_files(
     read = read_files(info, paths, on_bad_image, registry)
     if len(read.images) == 0:
         raise ModelFileError("no image files to predict on" + (" (all were skipped)" if read.skipped else ""))
-    predictions = predict_with_progress(
-        loaded, read.images, device, precision, batch_size, console, f"predict ({info.key})", read.num_workers
-    )
+    settings = PredictSettings(device, precision, batch_size, read.num_workers)
+    predictions = predict_with_progress(loaded, read.images, settings, console, f"predict ({info.key})")
     threshold = info.threshold
     decision = 0.5 if threshold is None else threshold
     predicted = (
@@ -68,16 +70,8 @@ def predict_files(
         if len(info.class_names) == 2
         else np.argmax(predictions.probabilities, axis=1)
     )
-    write_predictions_csv(
-        Path(output),
-        predictions,
-        predicted,
-        info.class_names,
-        info.positive_index,
-        threshold,
-        read.files,
-        labelled=False,
-    )
+    data = EvaluationData(info.class_names, info.positive_class, read.files)
+    write_predictions_csv(Path(output), predictions, predicted, data, threshold, labelled=False)
     finished = time.perf_counter()
     count = len(predictions.sample_ids)
     return PredictRun(Path(output), count, list(read.skipped), loaded_at - started, finished - loaded_at)

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ctframe.base.contracts import Kind, Predictions
+from ctframe.base.contracts import Kind
 from ctframe.base.errors import DataError
+from ctframe.base.training import Predictions
 from ctframe.evaluation import EvaluationData, EvaluationSettings, ThresholdChoice, evaluate
 from ctframe.evaluation.outputs import PROBABILITY_PREFIX
 from ctframe.evaluation.results import ModelPredictions
@@ -108,6 +109,7 @@ def _metrics(registry: Registry, names: Sequence[str]) -> list[tuple[str, object
     return metrics
 
 
+# keyword-only options with defaults, one per option of `ctframe metrics`: the command's library face
 def score_predictions(
     path: Path,
     *,
