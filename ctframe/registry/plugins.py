@@ -35,6 +35,7 @@ from ctframe.registry.manager import (
 
 REGISTER_HOOKS: dict[Kind, str] = {Kind(kind.name): kind.hook for kind in KINDS}
 
+
 @dataclass
 class Registry:
     """Components by kind and name, plus every plugin seen (healthy or broken)."""

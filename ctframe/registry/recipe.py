@@ -133,8 +133,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: Path) 
             raise RecipeError(f"{path}: --set expects section.key=value, got {override!r}")
         if parts[0] not in TOP_LEVEL_KEYS:
             raise RecipeError(
-                f"{path}: --set {override!r}: unknown section {parts[0]!r}"
-                f"{suggest(parts[0], TOP_LEVEL_KEYS)}"
+                f"{path}: --set {override!r}: unknown section {parts[0]!r}{suggest(parts[0], TOP_LEVEL_KEYS)}"
             )
         target = data
         for part in parts[:-1]:

@@ -67,7 +67,6 @@ class RunSettings(Options):
         return None if self.cv_fold is None or self.cv_folds is None else (self.cv_fold, self.cv_folds)
 
 
-
 class EvaluationSettings(Options):
     """The ``[evaluation]`` section: threshold choice, bootstrap confidence intervals, calibration bins and
     how predictions are computed."""

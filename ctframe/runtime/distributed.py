@@ -97,6 +97,7 @@ def join(settings: Any, device: str) -> None:
 
     import torch
     import torch.distributed as dist
+
     device = local_device(device)
     cuda = device.startswith("cuda")
     backend = settings.backend if settings.backend != "auto" else ("nccl" if cuda else "gloo")
@@ -230,6 +231,7 @@ def gather(value: T) -> list[T]:
         return [value]
 
     import torch.distributed as dist
+
     values: list[Any] = [None] * world_size()
     dist.all_gather_object(values, value)
     return values
@@ -245,6 +247,7 @@ def sum_over_ranks(values: Sequence[float]) -> list[float]:
 
     import torch
     import torch.distributed as dist
+
     device = _state.device if _state.backend == "nccl" else "cpu"
     tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)

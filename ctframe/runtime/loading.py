@@ -76,5 +76,3 @@ def load_model(path: Path, registry: Registry | None = None, device: str = "cpu"
         raise ModelFileError(f"{info.weights_path}: not a safetensors file ({first_line(error)})") from None
     _load_state(classifier, state, info.path)
     return LoadedModel(info, classifier.to(device).eval())
-
-

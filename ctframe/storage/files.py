@@ -91,8 +91,6 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else ""
 
 
-
-
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

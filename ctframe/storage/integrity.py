@@ -146,8 +146,11 @@ def verify(run_dir: Any) -> None:
 def recorded(run_dir: Any, kind: str) -> list[Path]:
     """The recorded files of one ``kind`` that exist (``"checkpoint"``, ``"model"``, ...)."""
     root = _root(run_dir)
-    return [root / name for name, entry in sorted(_read(root).items()) if entry.get("kind") == kind
-            and (root / name).is_file()]
+    return [
+        root / name
+        for name, entry in sorted(_read(root).items())
+        if entry.get("kind") == kind and (root / name).is_file()
+    ]
 
 
 def settle(run_dir: Any) -> None:
