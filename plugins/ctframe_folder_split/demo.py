@@ -27,10 +27,13 @@ MARKER = ".ctframe-demo.json"
 VERSION = 1
 
 
-def _blob(
-    yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float, soft: float
-) -> np.ndarray:
-    """Soft-edged ellipse in [0, 1]."""
+Pair = tuple[float, float]
+"""(y, x): a point or the two radii of an ellipse."""
+
+
+def _blob(grid: tuple[np.ndarray, np.ndarray], centre: Pair, radii: Pair, soft: float) -> np.ndarray:
+    """Soft-edged ellipse in [0, 1] over ``grid`` (the ``(yy, xx)`` coordinates of every pixel)."""
+    (yy, xx), (cy, cx), (ry, rx) = grid, centre, radii
     distance = np.sqrt(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2)
     return 1.0 / (1.0 + np.exp(np.clip((distance - 1.0) / soft, -50, 50)))
 
@@ -90,30 +93,29 @@ def _slice(patient: dict, z: float, size: int, rng: np.random.Generator) -> np.n
     cos, sin = np.cos(patient["tilt"]), np.sin(patient["tilt"])  # patients lie slightly turned
     yy = cy + (rows - cy) * cos - (columns - cx) * sin
     xx = cx + (rows - cy) * sin + (columns - cx) * cos
-    body = _blob(yy, xx, cy, cx, body_ry, body_rx, 0.02)
+    grid = (yy, xx)
+    body = _blob(grid, (cy, cx), (body_ry, body_rx), 0.02)
     if patient["arms"]:
         for side in (-1.0, 1.0):
             arm_x = cx + side * (body_rx + patient["arm_gap"] + 0.12)
-            body = np.maximum(body, _blob(yy, xx, cy, arm_x, body_ry * 0.5, 0.12, 0.05))
+            body = np.maximum(body, _blob(grid, (cy, arm_x), (body_ry * 0.5, 0.12), 0.05))
     image += patient["tissue"] * body
     lung_scale = patient["lung"] * (0.55 + 0.45 * np.sin(np.pi * z))
     lungs = np.zeros_like(image)
     for side in (-1.0, 1.0):
         centre_x = cx + side * body_rx * 0.45
-        lung = _blob(
-            yy, xx, cy - 0.03, centre_x, body_ry * lung_scale * 0.95, body_rx * lung_scale * 0.42, 0.04
-        )
+        radii = (body_ry * lung_scale * 0.95, body_rx * lung_scale * 0.42)
+        lung = _blob(grid, (cy - 0.03, centre_x), radii, 0.04)
         lungs = np.maximum(lungs, lung)
     image -= (patient["tissue"] - patient["air"]) * lungs
     heart_size = 0.22 * body_rx * max(z - 0.3, 0.0) / 0.7
-    heart = _blob(
-        yy, xx, cy - 0.1 * body_ry, cx + 0.12 * body_rx, heart_size + 1e-3, heart_size * 1.2 + 1e-3, 0.08
-    )
+    heart_centre = (cy - 0.1 * body_ry, cx + 0.12 * body_rx)
+    heart = _blob(grid, heart_centre, (heart_size + 1e-3, heart_size * 1.2 + 1e-3), 0.08)
     image = np.maximum(image, (patient["tissue"] + 15) * heart * body)
-    image = np.maximum(image, 235 * _blob(yy, xx, cy + body_ry * 0.72, cx, 0.07, 0.06, 0.05))  # spine
+    image = np.maximum(image, 235 * _blob(grid, (cy + body_ry * 0.72, cx), (0.07, 0.06), 0.05))  # spine
     for _ in range(rng.integers(6, 14)):  # vessels: small bright dots inside the lungs
         vy, vx = rng.uniform(-0.6, 0.6) * body_ry, rng.uniform(-0.7, 0.7) * body_rx
-        image += 55 * lungs * _blob(yy, xx, cy + vy, cx + vx, 0.018, 0.018, 0.3)
+        image += 55 * lungs * _blob(grid, (cy + vy, cx + vx), (0.018, 0.018), 0.3)
     for lesion in patient["lesions"]:
         fade = np.exp(-(((z - lesion["z"]) / lesion["depth"]) ** 2))
         if fade < 0.05:
@@ -124,11 +126,11 @@ def _slice(patient: dict, z: float, size: int, rng: np.random.Generator) -> np.n
         )
         radius = lesion["size"] * lung_scale * body_rx
         if patient["covid"]:  # ground glass: hazy, textured, follows the lung
-            haze = _blob(yy, xx, ly, lx, radius, radius * 1.2, 0.35)
+            haze = _blob(grid, (ly, lx), (radius, radius * 1.2), 0.35)
             texture = 0.7 + 0.3 * rng.random(image.shape)
             image += 95 * lesion["strength"] * fade * haze * lungs * texture
         else:  # small dense nodule
-            image += 120 * lesion["strength"] * fade * _blob(yy, xx, ly, lx, radius, radius, 0.15) * lungs
+            image += 120 * lesion["strength"] * fade * _blob(grid, (ly, lx), (radius, radius), 0.15) * lungs
     image += rng.normal(0, patient["noise"], image.shape) * (0.3 + body)
     return np.clip(image, 0, 255).astype(np.uint8)
 

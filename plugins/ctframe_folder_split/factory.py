@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,6 @@ from typing import Any
 from ctframe import BuildContext, DataError, DataSplits
 from ctframe.api import escape_path
 from ctframe_folder_split.cache import DiskStore, MemoryStore, NoStore, Store
-from ctframe_folder_split.components import chaining_warnings, group_structure
 from ctframe_folder_split.dataset import FolderImageDataset, build_augment
 from ctframe_folder_split.files import Discovery, check_layout, discover
 from ctframe_folder_split.grouping import groups_from_csv, groups_from_regex, listing
@@ -21,6 +20,7 @@ from ctframe_folder_split.run_files import SPLIT, SPLIT_MANIFEST
 from ctframe_folder_split.scan import Record, check_files, scan
 from ctframe_folder_split.similarity import leakage_summary, sequence_grouping
 from ctframe_folder_split.split import SPLITS, Item, assign_all_to_test, assign_fold, assign_splits
+from ctframe_folder_split.summary import grouping_summary, split_summary
 
 
 def check(options: FolderSplitOptions, context: BuildContext) -> None:
@@ -91,23 +91,6 @@ def _report_bad(options: FolderSplitOptions, bad: Sequence[Record], context: Bui
         context.logger.warning("skipping %s", line)
 
 
-def _duplicates(good: Sequence[Record]) -> dict[str, Any]:
-    by_sha: dict[str, list[Record]] = defaultdict(list)
-    for record in good:
-        by_sha[record.sha256].append(record)
-    sets = [records for records in by_sha.values() if len(records) > 1]
-    across = [records for records in sets if len({r.entry.class_name for r in records}) > 1]
-    return {
-        "sets": len(sets),
-        "files": sum(len(records) for records in sets),
-        "across_classes": len(across),
-        "examples": [
-            {"sha256": records[0].sha256, "files": [r.entry.sample_id for r in records]}
-            for records in sets[:50]
-        ],
-    }
-
-
 def _split_rows(
     options: FolderSplitOptions, context: BuildContext, records: Sequence[Record]
 ) -> tuple[list[ManifestRow], bool, dict[str, Any] | None]:
@@ -156,17 +139,6 @@ def _split_rows(
     return rows, False, links
 
 
-def _counts(rows: Sequence[ManifestRow], classes: Sequence[str]) -> tuple[dict, dict]:
-    images: dict[str, dict[str, int]] = {split: dict.fromkeys(classes, 0) for split in SPLITS}
-    groups: dict[str, dict[str, set[str]]] = {split: {c: set() for c in classes} for split in SPLITS}
-    for row in rows:
-        if row.split:
-            images[row.split][row.class_name] += 1
-            groups[row.split][row.class_name].add(row.group)
-    group_counts = {split: {c: len(g) for c, g in per.items()} for split, per in groups.items()}
-    return images, group_counts
-
-
 def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> DataSplits:
     check_paths(options, context)  # the scan below finds bad files itself
     discovery, store, records = _read_images(options, context)
@@ -174,11 +146,11 @@ def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> Da
     if context.run_dir is not None:
         write_manifest(SPLIT_MANIFEST.path(context.run_dir), rows)
     datasets = _datasets(options, store, records, rows)
-    summary = _summary(options, context, discovery, records, rows, reused)
+    summary = split_summary(options, context, discovery, records, rows, reused)
     if context.fold is not None:
         summary["fold"] = list(context.fold)  # tells the engine the fold was honoured
     if options.group_by is not None:
-        summary["grouping"] = _grouping_summary(options, context, rows, links)
+        summary["grouping"] = grouping_summary(options, context, rows, links)
         summary["lines"] = [f"groups {line}" for line in summary["grouping"]["lines"]]  # shown by validate
     materialized = _materialize(options, context, rows, records)
     if materialized is not None:
@@ -204,34 +176,6 @@ def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> Da
         summary=summary,
         groups={row.file: row.group for row in rows if row.split} if options.group_by is not None else {},
     )
-
-
-def _grouping_summary(
-    options: FolderSplitOptions,
-    context: BuildContext,
-    rows: Sequence[ManifestRow],
-    links: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """Groups per class, their size distribution and the largest one (from the final, merged groups)."""
-    placed = [row for row in rows if row.split]
-    structure = group_structure([r.class_name for r in placed], [r.group for r in placed], options.classes)
-    lines = [entry.line() for entry in structure]
-    for line in lines:
-        context.logger.info("groups: %s", line)
-    warnings = chaining_warnings(structure, options.max_group_share, options.group_by)
-    for warning in warnings:
-        context.logger.warning("%s", warning)
-    result: dict[str, Any] = {
-        "mode": options.group_by,
-        "per_class": {entry.class_name: entry.to_dict() for entry in structure},
-        "max_group_share": options.max_group_share,
-        "lines": lines,
-        "warnings": warnings,
-    }
-    if links is not None:
-        result["links"] = links
-        result["near_copy_level"] = options.leakage_threshold if options.link_near_copies else None
-    return result
 
 
 def _read_images(options: FolderSplitOptions, context: BuildContext) -> tuple[Discovery, Store, list[Record]]:
@@ -289,36 +233,6 @@ def _datasets(
             [row.file for row in chosen],
         )
     return datasets
-
-
-def _summary(
-    options: FolderSplitOptions,
-    context: BuildContext,
-    discovery: Discovery,
-    records: Sequence[Record],
-    rows: Sequence[ManifestRow],
-    reused: bool,
-) -> dict[str, Any]:
-    duplicates = _duplicates([record for record in records if record.ok])
-    if duplicates["across_classes"]:
-        context.logger.warning(
-            "%d set(s) of identical files sit in more than one class folder", duplicates["across_classes"]
-        )
-    images, groups = _counts(rows, options.classes)
-    return {
-        "root": escape_path(options.root),
-        "classes": list(options.classes),
-        "positive_class": options.positive,
-        "seed": context.seed,
-        "image_size": options.image_size,
-        "group_by": options.group_by,
-        "reused_recorded_split": reused,
-        "counts": images,
-        "groups": groups,
-        "duplicates": duplicates,
-        "skipped": [{"file": r.entry.sample_id, "reason": r.problem} for r in records if not r.ok],
-        "ignored": discovery.ignored,
-    }
 
 
 def _materialize(

@@ -126,11 +126,13 @@ class LeakageReport:
         }
 
 
+# Nine parameters: both sides' vectors, ids and classes, and three knobs; callers name all but the first four
 def leakage_check(
     test_vectors: np.ndarray,
     train_vectors: np.ndarray,
     test_ids: Sequence[str],
     train_ids: Sequence[str],
+    *,
     level: float = DEFAULT_LEVEL,
     worst: int = 10,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -150,17 +152,7 @@ def leakage_check(
     """
     test_vectors = np.asarray(test_vectors, dtype=np.float32)
     train_vectors = np.asarray(train_vectors, dtype=np.float32)
-    if len(test_ids) != len(test_vectors) or len(train_ids) != len(train_vectors):
-        raise ValueError(
-            f"ids and vectors differ in length: {len(test_ids)} test ids for {len(test_vectors)} vectors, "
-            f"{len(train_ids)} train ids for {len(train_vectors)} vectors"
-        )
-    if (test_classes is None) != (train_classes is None):
-        raise ValueError("give both test_classes and train_classes, or neither")
-    if test_classes is not None and (
-        len(test_classes) != len(test_ids) or len(train_classes) != len(train_ids)
-    ):
-        raise ValueError("need one class label per test and per training id")
+    _check_rows(test_vectors, train_vectors, test_ids, train_ids, test_classes, train_classes)
     n_test = len(test_ids)
     chance_share = None if test_classes is None else 0.0
     if n_test == 0 or len(train_ids) == 0:
@@ -177,14 +169,6 @@ def leakage_check(
     found = index >= 0  # -inf similarity where a test class has no training image
     similarity = np.minimum(similarity, 1.0)  # unit vectors may overshoot by a rounding error
     count_above = int((similarity >= level).sum())
-    profile = tuple(
-        (
-            at,
-            round(float((similarity >= at).sum()) / n_test, 6),
-            None if chance is None else round(float((chance >= at).sum()) / n_test, 6),
-        )
-        for at in PROFILE_LEVELS
-    )
     # Stable sort on the negated values: equal similarities keep test order, so the list is repeatable.
     ranked = [i for i in np.argsort(-similarity, kind="stable") if found[i]][: max(worst, 0)]
     worst_pairs = tuple(
@@ -199,7 +183,44 @@ def leakage_check(
         chance_share=chance_share,
         median_nearest=round(float(np.median(similarity[found])), 6) if found.any() else None,
         worst_pairs=worst_pairs,
-        profile=profile,
+        profile=_profile(similarity, chance),
+    )
+
+
+def _check_rows(
+    test_vectors: np.ndarray,
+    train_vectors: np.ndarray,
+    test_ids: Sequence[str],
+    train_ids: Sequence[str],
+    test_classes: Sequence[Hashable] | None,
+    train_classes: Sequence[Hashable] | None,
+) -> None:
+    """One id (and, when given, one class label) per vector on each side."""
+    if len(test_ids) != len(test_vectors) or len(train_ids) != len(train_vectors):
+        raise ValueError(
+            f"ids and vectors differ in length: {len(test_ids)} test ids for {len(test_vectors)} vectors, "
+            f"{len(train_ids)} train ids for {len(train_vectors)} vectors"
+        )
+    if (test_classes is None) != (train_classes is None):
+        raise ValueError("give both test_classes and train_classes, or neither")
+    if test_classes is not None and (
+        len(test_classes) != len(test_ids) or len(train_classes) != len(train_ids)
+    ):
+        raise ValueError("need one class label per test and per training id")
+
+
+def _profile(
+    similarity: np.ndarray, chance: np.ndarray | None
+) -> tuple[tuple[float, float, float | None], ...]:
+    """``(level, share_above, chance_share)`` at each of :data:`PROFILE_LEVELS`."""
+    n_test = len(similarity)
+    return tuple(
+        (
+            at,
+            round(float((similarity >= at).sum()) / n_test, 6),
+            None if chance is None else round(float((chance >= at).sum()) / n_test, 6),
+        )
+        for at in PROFILE_LEVELS
     )
 
 

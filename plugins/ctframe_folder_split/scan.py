@@ -65,6 +65,7 @@ def scan_entry(
     return Record(entry, sha256, None, info, _vector(image) if thumbnails else None)
 
 
+# Seven parameters: scan_entry's, the pool size and progress; bench_images.py passes them by position
 def scan(
     entries: list[Entry],
     store: Store,

@@ -17,6 +17,9 @@ Commands:
   ``sequential`` (the base nested, a softmax over ``--classes`` outputs); inputs and ``predict``'s
   probabilities in ``io.npz`` (also on the images of ``--inputs``, so one process serves a whole test);
 * ``predict-model``: load a whole-model file and save ``predict``'s outputs on the images of an ``.npz``.
+
+The last two live in :mod:`keras_reference_classifier`; what every command starts from (keras, threads,
+the base model) in :mod:`keras_reference_setup`.
 """
 
 from __future__ import annotations
@@ -24,39 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
+
+# siblings, by plain name (this file runs as a script: its folder is on sys.path); neither imports keras yet
+from keras_reference_classifier import command_export_classifier, command_predict_model
+from keras_reference_setup import ARCHITECTURES, build_base, load_keras, randomise_batchnorm, set_threads
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-
-ARCHITECTURES = ("resnet50v2", "resnet101v2", "resnet152v2")
-
-
-def _keras():
-    import keras
-    import tensorflow as tf
-
-    if "torch" in sys.modules:  # the whole point of this process is to keep them apart
-        raise SystemExit("keras_reference: torch was imported next to tensorflow; refusing to continue")
-    return tf, keras
-
-
-def _set_threads(tf, threads: int) -> None:
-    if threads > 0:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-
-
-def _build(keras, arch: str, size: int):
-    constructor = {
-        "resnet50v2": keras.applications.ResNet50V2,
-        "resnet101v2": keras.applications.ResNet101V2,
-        "resnet152v2": keras.applications.ResNet152V2,
-    }[arch]
-    return constructor(include_top=False, weights=None, input_shape=(size, size, 3))
 
 
 def _describe(model, last: int) -> dict:
@@ -73,125 +53,8 @@ def _describe(model, last: int) -> dict:
         "params": int(sum(int(w.numpy().size) for w in model.weights)),
         "last": last,
         "trainable_after_last": trainable,
-        "keras_version": _keras()[1].__version__,
+        "keras_version": load_keras()[1].__version__,
     }
-
-
-def _randomise_batchnorm(keras, model, rng) -> None:
-    """Random gamma/beta/moving statistics so that a wrong BatchNorm mapping cannot pass unnoticed."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, variance = (w.numpy() for w in layer.weights)
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
-                    rng.normal(0.0, 0.1, beta.shape).astype("float32"),
-                    rng.normal(0.0, 0.1, mean.shape).astype("float32"),
-                    rng.uniform(0.5, 1.5, variance.shape).astype("float32"),
-                ]
-            )
-
-
-def _all_layers(model) -> list:
-    """Every layer, nested models' layers included (a Sequential holding the base)."""
-    layers = []
-    for layer in model.layers:
-        layers.extend(_all_layers(layer) if hasattr(layer, "layers") else [layer])
-    return layers
-
-
-def _classifier(keras, base, units: int, outputs: int, nested: bool):
-    """The study's head on ``base``; ``nested`` keeps the base as one layer of a Sequential."""
-    layers = keras.layers
-    head = [
-        layers.GlobalAveragePooling2D(),
-        layers.Dense(units, activation="relu", kernel_regularizer=keras.regularizers.L2(0.01)),
-        layers.BatchNormalization(),
-        layers.Dropout(0.5),
-        layers.Dense(outputs, activation="sigmoid" if outputs == 1 else "softmax"),
-    ]
-    if nested:
-        return keras.Sequential([keras.Input(base.input_shape[1:]), base, *head])
-    x = base.output
-    for layer in head:
-        x = layer(x)
-    return keras.Model(base.input, x)
-
-
-def _randomise_classifier(keras, model, rng, preprocessed) -> float:
-    """Random BatchNorm statistics everywhere, random head biases, and an output layer scaled so that
-    the logits of ``preprocessed`` spread over about +-2: probabilities far from 0 and 1 test something."""
-    import numpy as np
-
-    _randomise_batchnorm(keras, type("Flat", (), {"layers": _all_layers(model)})(), rng)
-    hidden, output = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.Dense)][-2:]
-    kernel, bias = hidden.get_weights()
-    hidden.set_weights([kernel, rng.normal(0.0, 0.1, bias.shape).astype("float32")])
-    penultimate = keras.Model(model.inputs, output.input)
-    features = np.asarray(penultimate.predict(preprocessed, verbose=0))
-    kernel, _ = output.get_weights()
-    logits = features @ kernel
-    scale = 1.5 / max(float(logits.std(axis=0).mean()), 1e-3)
-    kernel = (kernel * scale).astype("float32")
-    output.set_weights([kernel, (-(features @ kernel).mean(axis=0)).astype("float32")])
-    return scale
-
-
-def _images(rng, batch: int, size: int):
-    """0..255 images of different brightness, contrast and structure (uniform noise alone gives every
-    image nearly the same features, and a tiny spread says little)."""
-    import numpy as np
-
-    ramp = np.linspace(0.0, 1.0, size, dtype="float32")
-    images = []
-    for _ in range(batch):
-        low, high = sorted(rng.uniform(0, 255, 2))
-        gradient = np.outer(ramp, ramp)[..., None] * rng.uniform(0.0, 1.0, 3)
-        pattern = gradient + rng.uniform(0, 1, (size, size, 3))
-        images.append(low + (high - low) * pattern / pattern.max())
-    return np.stack(images).astype("float32")
-
-
-def command_export_classifier(args: argparse.Namespace) -> dict:
-    import numpy as np
-
-    tf, keras = _keras()
-    _set_threads(tf, args.threads)
-    keras.utils.set_random_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    images = _images(rng, args.batch, args.size)
-    preprocessed = keras.applications.resnet_v2.preprocess_input(images.copy())
-    results: dict = {"images": images}
-    extra = None
-    if args.inputs:
-        extra = np.load(args.inputs)["images"].astype("float32")
-        extra = keras.applications.resnet_v2.preprocess_input(extra)
-    scales = {}
-    for variant, nested, outputs in (("functional", False, 1), ("sequential", True, args.classes)):
-        model = _classifier(keras, _build(keras, args.arch, args.size), args.units, outputs, nested)
-        scales[variant] = _randomise_classifier(keras, model, rng, preprocessed)
-        model.save(out / f"{variant}.h5")  # the legacy whole-model format: weights plus model_config
-        model.save(out / f"{variant}.keras")
-        results[variant] = np.asarray(model.predict(preprocessed, verbose=0))
-        if extra is not None:
-            results[f"{variant}_inputs"] = np.asarray(model.predict(extra, verbose=0))
-    np.savez(out / "io.npz", **results)
-    versions = {"keras_version": keras.__version__, "tensorflow_version": tf.__version__}
-    return {"out": str(out), "output_scale": scales, **versions}
-
-
-def command_predict_model(args: argparse.Namespace) -> dict:
-    import numpy as np
-
-    tf, keras = _keras()
-    _set_threads(tf, args.threads)
-    model = keras.models.load_model(args.model, compile=False)
-    images = np.load(args.inputs)["images"].astype("float32")
-    preprocessed = keras.applications.resnet_v2.preprocess_input(images.copy())
-    np.savez(args.out, outputs=np.asarray(model.predict(preprocessed, verbose=0)))
-    return {"out": args.out}
 
 
 def _save_legacy_h5(model, path: Path) -> None:
@@ -204,20 +67,20 @@ def _save_legacy_h5(model, path: Path) -> None:
 
 
 def command_describe(args: argparse.Namespace) -> dict:
-    tf, keras = _keras()
-    _set_threads(tf, args.threads)
-    return _describe(_build(keras, args.arch, args.size), args.last)
+    tf, keras = load_keras()
+    set_threads(tf, args.threads)
+    return _describe(build_base(keras, args.arch, args.size), args.last)
 
 
 def command_export(args: argparse.Namespace) -> dict:
     import numpy as np
 
-    tf, keras = _keras()
-    _set_threads(tf, args.threads)
+    tf, keras = load_keras()
+    set_threads(tf, args.threads)
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    model = _build(keras, args.arch, args.size)
-    _randomise_batchnorm(keras, model, rng)
+    model = build_base(keras, args.arch, args.size)
+    randomise_batchnorm(keras, model, rng)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / args.arch
@@ -245,9 +108,9 @@ def command_export(args: argparse.Namespace) -> dict:
 def command_predict(args: argparse.Namespace) -> dict:
     import numpy as np
 
-    tf, keras = _keras()
-    _set_threads(tf, args.threads)
-    model = _build(keras, args.arch, args.size)
+    tf, keras = load_keras()
+    set_threads(tf, args.threads)
+    model = build_base(keras, args.arch, args.size)
     model.load_weights(args.weights)
     images = np.load(args.inputs)["images"]
     preprocessed = keras.applications.resnet_v2.preprocess_input(images.copy())
@@ -269,10 +132,10 @@ def _images_per_second(step, batch: int, iterations: int) -> float:
 def command_bench(args: argparse.Namespace) -> dict:
     import numpy as np
 
-    tf, keras = _keras()
-    _set_threads(tf, args.threads)
+    tf, keras = load_keras()
+    set_threads(tf, args.threads)
     keras.utils.set_random_seed(0)
-    base = _build(keras, args.arch, args.size)
+    base = build_base(keras, args.arch, args.size)
     features = keras.layers.GlobalAveragePooling2D()(base.output)
     model = keras.Model(base.input, keras.layers.Dense(1, activation="sigmoid")(features))
     model.compile(optimizer=keras.optimizers.SGD(0.001), loss="binary_crossentropy")

@@ -75,6 +75,7 @@ class BankSource:
         return self.features.numel() * self.features.element_size()
 
 
+# Seven parameters, no phase object: test_trainer_speed.py builds a bank from a bare backbone and images
 @torch.no_grad()
 def build_bank(
     backbone: nn.Module,

@@ -165,6 +165,7 @@ class EpochResult:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
 
 
+# Ten parameters, no phase object: bench_feature_cache.py and bench_prefix_cache.py time this step alone
 def train_one_epoch(
     forward: Forward,
     penalty: Callable[[], torch.Tensor],

@@ -130,6 +130,19 @@ def _allocate(shape: tuple[int, ...], dtype: torch.dtype, path: Path | None) -> 
     return torch.from_file(str(path), shared=True, size=count, dtype=dtype).view(shape)
 
 
+def _new_cache(
+    first: torch.Tensor, count: int, storage: str, store_bf16: bool, path: Path | None
+) -> tuple[torch.Tensor, bool]:
+    """Room for ``count`` activations shaped like the ``first`` batch's, and whether it is on disk."""
+    dtype = torch.bfloat16 if store_bf16 else first.dtype
+    shape = (count, *first.shape[1:])
+    size = torch.Size(shape).numel() * dtype.itemsize
+    too_big = size > MEMORY_FRACTION * physical_memory()
+    on_disk = storage == "disk" or (storage == "auto" and too_big)
+    return _allocate(shape, dtype, path if on_disk else None), on_disk
+
+
+# Seven parameters, no phase object: benchmarks/bench_prefix_cache.py builds one from a bare prefix
 @torch.no_grad()
 def build_activation_cache(
     prefix: Sequence[Segment],
@@ -163,12 +176,7 @@ def build_activation_cache(
                     output = module(output)
             if cache is None:
                 feed_dtype = output.dtype
-                dtype = torch.bfloat16 if store_bf16 else output.dtype
-                shape = (len(images), *output.shape[1:])
-                size = torch.Size(shape).numel() * dtype.itemsize
-                too_big = size > MEMORY_FRACTION * physical_memory()
-                on_disk = storage == "disk" or (storage == "auto" and too_big)
-                cache = _allocate(shape, dtype, path if on_disk else None)
+                cache, on_disk = _new_cache(output, len(images), storage, store_bf16, path)
             cache[len(ids) : len(ids) + len(batch_ids)] = output.to("cpu", cache.dtype)
             labels.append(batch_labels.cpu())
             ids.extend(batch_ids)
