@@ -123,6 +123,7 @@ def _core(name: str, kind: Kind, format: str, writer: str, description: str, *re
 _EVALUATED: tuple[Place, ...] = ("run", "evaluate", "cv", "metrics")  # where ctframe.evaluation writes
 _CV: tuple[Place, ...] = ("cv",)
 _ENGINE = "ctframe.workflows.engine"
+_SCORED = "ctframe.workflows.scored"  # predictions, evaluation and model files after training
 _REPORT = "ctframe.report"
 _EVALUATION = "ctframe.evaluation.outputs"
 _MODELFILE = "ctframe.storage.modelfile"
@@ -154,12 +155,12 @@ MODEL_METRICS = _core("metrics_{key}.json", "file", "json", _EVALUATION,
                       "one model's test metrics with confidence intervals", places=_EVALUATED)
 METRICS = _core("metrics.json", "file", "json", _EVALUATION, "every model's test metrics and threshold",
                 _REPORT, _COMPARE, _CROSSVAL, _EXTERNAL, places=_EVALUATED)
-MODELS = _core("models", "folder", "", _ENGINE, "the trained models", _MODELFILE)
+MODELS = _core("models", "folder", "", _SCORED, "the trained models", _MODELFILE)
 MODEL_WEIGHTS = _core("models/{key}.safetensors", "file", "safetensors", _MODELFILE, "one model's weights",
                       "ctframe.runtime.loading")
 MODEL_INFO = _core("models/{key}.json", "file", "json", _MODELFILE,
                    "what the weights are: components, classes, threshold, preprocessing", _MODELFILE)
-MODEL_INDEX = _core("models/index.json", "file", "json", _ENGINE, "the model keys in evaluation order",
+MODEL_INDEX = _core("models/index.json", "file", "json", _SCORED, "the model keys in evaluation order",
                     _MODELFILE)
 REPORT = _core("report.html", "file", "html", _REPORT, "the report, self-contained", places=_EVALUATED)
 PLOTS = _core("plots", "folder", "", _REPORT, "the report's plots", places=_EVALUATED)

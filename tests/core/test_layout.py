@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -248,3 +249,10 @@ def test_the_check_catches_literals_and_ignores_other_strings(tmp_path):
     )
     lines = [int(use.split(":")[1]) for use in literal_uses(sample, known)]
     assert lines == [2, 3, 4, 5, 11, 12, 13, 14]
+
+
+def test_every_writer_and_reader_named_is_a_module():
+    """The layout's writer and reader columns name modules that exist, so they stay true after a move."""
+    named = {module for entry in all_entries() for module in (entry.writer, *entry.readers)}
+    missing = sorted(module for module in named if importlib.util.find_spec(module) is None)
+    assert not missing, f"layout entries name modules that do not exist: {missing}"
