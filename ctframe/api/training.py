@@ -12,7 +12,13 @@ from ctframe.runtime.model import (
 )
 from ctframe.runtime.performance import release_memory, resolve_channels_last
 from ctframe.runtime.precision import autocast, resolve
-from ctframe.storage.checkpoints import check_state_fits, load_checkpoint, read_state_dict, save_checkpoint
+from ctframe.storage.checkpoints import (
+    check_state_fits,
+    load_checkpoint,
+    load_fitting_state,
+    read_state_dict,
+    save_checkpoint,
+)
 
 __all__ = [
     "Classifier",
@@ -23,6 +29,7 @@ __all__ = [
     "folded_batchnorm",
     "freeze_inactive_batchnorm",
     "load_checkpoint",
+    "load_fitting_state",
     "logits_to_probabilities",
     "read_state_dict",
     "release_memory",

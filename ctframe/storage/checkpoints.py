@@ -193,3 +193,24 @@ def check_state_fits(
                 f"{tuple(tensor.shape)}{suffix}"
             )
     return unexpected
+
+
+def load_fitting_state(
+    module: torch.nn.Module,
+    state: Mapping[str, torch.Tensor],
+    *,
+    where: str,
+    error_type: type[Exception],
+    hint: str = "",
+    name: Callable[[str], str] = str,
+) -> None:
+    """Load ``state`` into ``module`` after :func:`check_state_fits` (every tensor the module has, with its
+    shape, and nothing else). BatchNorm's ``num_batches_tracked`` counters may be absent, as in files written
+    by older torch or converted from Keras: BatchNorm's own loader fills them in."""
+    expected = {
+        key: tensor
+        for key, tensor in module.state_dict().items()
+        if key in state or not key.endswith("num_batches_tracked")
+    }
+    check_state_fits(expected, state, where=where, error_type=error_type, hint=hint, name=name)
+    module.load_state_dict(dict(state))

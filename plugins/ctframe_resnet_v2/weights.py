@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ctframe import WeightsError
-from ctframe.api.training import check_state_fits, read_state_dict
+from ctframe.api.training import load_fitting_state, read_state_dict
 
 from .keras_files import KerasFileError, KerasWeights, read_keras_weights, write_legacy_h5
 from .model import ResNetV2
@@ -144,21 +144,14 @@ def load_torch_weights(model: ResNetV2, path: Path) -> list[str]:
         owner = next((name for prefix, name in owners.items() if key.startswith(prefix)), None)
         return f"{key} (layer {owner})" if owner and not key.startswith(f"{owner}.") else key
 
-    # Older files lack BatchNorm's counter; its loader fills it in.
-    expected = {
-        key: tensor
-        for key, tensor in model.state_dict().items()
-        if key in state or not key.endswith("num_batches_tracked")
-    }
-    check_state_fits(
-        expected,
+    load_fitting_state(
+        model,
         state,
         where=str(path),
         error_type=WeightsError,
         hint=f"use weights saved from a {model.arch} backbone or from a classifier around one",
         name=layer_of,
     )
-    model.load_state_dict(state)
     return others
 
 

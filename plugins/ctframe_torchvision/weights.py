@@ -10,7 +10,7 @@ import torch
 
 from ctframe import WeightsError
 from ctframe.api.data import download_checked
-from ctframe.api.training import check_state_fits, read_state_dict
+from ctframe.api.training import load_fitting_state, read_state_dict
 
 from .model import HEAD_ATTRIBUTES, TorchvisionBackbone
 
@@ -75,18 +75,11 @@ def load_weights(backbone: TorchvisionBackbone, path: Path) -> None:
         suffixes = ", ".join(TORCH_SUFFIXES)
         raise WeightsError(f"{path}: torchvision weights must be a torch state dict ({suffixes})")
     state = _as_backbone_keys(_torchvision_key_fixes(backbone.arch, read_state_dict(path, WeightsError)))
-    # Older files lack BatchNorm's counter; its loader fills it in.
-    expected = {
-        key: tensor
-        for key, tensor in backbone.state_dict().items()
-        if key in state or not key.endswith("num_batches_tracked")
-    }
-    check_state_fits(
-        expected,
+    load_fitting_state(
+        backbone,
         state,
         where=str(path),
         error_type=WeightsError,
         hint=f"use a {backbone.arch} state dict (torchvision's, or saved by ctframe)",
         name=lambda key: key.removeprefix("model."),  # as torchvision names its own tensors
     )
-    backbone.load_state_dict(state)
