@@ -6,7 +6,7 @@ names (:mod:`ctframe.storage.layout`; a plugin declares its own files with ``Run
 live in submodules that a plugin imports when it needs them:
 
 * :mod:`ctframe.api.training`: the classifier, checkpoints, precision, speed settings, torchrun;
-* :mod:`ctframe.api.data`: recorded writes in a run, checksummed downloads;
+* :mod:`ctframe.api.data`: the shared dataset split, recorded writes in a run, checksummed downloads;
 * :mod:`ctframe.api.metrics`: input checks and decisions shared by metric components;
 * :mod:`ctframe.api.recipes`: loading a recipe and building its model (commands a plugin adds).
 * :mod:`ctframe.api.report`: what a report section needs (``ctframe_report_sections``).

@@ -34,7 +34,7 @@ def group_labels(options: FolderSplitOptions, records: Sequence[Record]) -> tupl
 
 def final_groups(options: FolderSplitOptions, records: Sequence[Record], labels: Sequence[str | None]):
     """Items for the split and the final group per record (labels merged with exact duplicates)."""
-    from ctframe_folder_split.split import Item, build_groups
+    from ctframe.api.data import Item, build_groups
 
     items = [
         Item(r.entry.sample_id, r.sha256, options.classes.index(r.entry.class_name), label)
@@ -102,8 +102,8 @@ def _simulated_split(
 ) -> tuple[list[Any], str]:
     """A seed-0 split of ``records`` grouped by ``labels``, checked for leakage: the table row after its
     title, and the check's summary when it is loud (else ``""``)."""
+    from ctframe.api.data import assign_splits
     from ctframe_folder_split.leakage import leakage_check
-    from ctframe_folder_split.split import assign_splits
 
     vectors = {r.entry.sample_id: r.thumbnail for r in records}
     classes = {r.entry.sample_id: r.entry.class_name for r in records}

@@ -10,6 +10,7 @@ from typing import Any
 
 from ctframe import BuildContext, DataError, DataSplits
 from ctframe.api import escape_path
+from ctframe.api.data import SPLITS, Item, assign_all_to_test, assign_fold, assign_splits
 from ctframe_folder_split.cache import DiskStore, MemoryStore, NoStore, Store
 from ctframe_folder_split.dataset import FolderImageDataset, build_augment
 from ctframe_folder_split.files import Discovery, check_layout, discover
@@ -19,7 +20,6 @@ from ctframe_folder_split.options import FolderSplitOptions
 from ctframe_folder_split.run_files import SPLIT, SPLIT_MANIFEST
 from ctframe_folder_split.scan import Record, check_files, scan
 from ctframe_folder_split.similarity import leakage_summary, sequence_grouping
-from ctframe_folder_split.split import SPLITS, Item, assign_all_to_test, assign_fold, assign_splits
 from ctframe_folder_split.summary import grouping_summary, split_summary
 
 

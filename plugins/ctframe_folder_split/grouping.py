@@ -1,6 +1,6 @@
 """Group labels from ``group_by``: a CSV file (file -> group) or a regex on file names.
 
-Exact duplicates are merged on top of these labels by :mod:`ctframe_folder_split.split`.
+Exact duplicates are merged on top of these labels by the core's shared split (:mod:`ctframe.api.data`).
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ from typing import Any
 
 from ctframe import BuildContext
 from ctframe.api import escape_path
+from ctframe.api.data import SPLITS
 from ctframe_folder_split.components import chaining_warnings, group_structure
 from ctframe_folder_split.files import Discovery
 from ctframe_folder_split.manifest import ManifestRow
 from ctframe_folder_split.options import FolderSplitOptions
 from ctframe_folder_split.scan import Record
-from ctframe_folder_split.split import SPLITS
 
 
 def split_summary(

@@ -15,7 +15,18 @@ import pytest
 from tests.conftest import REPO
 
 CORE = REPO / "ctframe"
-FLOORS = ("base", "storage", "registry", "runtime", "evaluation", "report", "workflows", "api", "commands")
+FLOORS = (
+    "base",
+    "storage",
+    "registry",
+    "data",
+    "runtime",
+    "evaluation",
+    "report",
+    "workflows",
+    "api",
+    "commands",
+)
 """Bottom to top; ``ctframe/__init__.py`` re-exports the api and ``__main__`` starts the commands."""
 TOP = {"ctframe": len(FLOORS), "ctframe.__main__": len(FLOORS)}
 LAZY_ALLOWED = {

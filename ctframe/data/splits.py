@@ -1,8 +1,9 @@
-"""Seeded, stratified, group-aware train / val / test split.
+"""Seeded, stratified, group-aware train / val / test split and k-fold assignment, for every dataset.
 
-The order in which groups are considered comes from a hash of the seed and the members' content
-hashes, never from listing order or torch's random state, so the same files and seed give the same
-split on every machine (and renaming files does not move them).
+Items that share a group label (a patient, a sequence run) or identical content always land on the
+same side. The order in which groups are considered comes from a hash of the seed and the members'
+content hashes, never from listing order or torch's random state, so the same files and seed give
+the same split on every machine (and renaming files does not move them).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ctframe import DataError
+from ctframe.base.errors import DataError
 
 SPLITS = ("train", "val", "test")
 
