@@ -2,4 +2,59 @@
 
 ``discover`` walks a folder tree and reads headers only, ``series`` groups and orders slices and
 reads a series' voxels, ``nifti`` reads a NIfTI file into the same layout as a DICOM series.
+The registered ``ct_volumes`` dataset (factory.py) labels, pseudonymises, splits by patient and windows
+them into RGB slices; reader.py reads new scans the same way for ``ctframe predict`` / ``evaluate``.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ctframe import hookimpl
+
+if TYPE_CHECKING:
+    from ctframe.api import Register
+
+
+def build_ct_volumes(options: Any, context: Any) -> Any:
+    """The dataset factory; torch, pydicom and nibabel load only when a run needs them."""
+    from ctframe_ct_volumes.factory import build
+
+    return build(options, context)
+
+
+def check_ct_volumes(options: Any, context: Any) -> None:
+    """Cheap checks before a run directory exists: root, labels file, pseudonym key."""
+    from ctframe_ct_volumes.factory import check
+
+    check(options, context)
+
+
+def read_files(options: Any, context: Any) -> Any:
+    """Reads new scans as training did (``ctframe predict`` / ``evaluate``)."""
+    from ctframe_ct_volumes.reader import build_reader
+
+    return build_reader(options, context)
+
+
+@hookimpl
+def ctframe_register_datasets(register: Register) -> None:
+    from ctframe_ct_volumes.options import CtVolumesOptions
+
+    register(
+        "ct_volumes",
+        build_ct_volumes,
+        CtVolumesOptions,
+        "CT series (DICOM) and NIfTI volumes as windowed RGB slices; labels per patient, study, series or "
+        "folder; pseudonymous ids; patient-wise train/val/test split",
+        check=check_ct_volumes,
+        reader=read_files,
+    )
+
+
+@hookimpl
+def ctframe_register_commands(cli: Any) -> None:
+    """``ctframe demo-dicom DIR`` (cli is a typer.Typer; see cli.py for why it is not demo-data)."""
+    from ctframe_ct_volumes.cli import add_commands
+
+    add_commands(cli)

@@ -20,7 +20,7 @@ import pydicom
 
 from ctframe.api import DataError
 
-from .series import Series, SliceHeader, group_series
+from .series import Series, SliceHeader, group_series, quiet_dcmread, quiet_pydicom
 
 EXAMPLES_PER_REASON = 3
 AXIAL_MIN_NORMAL_Z = 0.85  # |normal . z| below this (about 32 degrees off) is not an axial slice
@@ -111,7 +111,7 @@ def _read_header(path: Path) -> tuple[pydicom.Dataset | None, str | None]:
         return None, DICOMDIR
     try:
         with path.open("rb") as handle:
-            ds = pydicom.dcmread(handle, stop_before_pixels=True)
+            ds = quiet_dcmread(handle, stop_before_pixels=True)
             rest = handle.read(12)
             size_left = os.fstat(handle.fileno()).st_size - handle.tell() + len(rest)
             handle.seek(-8, os.SEEK_END)
@@ -177,6 +177,19 @@ def discover(root: str | Path) -> Discovery:
     if not root.is_dir():
         raise DataError(f"{root} is not a folder")
     found = Discovery(root=root, series=[], nifti=[])
+    with quiet_pydicom():
+        headers = _headers(root, found)
+    found.series = group_series(headers)
+    for series in found.series:
+        for path in series.duplicates:
+            found.skip(DUPLICATE, path)
+    if not found.series and not found.nifti:
+        raise DataError(f"no CT series or NIfTI volume found: {found.summary()}")
+    return found
+
+
+def _headers(root: Path, found: Discovery) -> list[SliceHeader]:
+    """The slice headers of every CT file under ``root``; everything else noted in ``found``."""
     headers = []
     for path in _walk(root):
         if _is_nifti(path):
@@ -189,10 +202,4 @@ def discover(root: str | Path) -> Discovery:
                 found.skip(reason, path)
             else:
                 headers.append(SliceHeader.from_dataset(path, ds))
-    found.series = group_series(headers)
-    for series in found.series:
-        for path in series.duplicates:
-            found.skip(DUPLICATE, path)
-    if not found.series and not found.nifti:
-        raise DataError(f"no CT series or NIfTI volume found: {found.summary()}")
-    return found
+    return headers

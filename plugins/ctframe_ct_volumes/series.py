@@ -11,9 +11,12 @@ hold the same slice twice and refusing the whole series would lose a usable scan
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ import numpy as np
 # licences that pydicom finds by itself once installed. python-gdcm would also decode them but is a
 # larger binary with its own licence and a separate handler, so it is not used.
 import pydicom
+from pydicom import config
 from pydicom.multival import MultiValue
 
 from ctframe.api import DataError
@@ -144,18 +148,23 @@ class Series:
 
     def volume(self) -> np.ndarray:
         """The series in HU (stored x RescaleSlope + RescaleIntercept), float32, (slices, rows, cols)."""
+        with quiet_pydicom():
+            return self._read_volume()
+
+    def _read_volume(self) -> np.ndarray:
         out = np.empty(self.shape, dtype=np.float32)
         for index, header in enumerate(self.slices):
             try:
-                ds = pydicom.dcmread(header.path)
+                ds = quiet_dcmread(header.path)
                 pixels = ds.pixel_array
             except Exception as error:  # pydicom and its decoders raise many kinds of errors
                 raise DataError(
-                    f"series {self.series_id}: cannot decode {header.path}: {str(error).splitlines()[0]}"
+                    f"cannot decode {header.path} (slice {index + 1} of {len(self.slices)} of its series): "
+                    f"{str(error).splitlines()[0]}"
                 ) from error
             if pixels.shape != self.shape[1:]:
                 raise DataError(
-                    f"series {self.series_id}: {header.path} holds {pixels.shape}, not {self.shape[1:]}"
+                    f"{header.path} holds {pixels.shape} pixels, its series {self.shape[1:]}"
                 )
             slope = _number(ds, "RescaleSlope")
             intercept = _number(ds, "RescaleIntercept")
@@ -170,6 +179,27 @@ def _fallback_key(header: SliceHeader) -> str:
         (str(header.path.parent), header.rows, header.columns, header.orientation, header.pixel_spacing)
     )
     return "fallback-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """pydicom without validation warnings inside the block. pydicom words an invalid value into its
+    warning (a malformed UID, a name) when a header is read or an element first used, and those warnings
+    would carry header values onto the console and into logs."""
+    saved = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        config.settings.reading_validation_mode = saved
+
+
+def quiet_dcmread(source: Any, **options: Any) -> pydicom.Dataset:
+    """``pydicom.dcmread`` inside :func:`quiet_pydicom`; use the dataset inside one too."""
+    with quiet_pydicom():
+        return pydicom.dcmread(source, **options)
 
 
 def group_series(headers: list[SliceHeader]) -> list[Series]:
@@ -187,7 +217,7 @@ def _check_consistent(series_id: str, members: list[SliceHeader]) -> None:
     sizes = sorted({(h.rows, h.columns) for h in members})
     if len(sizes) > 1:
         shown = ", ".join(f"{r}x{c}" for r, c in sizes)
-        raise DataError(f"series {series_id} mixes image sizes ({shown}) in {members[0].path.parent}")
+        raise DataError(f"a series in {members[0].path.parent} mixes image sizes ({shown}); split it by size")
     orientations = [h.orientation for h in members]
     first = orientations[0]
     for other in orientations[1:]:
@@ -195,7 +225,9 @@ def _check_consistent(series_id: str, members: list[SliceHeader]) -> None:
             first is not None and other is not None and np.allclose(first, other, atol=_ORIENTATION_TOLERANCE)
         )
         if not same:
-            raise DataError(f"series {series_id} mixes slice orientations in {members[0].path.parent}")
+            raise DataError(
+                f"a series in {members[0].path.parent} mixes slice orientations; split it by orientation"
+            )
 
 
 def _order(series_id: str, members: list[SliceHeader]) -> tuple[list[SliceHeader], list[float] | None]:
@@ -208,7 +240,8 @@ def _order(series_id: str, members: list[SliceHeader]) -> tuple[list[SliceHeader
         normal = None
     else:
         raise DataError(
-            f"series {series_id}: slices have neither position and orientation nor InstanceNumber"
+            f"a series in {members[0].path.parent}: slices have neither position and orientation nor "
+            "InstanceNumber, so their order is unknown"
         )
     # The instance number and path only break exact ties, so that the kept duplicate is deterministic.
     keyed.sort(key=lambda item: (item[0], item[1].instance_number or 0, str(item[1].path)))

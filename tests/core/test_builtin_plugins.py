@@ -11,7 +11,9 @@ import pytest
 from ctframe.commands.main import main
 from tests.conftest import REPO
 
-BUILT_IN = "folder_split,resnet_v2,torchvision,dense_head,two_phase,classification_metrics,export,gradcam"
+BUILT_IN = (
+    "folder_split,resnet_v2,torchvision,dense_head,two_phase,classification_metrics,export,gradcam,ct_volumes"
+)
 
 
 def test_registering_the_built_in_plugins_imports_no_torch():
@@ -48,6 +50,7 @@ def test_shipped_recipes_match_the_schema_and_the_validator(recipe, monkeypatch,
     monkeypatch.setenv("CTFRAME_PLUGINS", BUILT_IN)
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
-    jsonschema.validate(tomllib.loads(recipe.read_text()), schema)
+    table = tomllib.loads(recipe.read_text())
+    jsonschema.validate(table, schema)
     loaded = load_recipe(recipe)
-    assert loaded.dataset.component.name == "folder_split"
+    assert loaded.dataset.component.name == table["dataset"]["component"]

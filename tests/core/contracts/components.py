@@ -69,8 +69,26 @@ def _demo_folder(tmp_path: Path) -> dict[str, Any]:
     return {"root": root, "classes": ["COVID", "non-COVID"], "positive_class": "COVID"}
 
 
+def _synthetic_ct(tmp_path: Path) -> dict[str, Any]:
+    from ctframe_ct_volumes.synthetic import write_synthetic_set
+
+    root, key = tmp_path / "ct", tmp_path / "pseudonym.key"
+    if not root.exists():  # options are built more than once per test
+        write_synthetic_set(root, patients=6, slices=4, size=(16, 16))  # 3 patients per class: 3 splits
+        key.write_text("0123456789abcdef" * 4)
+    return {
+        "root": root,
+        "labels": root / "labels.csv",
+        "classes": ["normal", "nodule"],
+        "positive_class": "nodule",
+        "image_size": 16,
+        "pseudonym_key_file": key,
+    }
+
+
 NEEDS: dict[tuple[Kind, str], Callable[[Path], dict[str, Any]]] = {
     (Kind.DATASET, "folder_split"): _demo_folder,
+    (Kind.DATASET, "ct_volumes"): _synthetic_ct,
 }
 """Options a component cannot do without (required fields, data to read), given a scratch folder."""
 

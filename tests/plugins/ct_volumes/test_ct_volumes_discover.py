@@ -49,10 +49,10 @@ def test_a_truncated_file_among_good_ones_is_a_counted_skip(tmp_path, make_slice
     assert found.series[0].slice_count == 2
 
 
-def test_mixed_sizes_in_one_series_are_refused_naming_it(tmp_path, make_slice):
+def test_mixed_sizes_in_one_series_are_refused_naming_its_folder(tmp_path, make_slice):
     _stack(tmp_path, make_slice, series="1.2.3.99")
     make_slice(tmp_path / "scan" / "big", 5, series="1.2.3.99", size=16)
-    with pytest.raises(DataError, match=r"series 1\.2\.3\.99 mixes image sizes \(8x8, 16x16\)") as error:
+    with pytest.raises(DataError, match=r"a series in .* mixes image sizes \(8x8, 16x16\)") as error:
         disc.discover(tmp_path)
     assert "\n" not in str(error.value)
 
@@ -62,7 +62,7 @@ def test_mixed_orientations_in_one_series_are_refused(tmp_path, make_slice):
     make_slice(
         tmp_path / "scan" / "tilted", 5, series="1.2.3.98", ImageOrientationPatient=[1, 0, 0, 0, 0.99, 0.141]
     )
-    with pytest.raises(DataError, match=r"series 1\.2\.3\.98 mixes slice orientations"):
+    with pytest.raises(DataError, match=r"a series in .* mixes slice orientations"):
         disc.discover(tmp_path)
 
 
@@ -131,10 +131,10 @@ def test_empty_or_malformed_uids_group_by_fallback_and_say_so(tmp_path, make_sli
     assert not valid_uid("1.02.3") and not valid_uid("") and valid_uid("1.2.840.10008")
 
 
-def test_a_corrupt_compressed_slice_fails_in_one_line_naming_the_series(tmp_path, make_slice):
+def test_a_damaged_slice_fails_in_one_line_naming_the_file_not_the_uid(tmp_path, make_slice):
     paths = _stack(tmp_path, make_slice)
     found = disc.discover(tmp_path)
     paths[0].write_bytes(paths[0].read_bytes()[:200])  # damaged after discovery
-    with pytest.raises(DataError, match=r"series 1\.2\.3\.4: cannot decode") as error:
+    with pytest.raises(DataError, match=r"cannot decode .*slice 1 of 3 of its series") as error:
         found.series[0].volume()
     assert "\n" not in str(error.value)

@@ -1,0 +1,118 @@
+"""What the dataset and the reader share: discovered series and NIfTI files as Volumes (pseudonymous
+names, raw keys kept inside for labelling only), and HU volumes to windowed, resized uint8 slices.
+
+A NIfTI file carries no patient, study or series id: all three are its path relative to the folder it
+was found under, without the .nii / .nii.gz ending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctframe_ct_volumes.discover import Discovery
+from ctframe_ct_volumes.nifti import read_nifti
+from ctframe_ct_volumes.pseudonym import Pseudonymizer
+from ctframe_ct_volumes.series import Series
+from ctframe_ct_volumes.windows import select_slices, to_channels
+
+
+@dataclass
+class Volume:
+    """One series or NIfTI file. ``name`` and ``patient`` are pseudonyms (or raw ids with raw_ids);
+    ``keys`` holds, per label key, every value a labels CSV may use for it (raw id and pseudonym)."""
+
+    name: str
+    patient: str
+    keys: dict[str, tuple[str, ...]]
+    load: Callable[[], np.ndarray]
+    """Reads the voxels: HU float32 (slices, rows, cols)."""
+
+
+def relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _nifti_id(path: Path, root: Path) -> str:
+    text = relative(path, root)
+    for ending in (".nii.gz", ".nii"):
+        if text.lower().endswith(ending):
+            return text[: -len(ending)]
+    return text
+
+
+def _from_series(series: Series, root: Path, pseudonym: Pseudonymizer) -> Volume:
+    return Volume(
+        name=pseudonym.series(series.series_id),
+        patient=pseudonym.patient(series.patient_id),
+        keys={
+            "patient": (series.patient_id, pseudonym.patient(series.patient_id)),
+            "study": (series.study_id, pseudonym.study(series.study_id)),
+            "series": (series.series_id, pseudonym.series(series.series_id)),
+            "path": (relative(series.slices[0].path.parent, root),),
+        },
+        load=series.volume,
+    )
+
+
+def _from_nifti(path: Path, root: Path, pseudonym: Pseudonymizer) -> Volume:
+    raw = _nifti_id(path, root)
+    return Volume(
+        name=pseudonym.series(raw),
+        patient=pseudonym.patient(raw),
+        keys={
+            "patient": (raw, pseudonym.patient(raw)),
+            "study": (raw, pseudonym.study(raw)),
+            "series": (raw, pseudonym.series(raw)),
+            "path": (relative(path, root),),
+        },
+        load=lambda: read_nifti(path).hu,
+    )
+
+
+def volumes_of(discovery: Discovery, pseudonym: Pseudonymizer) -> list[Volume]:
+    """Every DICOM series, then every NIfTI file, of a discovery."""
+    root = discovery.root
+    found = [_from_series(series, root, pseudonym) for series in discovery.series]
+    return found + [_from_nifti(path, root, pseudonym) for path in discovery.nifti]
+
+
+def nifti_volume(path: Path, pseudonym: Pseudonymizer) -> Volume:
+    """A NIfTI file given on its own (the reader): its ids come from its file name."""
+    return _from_nifti(path, path.parent, pseudonym)
+
+
+def sample_id(volume_name: str, index: int) -> str:
+    """``<series pseudonym>/<slice index, 4 digits>``: the index in the ordered series."""
+    return f"{volume_name}/{index:04d}"
+
+
+def slice_images(
+    hu: np.ndarray,
+    windows: Sequence[str | tuple[float, float]],
+    rule: str,
+    step: int,
+    size: int,
+) -> list[tuple[int, torch.Tensor]]:
+    """(slice index, uint8 (3, size, size)) for each selected slice of a HU volume.
+
+    Windowing comes first (uint8), then a bilinear, antialiased resize to the square, rounded back
+    to uint8; a slice already of that size is left as it is.
+    """
+    indices = select_slices(hu, rule, step=step)
+    if len(indices) == 0:
+        return []
+    images = torch.from_numpy(to_channels(hu[indices], list(windows)))  # (n, 3, H, W)
+    if tuple(images.shape[-2:]) != (size, size):
+        resized = torch.nn.functional.interpolate(
+            images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        images = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return [(int(index), images[position]) for position, index in enumerate(indices)]

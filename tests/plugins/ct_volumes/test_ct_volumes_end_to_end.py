@@ -1,0 +1,234 @@
+"""ct_volumes end to end: validate, run, predict and evaluate on a synthetic DICOM set whose every
+identifying tag holds a marker, then search every byte the commands wrote for it.
+
+One tiny run (recipes/ct_volumes.toml at 32 px, ResNet50V2 with random weights, 1 + 1 epochs) is
+shared by the module; a second run checks raw_ids. ``ctframe audit`` is not exercised: ct_volumes
+implements no ``ctframe_audit`` hook yet (the acquisition-shortcut audit is still to do).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import gzip
+import io
+import re
+import struct
+import warnings
+import zipfile
+import zlib
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+import torch
+from ctframe_ct_volumes.pseudonym import KEY_ENV
+from ctframe_ct_volumes.synthetic import write_synthetic_set
+
+from ctframe.commands.main import main
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+PLUGINS = "ct_volumes,resnet_v2,dense_head,two_phase,classification_metrics"
+RECIPE = REPO / "recipes" / "ct_volumes.toml"
+MARKER = "ZZMARKERZZ"
+KEY = "k" * 40
+PATIENTS, SLICES = 8, 6
+TINY = [
+    "backbone.component=resnet50v2",
+    "backbone.weights=none",
+    "dataset.image_size=32",
+    "head.units=16",
+    "trainer.initial.epochs=1",
+    "trainer.finetuned.epochs=1",
+    "trainer.progress=false",
+    "evaluation.bootstrap=20",
+]
+
+
+def _overrides(data: Path, *extra: str) -> list[str]:
+    values = [f"dataset.root={data}", f"dataset.labels={data / 'labels.csv'}", *TINY, *extra]
+    return [argument for value in values for argument in ("--set", value)]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --- the byte search --------------------------------------------------------------------------
+
+_DATA_URI = re.compile(rb"data:[\w/+.-]+;base64,([A-Za-z0-9+/=]+)")
+
+
+def _png_texts(data: bytes) -> list[bytes]:
+    """The payloads of a PNG's compressed chunks (zTXt, iTXt, iCCP, IDAT as one stream)."""
+    found, idat, position = [], b"", 8
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        body = data[position + 8 : position + 8 + length]
+        position += 12 + length
+        if kind == b"IDAT":
+            idat += body
+        elif kind in (b"zTXt", b"iCCP"):
+            found.append(zlib.decompress(body.split(b"\0", 1)[1][1:]))
+        elif kind == b"iTXt" and body.split(b"\0", 1)[1][:1] == b"\1":
+            found.append(zlib.decompress(body.split(b"\0", 1)[1][2:].split(b"\0", 2)[2]))
+    return found + ([zlib.decompress(idat)] if idat else [])
+
+
+def _layers(data: bytes) -> list[bytes]:
+    """``data`` and whatever it holds compressed or encoded inside: gzip, zip members, PNG chunks,
+    base64 data URIs (the report embeds its plots), recursively."""
+    inner: list[bytes] = []
+    if data[:2] == b"\x1f\x8b":
+        inner.append(gzip.decompress(data))
+    elif data[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            inner += [archive.read(name) for name in archive.namelist()]
+            inner.append("\n".join(archive.namelist()).encode())
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        inner += _png_texts(data)
+    inner += [base64.b64decode(match) for match in _DATA_URI.findall(data)]
+    return [data] + [layer for blob in inner for layer in _layers(blob)]
+
+
+def leaks(paths: list[Path], needles: list[str]) -> list[str]:
+    """``file: needle`` for every file (and file name) under ``paths`` holding a needle, any case."""
+    wanted = [needle.lower().encode() for needle in needles]
+    found = []
+    for path in paths:
+        for file in sorted([path] if path.is_file() else path.rglob("*")):
+            layers = [str(file.relative_to(path.parent)).encode()]
+            if file.is_file():
+                layers += _layers(file.read_bytes())
+            hits = {n.decode() for n in wanted for layer in layers if n in layer.lower()}
+            found += [f"{file}: {hit}" for hit in sorted(hits)]
+    return found
+
+
+def test_the_byte_search_finds_a_marker_in_every_layer(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("inner.gz", gzip.compress(b"id zzmarkerzz0003"))
+    (tmp_path / "model.pt").write_bytes(buffer.getvalue())
+    page = b'<img src="data:text/plain;base64,' + base64.b64encode(MARKER.encode()) + b'">'
+    (tmp_path / "report.html").write_bytes(page)
+    (tmp_path / "clean.json").write_text('{"patient": "p-0123456789abcdef"}')
+    assert leaks([tmp_path], [MARKER]) == [
+        f"{tmp_path / 'model.pt'}: {MARKER.lower()}",
+        f"{tmp_path / 'report.html'}: {MARKER.lower()}",
+    ]
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> dict:
+    """The set, then validate, run, predict (a series folder, the whole root) and evaluate on a
+    dataset table; return codes, paths, and the console and warnings of all of it."""
+    folder = tmp_path_factory.mktemp("ct-e2e")
+    data = folder / "data"
+    written = write_synthetic_set(data, patients=PATIENTS, slices=SLICES, size=(32, 32), marker=MARKER)
+    out = folder / "out"
+    out.mkdir()
+    external = folder / "external.toml"
+    external.write_text(
+        f'[dataset]\ncomponent = "ct_volumes"\nroot = "{data}"\nlabels = "{data / "labels.csv"}"\n'
+        'classes = ["normal", "nodule"]\npositive_class = "nodule"\nimage_size = 32\n'
+    )
+    console = io.StringIO()
+    codes = {}
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        warnings.catch_warnings(record=True) as caught,
+        redirect_stdout(console),
+        redirect_stderr(console),
+    ):
+        warnings.simplefilter("always")
+        patch.setenv("CTFRAME_PLUGINS", PLUGINS)
+        patch.setenv(KEY_ENV, KEY)
+        torch.set_num_threads(1)
+        codes["validate"] = main(["validate", str(RECIPE), *_overrides(data)])
+        arguments = ["run", str(RECIPE), "--output", str(folder / "runs"), *_overrides(data)]
+        codes["run"] = main(arguments)
+        (run,) = (folder / "runs").iterdir()
+        codes["series"] = main(["predict", str(run), str(data / "case001"), "-o", str(out / "series.csv")])
+        codes["root"] = main(["predict", str(run), str(data), "-o", str(out / "root.csv")])
+        codes["evaluate"] = main(["evaluate", str(run), "--data", str(external), "--name", "again"])
+    messages = [str(w.message) for w in caught]
+    return {
+        "codes": codes,
+        "run": run,
+        "out": out,
+        "set": written,
+        "console": console.getvalue(),
+        "warnings": messages,
+    }
+
+
+def test_validate_run_predict_and_evaluate_succeed(pipeline):
+    assert pipeline["codes"] == {"validate": 0, "run": 0, "series": 0, "root": 0, "evaluate": 0}
+    run, out = pipeline["run"], pipeline["out"]
+    series = _rows(out / "series.csv")
+    assert len(series) == SLICES and len({row["file"].split("/")[0] for row in series}) == 1
+    assert re.fullmatch(r"se-[0-9a-f]{16}/0000", series[0]["file"])
+    assert len(_rows(out / "root.csv")) == PATIENTS * SLICES
+    test_rows = _rows(run / "predictions_finetuned.csv")
+    assert all(re.fullmatch(r"p-[0-9a-f]{16}", row["group"]) for row in test_rows)
+    assert (run / "external" / "again" / "metrics.json").is_file()
+
+
+def test_no_output_holds_an_identifying_value(pipeline):
+    written = pipeline["set"]
+    needles = [MARKER] + [patient for patient, _ in written.patients]
+    found = leaks([pipeline["run"], pipeline["out"]], needles)
+    assert not found, "identifying values in outputs:\n" + "\n".join(found)
+
+
+def test_no_console_line_shows_an_identifying_value(pipeline):
+    shown = [line for line in pipeline["console"].splitlines() if MARKER.lower() in line.lower()]
+    assert not shown, f"{len(shown)} console lines show identifying values, e.g. {shown[0]}"
+
+
+def test_no_warning_shows_an_identifying_value(pipeline):
+    shown = [message for message in pipeline["warnings"] if MARKER.lower() in message.lower()]
+    assert not shown, f"{len(shown)} warnings show identifying values, e.g. {shown[0]}"
+
+
+def test_raw_ids_writes_raw_ids_and_says_so_in_the_log(pipeline, tmp_path, monkeypatch):
+    monkeypatch.setenv("CTFRAME_PLUGINS", PLUGINS)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    torch.set_num_threads(1)
+    data = pipeline["set"].root
+    arguments = [
+        "run",
+        str(RECIPE),
+        "--output",
+        str(tmp_path / "runs"),
+        *_overrides(data, "dataset.raw_ids=true"),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the marker in invalid UIDs: pydicom's complaint is not tested here
+        assert main(arguments) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    log = (run / "run.log").read_text()
+    assert re.search(r"WARNING .*raw_ids is on", log)
+    groups = {row["group"] for row in _rows(run / "predictions_finetuned.csv")}
+    assert groups and groups <= {patient for patient, _ in pipeline["set"].patients}
+
+
+def test_demo_dicom_writes_a_set_the_dataset_reads(tmp_path, monkeypatch):
+    from ctframe_ct_volumes.discover import discover
+
+    monkeypatch.setenv("CTFRAME_PLUGINS", "ct_volumes")
+    folder = tmp_path / "demo"
+    assert main(["demo-dicom", str(folder), "--patients", "2", "--slices", "3", "--size", "8"]) == 0
+    found = discover(folder)
+    assert [series.slice_count for series in found.series] == [3, 3]
+    labels = {row["patient_id"]: row["label"] for row in _rows(folder / "labels.csv")}
+    assert sorted(labels.values()) == ["nodule", "normal"]
+    assert set(labels) == {series.patient_id for series in found.series}
+    assert main(["demo-dicom", str(folder)]) == 2  # not empty: refused in one line
