@@ -8,6 +8,7 @@ them into RGB slices; reader.py reads new scans the same way for ``ctframe predi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctframe import hookimpl
@@ -50,6 +51,15 @@ def ctframe_register_datasets(register: Register) -> None:
         check=check_ct_volumes,
         reader=read_files,
     )
+
+
+@hookimpl(tryfirst=True)
+def ctframe_audit(root: Path, options: dict[str, Any]) -> Any:
+    """``ctframe audit ROOT`` for DICOM / NIfTI trees (None for anything else). Asked before folder_split,
+    which would take ``--set classes=...`` on a DICOM tree as an image folder."""
+    from ctframe_ct_volumes.audit import audit_ct_volumes
+
+    return audit_ct_volumes(Path(root), options)
 
 
 @hookimpl

@@ -163,9 +163,7 @@ class Series:
                     f"{str(error).splitlines()[0]}"
                 ) from error
             if pixels.shape != self.shape[1:]:
-                raise DataError(
-                    f"{header.path} holds {pixels.shape} pixels, its series {self.shape[1:]}"
-                )
+                raise DataError(f"{header.path} holds {pixels.shape} pixels, its series {self.shape[1:]}")
             slope = _number(ds, "RescaleSlope")
             intercept = _number(ds, "RescaleIntercept")
             out[index] = pixels.astype(np.float32) * np.float32(1.0 if slope is None else slope) + np.float32(

@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,15 @@ AIR_HU, TISSUE_HU, LUNG_HU, BLOB_HU = -1000.0, 40.0, -850.0, 60.0
 INTERCEPT = -1024
 MARKER_PATTERN = re.compile(r"[A-Z0-9_]{1,16}")  # valid in every text VR the tags use (CS, SH, PN, ...)
 UID_ROOT = "2.25"  # UUID-derived UIDs need no registered root
+ACQUISITION = {
+    "Manufacturer": "ctframe",
+    "ManufacturerModelName": "synthetic",
+    "ConvolutionKernel": "B30f",
+    "KVP": 120,
+}
+"""The technical fields every slice gets; ``acquisition`` may override these (and ContrastBolusAgent) per
+class, e.g. to plant a scanner that gives the class away."""
+SETTABLE = (*ACQUISITION, "ContrastBolusAgent")
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,7 @@ def _identity(index: int, seed: int, marker: str | None) -> dict[str, str]:
     return values
 
 
-def _slice_dataset(identity: dict[str, str], hu: np.ndarray, geometry: dict, sop_uid: str):
+def _slice_dataset(identity: dict[str, str], hu: np.ndarray, geometry: dict, sop_uid: str, technical: dict):
     """One CT image dataset (pydicom) holding ``hu`` and the patient's identifying values."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian
@@ -117,8 +127,8 @@ def _slice_dataset(identity: dict[str, str], hu: np.ndarray, geometry: dict, sop
     for name, value in identity.items():
         setattr(ds, name, value)
     ds.SOPInstanceUID = sop_uid
-    ds.Manufacturer, ds.ManufacturerModelName, ds.ConvolutionKernel = "ctframe", "synthetic", "B30f"
-    ds.KVP = 120
+    for name, value in technical.items():
+        setattr(ds, name, value)
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     for name, value in geometry.items():
         setattr(ds, name, value)
@@ -132,7 +142,9 @@ def _slice_dataset(identity: dict[str, str], hu: np.ndarray, geometry: dict, sop
     return ds
 
 
-def _write_series(folder: Path, identity: dict, volume: np.ndarray, order: np.ndarray, marker: str | None):
+def _write_series(
+    folder: Path, identity: dict, volume: np.ndarray, order: np.ndarray, marker: str | None, technical: dict
+):
     """Write one series; slice k goes to the file numbered order[k] (a shuffle, never slice order)."""
     spacing, thickness = 0.8, 2.5
     h, w = volume.shape[1:]
@@ -149,7 +161,7 @@ def _write_series(folder: Path, identity: dict, volume: np.ndarray, order: np.nd
         }
         series = identity["SeriesInstanceUID"]
         sop_uid = f"{series}.{k + 1}" if marker is not None else _uid(series, k)
-        _slice_dataset(identity, hu, geometry, sop_uid).save_as(
+        _slice_dataset(identity, hu, geometry, sop_uid, technical).save_as(
             folder / f"IM{order[k] + 1:04d}.dcm", enforce_file_format=True
         )
 
@@ -163,6 +175,17 @@ def _check(patients: int, slices: int, size: tuple[int, int], marker: str | None
         raise DataError(f"a marker is 1-16 characters of A-Z, 0-9 and _, got {marker!r}")
 
 
+def _technical(acquisition: Mapping[str, Mapping[str, object]] | None) -> dict[str, dict]:
+    """The technical fields of each class: ACQUISITION updated by ``acquisition[class]``."""
+    given = dict(acquisition or {})
+    unknown = sorted(set(given) - set(CLASSES)) + sorted(
+        f"{name}" for fields in given.values() for name in fields if name not in SETTABLE
+    )
+    if unknown:
+        raise DataError(f"acquisition takes classes {CLASSES} and fields {SETTABLE}, got {unknown}")
+    return {label: {**ACQUISITION, **given.get(label, {})} for label in CLASSES}
+
+
 def write_synthetic_set(
     root: Path | str,
     *,
@@ -171,13 +194,16 @@ def write_synthetic_set(
     size: tuple[int, int] = (32, 32),
     marker: str | None = None,
     seed: int = 0,
+    acquisition: Mapping[str, Mapping[str, object]] | None = None,
 ) -> SyntheticSet:
     """Write ``patients`` x 1 study x 1 series x ``slices`` DICOM slices of ``size`` (H, W) under
     ``root``/caseNNN/ and ``root``/labels.csv (patient_id, label); ``root`` must be empty or new.
-    Deterministic for a given seed. See the module docstring for the images and ``marker``."""
+    Deterministic for a given seed. See the module docstring for the images and ``marker``;
+    ``acquisition`` maps a class to technical fields that replace ACQUISITION's for its slices."""
     from pydicom import config
 
     _check(patients, slices, size, marker)
+    technical = _technical(acquisition)
     root = Path(root)
     if root.exists() and any(root.iterdir()):
         raise DataError(f"{root} is not empty; give a new folder for the synthetic set")
@@ -194,7 +220,7 @@ def write_synthetic_set(
             order = rng.permutation(slices)
             if np.array_equal(order, np.arange(slices)):
                 order = order[::-1].copy()
-            _write_series(root / f"case{index:03d}", identity, volume, order, marker)
+            _write_series(root / f"case{index:03d}", identity, volume, order, marker, technical[label])
             written.append((identity["PatientID"], label))
     finally:
         config.settings.reading_validation_mode, config.settings.writing_validation_mode = saved
