@@ -179,7 +179,7 @@ def discover(root: str | Path) -> Discovery:
     found = Discovery(root=root, series=[], nifti=[])
     with quiet_pydicom():
         headers = _headers(root, found)
-    found.series = group_series(headers)
+    found.series = group_series(headers, root)
     for series in found.series:
         for path in series.duplicates:
             found.skip(DUPLICATE, path)

@@ -18,6 +18,7 @@ from ctframe.api.data import Item, assign_fold, assign_splits
 from ctframe_ct_volumes.dataset import SliceDataset
 from ctframe_ct_volumes.discover import discover
 from ctframe_ct_volumes.labels import label_volumes
+from ctframe_ct_volumes.manifest import manifest_rows, record_manifest
 from ctframe_ct_volumes.options import CtVolumesOptions
 from ctframe_ct_volumes.pseudonym import Pseudonymizer, load_key, make_pseudonymizer
 from ctframe_ct_volumes.volumes import Volume, sample_id, slice_images, volumes_of
@@ -124,6 +125,10 @@ def build(options: CtVolumesOptions, context: BuildContext) -> DataSplits:
     volumes = [volume for (volume, _), _ in kept]
     labels = [options.classes.index(label) for (_, label), _ in kept]
     splits = _split(options, context, volumes, labels)
+    if context.run_dir is not None:
+        indices = [[index for index, _ in images] for _, images in kept]
+        names = [label for (_, label), _ in kept]
+        record_manifest(context.run_dir, manifest_rows(volumes, indices, names, splits))
     datasets, counts = _datasets(options, kept, labels, splits)
     summary = _summary(options, context, volumes, splits, counts, skipped)
     groups = {

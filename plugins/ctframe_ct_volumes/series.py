@@ -172,10 +172,12 @@ class Series:
         return out
 
 
-def _fallback_key(header: SliceHeader) -> str:
-    key = repr(
-        (str(header.path.parent), header.rows, header.columns, header.orientation, header.pixel_spacing)
-    )
+def _fallback_key(header: SliceHeader, root: Path | None) -> str:
+    # the folder relative to the scanned root: moving or copying the data set keeps the series' id
+    folder = header.path.parent
+    if root is not None and folder.is_relative_to(root):
+        folder = folder.relative_to(root)
+    key = repr((folder.as_posix(), header.rows, header.columns, header.orientation, header.pixel_spacing))
     return "fallback-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -200,14 +202,14 @@ def quiet_dcmread(source: Any, **options: Any) -> pydicom.Dataset:
         return pydicom.dcmread(source, **options)
 
 
-def group_series(headers: list[SliceHeader]) -> list[Series]:
+def group_series(headers: list[SliceHeader], root: Path | None = None) -> list[Series]:
     """Group slice headers into ordered series; DataError naming the series for inconsistent ones."""
     groups: dict[tuple[str, bool], list[SliceHeader]] = defaultdict(list)
     for header in headers:
         if valid_uid(header.series_uid):
             groups[(header.series_uid, False)].append(header)
         else:
-            groups[(_fallback_key(header), True)].append(header)
+            groups[(_fallback_key(header, root), True)].append(header)
     return [_build(series_id, fallback, members) for (series_id, fallback), members in sorted(groups.items())]
 
 

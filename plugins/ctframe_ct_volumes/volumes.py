@@ -8,16 +8,18 @@ was found under, without the .nii / .nii.gz ending.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
 
 from ctframe_ct_volumes.discover import Discovery
 from ctframe_ct_volumes.nifti import read_nifti
-from ctframe_ct_volumes.pseudonym import Pseudonymizer
-from ctframe_ct_volumes.series import Series
+from ctframe_ct_volumes.pseudonym import Pseudonymizer, allowed_fields, technical_fields
+from ctframe_ct_volumes.series import TECHNICAL_FIELDS, Series
 from ctframe_ct_volumes.windows import select_slices, to_channels
 
 
@@ -31,6 +33,13 @@ class Volume:
     keys: dict[str, tuple[str, ...]]
     load: Callable[[], np.ndarray]
     """Reads the voxels: HU float32 (slices, rows, cols)."""
+    study: str = ""
+    """The study's pseudonym (or raw id with raw_ids)."""
+    patient_source: str = ""
+    """Which id stood in for the patient: PatientID, StudyInstanceUID, SeriesInstanceUID, fallback
+    (the folder-and-geometry key) or path (a NIfTI file)."""
+    technical: dict[str, Any] = field(default_factory=dict)
+    """The allow-listed acquisition fields (pseudonym.technical_fields); empty for NIfTI."""
 
 
 def relative(path: Path, root: Path) -> str:
@@ -48,6 +57,25 @@ def _nifti_id(path: Path, root: Path) -> str:
     return text
 
 
+def series_fields(series: Series) -> dict[str, Any]:
+    """The allow-listed fields of a series as technical_fields gives them; a malformed number (a
+    SliceThickness of "n/a") is left out rather than stopping the run."""
+    keywords = {name: keyword for keyword, name in TECHNICAL_FIELDS.items()}
+    raw: dict[str, Any] = {keywords[name]: text for name, text in series.technical.items()}
+    raw.setdefault("ContrastBolusAgent", "")
+    raw.update(Rows=series.shape[1], Columns=series.shape[2])
+    if "PixelSpacing" in raw:
+        raw["PixelSpacing"] = str(raw["PixelSpacing"]).split("\\")  # SliceHeader joined the values
+    found: dict[str, Any] = {}
+    for keyword in allowed_fields():
+        if keyword in raw:
+            try:  # one field at a time, so one bad value does not hide the others
+                found[keyword] = technical_fields(SimpleNamespace(**{keyword: raw[keyword]}))[keyword]
+            except (KeyError, TypeError, ValueError):
+                continue
+    return found
+
+
 def _from_series(series: Series, root: Path, pseudonym: Pseudonymizer) -> Volume:
     return Volume(
         name=pseudonym.series(series.series_id),
@@ -59,6 +87,9 @@ def _from_series(series: Series, root: Path, pseudonym: Pseudonymizer) -> Volume
             "path": (relative(series.slices[0].path.parent, root),),
         },
         load=series.volume,
+        study=pseudonym.study(series.study_id),
+        patient_source=series.patient_id_source,
+        technical=series_fields(series),
     )
 
 
@@ -74,6 +105,8 @@ def _from_nifti(path: Path, root: Path, pseudonym: Pseudonymizer) -> Volume:
             "path": (relative(path, root),),
         },
         load=lambda: read_nifti(path).hu,
+        study=pseudonym.study(raw),
+        patient_source="path",
     )
 
 

@@ -138,3 +138,12 @@ def test_a_damaged_slice_fails_in_one_line_naming_the_file_not_the_uid(tmp_path,
     with pytest.raises(DataError, match=r"cannot decode .*slice 1 of 3 of its series") as error:
         found.series[0].volume()
     assert "\n" not in str(error.value)
+
+
+def test_a_fallback_series_keeps_its_id_when_the_data_set_moves(tmp_path, make_slice):
+    # an empty SeriesInstanceUID: the series is keyed by its folder relative to the scanned root
+    _stack(tmp_path / "here", make_slice, series="")
+    (before,) = disc.discover(tmp_path / "here").series
+    (tmp_path / "here").rename(tmp_path / "moved")
+    (after,) = disc.discover(tmp_path / "moved").series
+    assert before.grouping_fallback and after.series_id == before.series_id

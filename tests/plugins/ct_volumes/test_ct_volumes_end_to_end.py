@@ -1,5 +1,6 @@
-"""ct_volumes end to end: validate, run, predict and evaluate on a synthetic DICOM set whose every
-identifying tag holds a marker, then search every byte the commands wrote for it.
+"""ct_volumes end to end: validate, run, predict, evaluate, export (onnx, pt2) and explain on a
+synthetic DICOM set whose every identifying tag holds a marker, then search every byte the commands
+wrote for it.
 
 One tiny run (recipes/ct_volumes.toml at 32 px, ResNet50V2 with random weights, 1 + 1 epochs) is
 shared by the module; a second run checks raw_ids. ``ctframe audit`` is not exercised: ct_volumes
@@ -12,6 +13,7 @@ import base64
 import csv
 import gzip
 import io
+import json
 import re
 import struct
 import warnings
@@ -30,7 +32,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-PLUGINS = "ct_volumes,resnet_v2,dense_head,two_phase,classification_metrics"
+PLUGINS = "ct_volumes,resnet_v2,dense_head,two_phase,classification_metrics,export,gradcam"
 RECIPE = REPO / "recipes" / "ct_volumes.toml"
 MARKER = "ZZMARKERZZ"
 KEY = "k" * 40
@@ -158,6 +160,13 @@ def pipeline(tmp_path_factory) -> dict:
         codes["series"] = main(["predict", str(run), str(data / "case001"), "-o", str(out / "series.csv")])
         codes["root"] = main(["predict", str(run), str(data), "-o", str(out / "root.csv")])
         codes["evaluate"] = main(["evaluate", str(run), "--data", str(external), "--name", "again"])
+        # the check reads the test split's pseudonymous names back under the recipe's root
+        codes["onnx"] = main(["export", str(run), "--format", "onnx", "-o", str(out / "model.onnx")])
+        series = [str(data / "case002")]
+        codes["pt2"] = main(
+            ["export", str(run), "-f", "pt2", "-o", str(out / "model.pt2"), "--images", *series]
+        )
+        codes["explain"] = main(["explain", str(run), str(data / "case001"), "-o", str(out / "explain")])
     messages = [str(w.message) for w in caught]
     return {
         "codes": codes,
@@ -170,7 +179,17 @@ def pipeline(tmp_path_factory) -> dict:
 
 
 def test_validate_run_predict_and_evaluate_succeed(pipeline):
-    assert pipeline["codes"] == {"validate": 0, "run": 0, "series": 0, "root": 0, "evaluate": 0}
+    codes = {
+        "validate": 0,
+        "run": 0,
+        "series": 0,
+        "root": 0,
+        "evaluate": 0,
+        "onnx": 0,
+        "pt2": 0,
+        "explain": 0,
+    }
+    assert pipeline["codes"] == codes, pipeline["console"][-3000:]
     run, out = pipeline["run"], pipeline["out"]
     series = _rows(out / "series.csv")
     assert len(series) == SLICES and len({row["file"].split("/")[0] for row in series}) == 1
@@ -179,6 +198,23 @@ def test_validate_run_predict_and_evaluate_succeed(pipeline):
     test_rows = _rows(run / "predictions_finetuned.csv")
     assert all(re.fullmatch(r"p-[0-9a-f]{16}", row["group"]) for row in test_rows)
     assert (run / "external" / "again" / "metrics.json").is_file()
+    manifest = _rows(run / "volumes_manifest.csv")
+    assert len(manifest) == PATIENTS * SLICES
+    assert {row["split"] for row in manifest} == {"train", "val", "test"}
+
+
+def test_export_checks_on_the_test_split_and_explain_reads_a_series_folder(pipeline):
+    out = pipeline["out"]
+    onnx = json.loads((out / "model.onnx.json").read_text())
+    assert onnx["check"]["images"].endswith("of the run's test split")
+    assert onnx["check"]["max_abs_diff"] <= onnx["check"]["tolerance"]
+    pt2 = json.loads((out / "model.pt2.json").read_text())
+    assert pt2["check"]["images"].endswith("of the given images") and (out / "model.pt2").is_file()
+    explained = _rows(out / "explain" / "explanations.csv")
+    assert len(explained) == SLICES
+    assert all(re.fullmatch(r"se-[0-9a-f]{16}/[0-9]{4}", row["sample_id"]) for row in explained)
+    overlays = [name for row in explained for key, name in row.items() if key.startswith("overlay_") and name]
+    assert len(overlays) == SLICES and all((out / "explain" / name).is_file() for name in overlays)
 
 
 def test_no_output_holds_an_identifying_value(pipeline):
