@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ctframe import hookimpl
 
 if TYPE_CHECKING:
-    from ctframe.api import Register
+    from ctframe.api import Register, RegisterSection
 
 
 def build_ct_volumes(options: Any, context: Any) -> Any:
@@ -60,6 +60,14 @@ def ctframe_audit(root: Path, options: dict[str, Any]) -> Any:
     from ctframe_ct_volumes.audit import audit_ct_volumes
 
     return audit_ct_volumes(Path(root), options)
+
+
+@hookimpl
+def ctframe_report_sections(register: RegisterSection) -> None:
+    """The "Example slices" section: test slices per class as the model saw them (ct_volumes runs only)."""
+    from ctframe_ct_volumes.report import register_sections
+
+    register_sections(register)
 
 
 @hookimpl
