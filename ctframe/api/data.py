@@ -10,6 +10,8 @@ from ctframe.data.splits import (
     assign_fold,
     assign_splits,
     build_groups,
+    check_fractions,
+    split_or_fold,
 )
 from ctframe.storage.download import download_checked, file_digest
 from ctframe.storage.integrity import write_recorded
@@ -22,7 +24,9 @@ __all__ = [
     "assign_fold",
     "assign_splits",
     "build_groups",
+    "check_fractions",
     "download_checked",
     "file_digest",
+    "split_or_fold",
     "write_recorded",
 ]

@@ -206,3 +206,40 @@ def assign_all_to_test(items: Sequence[Item], seed: int) -> tuple[list[str], lis
         for index in group.members:
             names[index] = group.name
     return ["test"] * len(items), names
+
+
+MIN_TRAIN_SHARE = 0.1
+"""The least share of each class a split may leave for training."""
+
+
+def check_fractions(test_fraction: float, val_fraction: float) -> None:
+    """ValueError (an option validator's message) when the fractions leave too little for training.
+
+    ``val_fraction`` is a share of what the test part leaves; training needs at least
+    :data:`MIN_TRAIN_SHARE` of each class and no less than validation."""
+    val = (1 - test_fraction) * val_fraction
+    train = 1 - test_fraction - val
+    if train < MIN_TRAIN_SHARE or train < val:
+        raise ValueError(
+            f"test_fraction {test_fraction} and val_fraction {val_fraction} leave {train:.1%} of each "
+            "class for training "
+            f"(test {test_fraction:.1%}, validation {val:.1%}: val_fraction is a share of what the test "
+            f"part leaves); training needs at least {MIN_TRAIN_SHARE:.0%} and no less than validation; "
+            "for train/val/test shares a/b/c set test_fraction = c and val_fraction = b / (a + b) "
+            "(70/15/15: 0.15 and 0.18)"
+        )
+
+
+def split_or_fold(
+    items: Sequence[Item],
+    classes: Sequence[str],
+    fractions: tuple[float, float],
+    seed: int,
+    fold: tuple[int, int] | None,
+) -> tuple[list[str], list[str]]:
+    """:func:`assign_fold` for a cross-validation fold ``(k, K)`` (``ctframe cv``), else
+    :func:`assign_splits`; ``fractions`` is ``(test_fraction, val_fraction)``."""
+    test_fraction, val_fraction = fractions
+    if fold is not None:
+        return assign_fold(items, classes, fold[0], fold[1], val_fraction, seed)
+    return assign_splits(items, classes, test_fraction, val_fraction, seed)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from ctframe import BuildContext, DataError, DataSplits
-from ctframe.api.data import Item, assign_fold, assign_splits
+from ctframe.api.data import Item, split_or_fold
 from ctframe_ct_volumes.dataset import SliceDataset
 from ctframe_ct_volumes.discover import discover
 from ctframe_ct_volumes.labels import label_volumes
@@ -53,13 +53,8 @@ def _split(
         Item(volume.name, hashlib.sha256(volume.name.encode()).hexdigest(), label, volume.patient)
         for volume, label in zip(volumes, labels, strict=True)
     ]
-    if context.fold is not None:
-        fold, folds = context.fold
-        splits, _ = assign_fold(items, options.classes, fold, folds, options.val_fraction, context.seed)
-    else:
-        splits, _ = assign_splits(
-            items, options.classes, options.test_fraction, options.val_fraction, context.seed
-        )
+    fractions = (options.test_fraction, options.val_fraction)
+    splits, _ = split_or_fold(items, options.classes, fractions, context.seed, context.fold)
     return list(splits)
 
 

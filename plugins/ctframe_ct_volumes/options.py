@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ctframe import Options, RecipePath
+from ctframe.api.data import check_fractions
 
-MIN_TRAIN_SHARE = 0.1
 """The least share of the patients that test_fraction and val_fraction may leave for training."""
 
 WINDOW_NAMES = ("lung", "mediastinum", "bone")
@@ -91,14 +91,8 @@ class CtVolumesOptions(Options):
     @classmethod
     def _fractions_leave_training_data(cls, val_fraction: float, info: ValidationInfo) -> float:
         test_fraction = info.data.get("test_fraction")
-        if test_fraction is None:  # invalid itself: that error is reported
-            return val_fraction
-        train = (1 - test_fraction) * (1 - val_fraction)  # val_fraction is a share of what test leaves
-        if train < MIN_TRAIN_SHARE:
-            raise ValueError(
-                f"test_fraction {test_fraction} and val_fraction {val_fraction} leave {train:.1%} for "
-                f"training; at least {MIN_TRAIN_SHARE:.0%} is needed"
-            )
+        if test_fraction is not None:  # else invalid itself: that error is reported
+            check_fractions(test_fraction, val_fraction)
         return val_fraction
 
     @model_validator(mode="after")

@@ -10,7 +10,7 @@ from typing import Any
 
 from ctframe import BuildContext, DataError, DataSplits
 from ctframe.api import escape_path
-from ctframe.api.data import SPLITS, Item, assign_all_to_test, assign_fold, assign_splits
+from ctframe.api.data import SPLITS, Item, assign_all_to_test, split_or_fold
 from ctframe_folder_split.cache import DiskStore, MemoryStore, NoStore, Store
 from ctframe_folder_split.dataset import FolderImageDataset, build_augment
 from ctframe_folder_split.files import Discovery, check_layout, discover
@@ -122,13 +122,9 @@ def _split_rows(
     ]
     if options.test_only:
         splits, groups = assign_all_to_test(items, context.seed)
-    elif context.fold is not None:
-        fold, folds = context.fold
-        splits, groups = assign_fold(items, options.classes, fold, folds, options.val_fraction, context.seed)
     else:
-        splits, groups = assign_splits(
-            items, options.classes, options.test_fraction, options.val_fraction, context.seed
-        )
+        fractions = (options.test_fraction, options.val_fraction)
+        splits, groups = split_or_fold(items, options.classes, fractions, context.seed, context.fold)
     placed = {
         item.sample_id: (split, group) for item, split, group in zip(items, splits, groups, strict=True)
     }

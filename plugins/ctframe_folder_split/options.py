@@ -8,11 +8,11 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ctframe import Options, RecipePath
+from ctframe.api.data import check_fractions
 from ctframe_folder_split.components import DEFAULT_MAX_GROUP_SHARE
 from ctframe_folder_split.leakage import DEFAULT_LEVEL
 from ctframe_folder_split.sequence import DEFAULT_GROUP_THRESHOLD
 
-MIN_TRAIN_SHARE = 0.1
 """The least share of each class that test_fraction and val_fraction may leave for training."""
 
 
@@ -160,21 +160,9 @@ class FolderSplitOptions(Options):
     @field_validator("val_fraction")
     @classmethod
     def _fractions_leave_training_data(cls, val_fraction: float, info: ValidationInfo) -> float:
-        # val_fraction is a share of what the test part leaves, so the two only make sense together.
         test_fraction = info.data.get("test_fraction")
-        if test_fraction is None:  # invalid itself: that error is reported
-            return val_fraction
-        val = (1 - test_fraction) * val_fraction
-        train = 1 - test_fraction - val
-        if train < MIN_TRAIN_SHARE or train < val:
-            raise ValueError(
-                f"test_fraction {test_fraction} and val_fraction {val_fraction} leave {train:.1%} of each "
-                "class for training "
-                f"(test {test_fraction:.1%}, validation {val:.1%}: val_fraction is a share of what the test "
-                f"part leaves); training needs at least {MIN_TRAIN_SHARE:.0%} and no less than validation; "
-                "for train/val/test shares a/b/c set test_fraction = c and val_fraction = b / (a + b) "
-                "(70/15/15: 0.15 and 0.18)"
-            )
+        if test_fraction is not None:  # else invalid itself: that error is reported
+            check_fractions(test_fraction, val_fraction)
         return val_fraction
 
     def group_csv(self, recipe_dir: Path) -> Path | None:

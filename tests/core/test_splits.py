@@ -150,3 +150,22 @@ def test_external_data_goes_entirely_to_test_with_its_group_names():
     splits, groups = assign_all_to_test(items, seed=0)
     assert splits == ["test"] * len(items)
     assert groups == [item.group_label for item in items]
+
+
+def test_fractions_that_leave_too_little_training_data_are_refused():
+    core.check_fractions(0.15, 0.18)  # 70 / 15 / 15
+    with pytest.raises(ValueError, match=r"leave 10\.0% of each class for training"):
+        core.check_fractions(0.5, 0.8)
+    with pytest.raises(ValueError, match="no less than validation"):
+        core.check_fractions(0.2, 0.6)  # train 32 %, validation 48 %
+
+
+def test_split_or_fold_is_the_fold_under_cv_and_the_split_otherwise():
+    items = patients(8)
+    classes = ("a", "b")
+    assert core.split_or_fold(items, classes, (0.25, 0.2), 3, None) == core.assign_splits(
+        items, classes, 0.25, 0.2, 3
+    )
+    assert core.split_or_fold(items, classes, (0.25, 0.2), 3, (1, 4)) == core.assign_fold(
+        items, classes, 1, 4, 0.2, 3
+    )
