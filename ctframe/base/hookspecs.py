@@ -164,6 +164,22 @@ def ctframe_register_commands(cli: typer.Typer) -> None:
     """
 
 
+class RegisterDemo(Protocol):
+    def __call__(self, name: str, write: Callable[..., str], description: str) -> None: ...
+
+
+@hookspec
+def ctframe_demo_data(register: RegisterDemo) -> None:
+    """Offer a synthetic data set for ``ctframe demo-data FOLDER --format NAME``.
+
+    ``register(name, write, description)``: ``name`` is the format (lower-case letters, digits, ``-``),
+    ``description`` one line for the command's help. ``write(folder, count=None, size=None, seed=0)``
+    writes the set into ``folder`` (``count``: the format's unit, such as images per class or patients;
+    ``None`` for the format's default) and returns one line saying what it wrote. A format two plugins
+    offer goes to neither; raise :class:`ctframe.DataError` for a folder that cannot take the data.
+    """
+
+
 class RegisterSection(Protocol):
     def __call__(
         self,

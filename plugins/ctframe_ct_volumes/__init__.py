@@ -71,8 +71,8 @@ def ctframe_report_sections(register: RegisterSection) -> None:
 
 
 @hookimpl
-def ctframe_register_commands(cli: Any) -> None:
-    """``ctframe demo-dicom DIR`` (cli is a typer.Typer; see cli.py for why it is not demo-data)."""
-    from ctframe_ct_volumes.cli import add_commands
+def ctframe_demo_data(register: Any) -> None:
+    """``ctframe demo-data DIR --format dicom``."""
+    from ctframe_ct_volumes.demo import write_demo_dicom
 
-    add_commands(cli)
+    register("dicom", write_demo_dicom, "CT series as 12-bit DICOM, normal / nodule patients, labels.csv")

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Any
 from ctframe import hookimpl
 
 if TYPE_CHECKING:
-    import typer
-
     from ctframe import AuditReport
     from ctframe.api import Register, RegisterSection
 
@@ -67,7 +65,8 @@ def ctframe_report_sections(register: RegisterSection) -> None:
 
 
 @hookimpl
-def ctframe_register_commands(cli: typer.Typer) -> None:
-    from ctframe_folder_split.cli import add_commands
+def ctframe_demo_data(register: Any) -> None:
+    """``ctframe demo-data DIR`` (format png): the quickstart's class folders of CT-like slices."""
+    from ctframe_folder_split.demo import write_demo_png
 
-    add_commands(cli)
+    register("png", write_demo_png, "CT-like greyscale PNG slices in COVID/ and non-COVID/ class folders")

@@ -200,3 +200,10 @@ def generate_demo_data(root: Path, per_class: int = 80, size: int = 96, seed: in
                     break
     write_text(marker, json.dumps(wanted) + "\n")
     return root
+
+
+def write_demo_png(folder: Path, count: int | None = None, size: int | None = None, seed: int = 0) -> str:
+    """``ctframe demo-data DIR --format png``: ``count`` images per class (80) of ``size`` px (96)."""
+    per_class, side = count or 80, size or 96
+    root = generate_demo_data(folder, per_class=per_class, size=side, seed=seed)
+    return f"demo data ready in {root} ({per_class} images per class, {side} px)"

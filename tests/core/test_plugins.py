@@ -217,6 +217,7 @@ def test_the_core_calls_every_hook(toy_site, toy_recipe, tmp_path, monkeypatch, 
         assert main(["run", str(toy_recipe), "--output", str(output), "--set", "trainer.epochs=1"]) == 0
         assert main(["audit", str(output)]) == 2  # the recorder recognises no folder: asked, none answered
         assert "no installed dataset plugin recognises" in capsys.readouterr().err
+        assert main(["demo-data", str(tmp_path / "demo"), "--format", "none"]) == 2  # offered by nobody
         called = sys.modules["recorder_ctframe"].CALLED
     finally:
         sys.modules.pop("recorder_ctframe", None)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from folder_split_support import CLASSES, build, make_folder
-from typer.testing import CliRunner
 
 from ctframe import DataError, DataSplits
 from ctframe.base.contracts import Kind
+from ctframe.commands.main import main
 from ctframe.registry.plugins import build_registry
 
 
@@ -108,25 +108,19 @@ def test_registered_through_the_entry_point_and_audit_declines_other_layouts(tmp
     assert registry.manager.hook.ctframe_audit(root=tmp_path, options={}) is None
 
 
-def test_demo_data_command(tmp_path):
-    import typer
-
-    registry = build_registry(selection="folder_split")
-    app = typer.Typer()
-    registry.manager.hook.ctframe_register_commands(cli=app)
-
-    @app.command("noop")
-    def _noop() -> None:  # a second command keeps typer from folding demo-data into the root
-        """Nothing."""
-
+def test_demo_data_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CTFRAME_PLUGINS", "folder_split")
     target = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo-data", str(target), "--per-class", "4", "--size", "24"])
-    assert result.exit_code == 0, result.output
+    arguments = ["demo-data", str(target), "--count", "4", "--size", "24"]
+    assert main(arguments) == 0
     assert len(list((target / "COVID").glob("*.png"))) == 4
     assert np.asarray(__import__("PIL.Image").Image.open(target / "COVID" / "Covid (1).png")).shape == (
         24,
         24,
     )
+    assert main(arguments) == 0  # a complete set is left alone
+    assert main([*arguments[:-1], "32"]) == 2  # other settings: refused in one line
+    assert "other settings" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kind", ["memory", "none"])

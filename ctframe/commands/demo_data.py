@@ -1,0 +1,40 @@
+"""``ctframe demo-data FOLDER --format NAME``: a synthetic data set from the plugin that offers NAME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ctframe.commands import shared
+from ctframe.commands.shared import app
+
+
+@app.command("demo-data")
+def demo_data(
+    folder: Annotated[Path, typer.Argument(help="folder to write into (created; safe to re-run)")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", help="a format a plugin offers, such as png or dicom (an unknown one lists them)"
+        ),
+    ] = "png",
+    count: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--count", help="how many: images per class (png) or patients (dicom); default per format"
+        ),
+    ] = None,
+    size: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--size", help="image side in pixels (default per format)"),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="random seed (the same seed writes the same files)")
+    ] = 0,
+) -> None:
+    """Write a small deterministic synthetic data set that a shipped recipe can train on."""
+    from ctframe.workflows.demo import write_demo
+
+    shared.out.print(write_demo(folder, format, count, size, seed), markup=False)
