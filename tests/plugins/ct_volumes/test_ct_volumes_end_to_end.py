@@ -256,15 +256,22 @@ def test_raw_ids_writes_raw_ids_and_says_so_in_the_log(pipeline, tmp_path, monke
     assert groups and groups <= {patient for patient, _ in pipeline["set"].patients}
 
 
-def test_demo_dicom_writes_a_set_the_dataset_reads(tmp_path, monkeypatch):
+def test_demo_data_dicom_writes_a_set_the_dataset_reads(tmp_path, monkeypatch, capsys):
     from ctframe_ct_volumes.discover import discover
 
     monkeypatch.setenv("CTFRAME_PLUGINS", "ct_volumes")
     folder = tmp_path / "demo"
-    assert main(["demo-dicom", str(folder), "--patients", "2", "--slices", "3", "--size", "8"]) == 0
+    arguments = ["demo-data", str(folder), "--format", "dicom", "--count", "6", "--size", "16"]
+    assert main(arguments) == 0
     found = discover(folder)
-    assert [series.slice_count for series in found.series] == [3, 3]
+    assert [series.slice_count for series in found.series] == [16] * 6
     labels = {row["patient_id"]: row["label"] for row in _rows(folder / "labels.csv")}
-    assert sorted(labels.values()) == ["nodule", "normal"]
+    assert sorted(labels.values()) == ["nodule"] * 3 + ["normal"] * 3
     assert set(labels) == {series.patient_id for series in found.series}
-    assert main(["demo-dicom", str(folder)]) == 2  # not empty: refused in one line
+    assert main(arguments) == 0 and "already there" in capsys.readouterr().out  # safe to re-run
+    assert main([*arguments[:-1], "24"]) == 2  # other settings: refused in one line
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(["demo-data", str(other), "--format", "dicom"]) == 2  # a folder of other files is refused
+    assert (other / "notes.txt").read_text() == "mine"
