@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
@@ -44,6 +44,25 @@ def _resolve_against_recipe(value: Path, info: ValidationInfo) -> Path:
 
 RecipePath = Annotated[Path, AfterValidator(_resolve_against_recipe)]
 """A filesystem path option; a relative value is resolved against the recipe's folder."""
+
+
+def _names_a_path(annotation: Any) -> bool:
+    if get_origin(annotation) is Annotated:
+        validators = [m for m in get_args(annotation)[1:] if isinstance(m, AfterValidator)]
+        if any(v.func is _resolve_against_recipe for v in validators):
+            return True
+    return any(_names_a_path(argument) for argument in get_args(annotation))
+
+
+def path_fields(options: type[BaseModel]) -> tuple[str, ...]:
+    """The names of the options that are local paths (``RecipePath``, optional or in a list): what an
+    exported model leaves out, since a path says where data lives on one machine and may name people."""
+    return tuple(
+        name
+        for name, info in options.model_fields.items()
+        if _names_a_path(info.annotation)
+        or any(isinstance(m, AfterValidator) and m.func is _resolve_against_recipe for m in info.metadata)
+    )
 
 
 PRECISION_MOVED = (

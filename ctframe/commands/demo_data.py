@@ -17,7 +17,7 @@ def demo_data(
     format: Annotated[
         str,
         typer.Option(
-            "--format", "-f", help="a format a plugin offers, such as png or dicom (an unknown one lists them)"
+            "--format", "-f", help="a format a plugin offers, such as png or dicom (a wrong one lists them)"
         ),
     ] = "png",
     count: Annotated[

@@ -16,7 +16,6 @@ decides what is exported and checks every export the same way, whoever wrote the
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,8 +31,7 @@ from torch import nn
 from ctframe.base.contracts import Kind
 from ctframe.base.errors import CtframeError
 from ctframe.base.filenames import unescape_name
-from ctframe.base.model_tools import INPUT_NAME, OUTPUT_NAME
-from ctframe.base.version import __version__
+from ctframe.base.model_tools import INPUT_NAME
 from ctframe.registry.plugins import get_registry
 from ctframe.runtime.components import build_component, component_context, uncompiled
 from ctframe.runtime.inference import read_files
@@ -42,6 +40,7 @@ from ctframe.runtime.model import logits_to_probabilities
 from ctframe.storage.files import first_line, write_json
 from ctframe.storage.layout import MODELS, PREDICTIONS
 from ctframe.storage.modelfile import ModelInfo, find_model
+from ctframe.workflows.export_record import export_record, string_metadata
 
 if TYPE_CHECKING:
     from ctframe.registry.plugins import Registry
@@ -53,7 +52,6 @@ CHECK_BATCHES = (1, 3, 8)
 EXAMPLE_BATCH = 2
 """Batch size traced at export: 0 and 1 get specialised by torch.export, 2 stays symbolic."""
 SIDECAR_SUFFIX = ".json"
-FORMAT = "ctframe-export"
 
 
 class ExportError(CtframeError):
@@ -180,40 +178,6 @@ def input_spec(info: ModelInfo) -> dict[str, Any]:
     }
 
 
-def export_record(info: ModelInfo, exporter_name: str) -> dict[str, Any]:
-    """What an export says about itself: classes, decision rule, input and output."""
-
-    return {
-        "format": FORMAT,
-        "exporter": exporter_name,
-        "model": {
-            "key": info.key,
-            "title": info.title,
-            "file": str(info.path.resolve()),
-            "weights_sha256": info.metadata["weights"].get("sha256"),
-            "backbone": info.metadata["backbone"].get("component"),
-            "head": info.metadata["head"].get("component"),
-        },
-        "class_names": list(info.class_names),
-        "positive_class": info.positive_class,
-        "threshold": info.threshold,
-        "input": input_spec(info),
-        "output": {
-            "name": OUTPUT_NAME,
-            "dtype": "float32",
-            "shape": ["batch", len(info.class_names)],
-            "meaning": "probability of each class, in class_names order",
-        },
-        "reading": info.reading.get("dataset"),
-        "versions": {"ctframe": __version__, "torch": torch.__version__},
-    }
-
-
-def string_metadata(record: Mapping[str, Any]) -> dict[str, str]:
-    """The record as ``str -> str`` (what ONNX ``metadata_props`` holds): JSON for anything not a string."""
-    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in record.items()}
-
-
 @contextmanager
 def _failures_as(message: str) -> Iterator[None]:
     """An exporter's own exception becomes one ExportError line that starts with ``message``."""
@@ -274,7 +238,7 @@ def export_model(
     exporter = component.factory(exporter_options, component_context())
     output = _output_file(output, f"{info.key}{exporter.suffix}")
     partial = output.with_name(f".partial-{output.name}")
-    record = export_record(info, format)
+    record = export_record(info, format, registry, input_spec(info))
     start = time.perf_counter()
     try:
         with _failures_as(f"{format} export of model {info.key!r} failed"):

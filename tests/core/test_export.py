@@ -131,6 +131,13 @@ def test_onnx_and_pt2_exports_match_pytorch_on_test_images_at_batch_1_3_8(
     extra = {"ctframe.json": ""}
     torch.export.load(str(pt2_file), extra_files=extra)
     assert json.loads(json.loads(extra["ctframe.json"])["class_names"]) == ["COVID", "non-COVID"]
+    # an export leaves the machine: the data's local paths (and the run's) stay behind
+    root = json.loads((run / "models" / "finetuned.json").read_text())["input"]["dataset"]["options"]["root"]
+    reading = sidecar["reading"]
+    assert reading["options"]["root"] is None and "root" in reading["local_paths_left_out"]
+    assert sidecar["model"]["file"] == "finetuned.json"
+    for written in (onnx_file, tmp_path / "model.onnx.json", pt2_file, tmp_path / "model.pt2.json"):
+        assert root.encode() not in written.read_bytes() and str(run).encode() not in written.read_bytes()
 
 
 @pytest.mark.slow

@@ -142,3 +142,9 @@ def test_cv_pools_out_of_fold_predictions_over_every_labelled_series(chain):
     manifest = _rows(chain["run"] / "volumes_manifest.csv")
     assert len(pooled) == len(manifest)  # every labelled slice is out of fold exactly once
     assert {row["sample_id"] for row in pooled} == {row["sample_id"] for row in manifest}
+
+
+def test_the_export_carries_no_local_path(chain):
+    for written in (chain["out"] / "model.onnx", chain["out"] / "model.onnx.json"):
+        data = written.read_bytes()
+        assert b"ct-dicom-sample" not in data and b"labels.csv" not in data, written.name
