@@ -15,17 +15,25 @@ so that one folder holds each of the ``--points`` series counts.
   ``pydicom.dcmread(path).pixel_array`` x slope + intercept in the same order (reference).
 - images: ``volumes.slice_images`` (window to uint8, bilinear antialiased resize to ``--image-size``)
   against numpy windowing + a Pillow bilinear resize per channel (reference).
+- cache: the factory's decoding step for the same series, in slices/s: without the slice cache (in
+  memory), cold (decode + window + resize + write each entry, into an empty temporary cache folder),
+  warm (entries checked and read back, every item touched through SliceDataset), and one epoch over
+  the open memory maps; against plain pydicom decoding (reference); and the cache's bytes per slice.
 The files sit in the OS page cache (just written or read), so "cold" means no ctframe cache, not a
-cold disk. Timed sections report the fastest of ``--repeats``.
+cold disk, and "warm" reads cache entries from memory too. Timed sections report the fastest of
+``--repeats``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
+import logging
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -243,6 +251,75 @@ def _decoding(folders: dict[int, Path], args: argparse.Namespace) -> None:
         print(f"{label:<58} {slices / seconds:>9.0f} {reference / seconds:>6.2f}")
 
 
+def _cache(folders: dict[int, Path], args: argparse.Namespace) -> None:
+    from ctframe_ct_volumes.dataset import SliceDataset
+    from ctframe_ct_volumes.discover import discover
+    from ctframe_ct_volumes.factory import _decode
+    from ctframe_ct_volumes.options import CtVolumesOptions
+    from ctframe_ct_volumes.pseudonym import Pseudonymizer
+    from ctframe_ct_volumes.volumes import volumes_of
+
+    from ctframe import BuildContext
+
+    folder = folders[min((p for p in folders if p >= args.decode_series), default=max(folders))]
+    found = discover(folder)
+    found = dataclasses.replace(found, series=found.series[: args.decode_series])
+    volumes = volumes_of(found, Pseudonymizer(b"bench" * 8))
+    slices = sum(series.slice_count for series in found.series)
+    logger = logging.getLogger("bench-ct-volumes-cache")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    context = BuildContext(seed=0, device="cpu", recipe_dir=folder, logger=logger)
+    with tempfile.TemporaryDirectory(prefix="ctframe-bench-ct-cache-") as scratch:
+        values = {"root": folder, "classes": ["a", "b"], "positive_class": "a", "image_size": args.image_size}
+        cached = CtVolumesOptions.model_validate(
+            values | {"cache_dir": scratch}, context={"base_dir": folder}
+        )
+        in_memory = CtVolumesOptions.model_validate(values | {"cache": False}, context={"base_dir": folder})
+
+        def cold() -> None:
+            shutil.rmtree(scratch)
+            os.mkdir(scratch)
+            _decode(cached, volumes, context)
+
+        def touch(dataset: SliceDataset) -> None:
+            for index in range(len(dataset)):
+                dataset[index]
+
+        def warm() -> SliceDataset:
+            decoded = _decode(cached, volumes, context)
+            entries = [
+                (series, k) for series, (indices, _) in enumerate(decoded) for k in range(len(indices))
+            ]
+            blank = [0] * len(entries)
+            dataset = SliceDataset([images for _, images in decoded], entries, blank, [""] * len(entries))
+            touch(dataset)
+            return dataset
+
+        paths = [[header.path for header in series.slices] for series in found.series]
+        ref = _best(args.repeats, lambda: [_reference_volume(p) for p in paths])
+        plain = _best(args.repeats, lambda: _decode(in_memory, volumes, context))
+        rows = [("pydicom pixel_array * slope + intercept (ref)", ref)]
+        rows.append(("build, cache = false (decode + window + resize)", plain))
+        rows.append(("cold build (decode + window + resize + write entry)", _best(args.repeats, cold)))
+        rows.append(("warm build (entries read back, every item touched)", _best(args.repeats, warm)))
+        dataset = warm()
+        epoch = _best(args.repeats, lambda: touch(dataset))
+        rows.append(("epoch: every item from the open memory maps", epoch))
+        stored = sum(path.stat().st_size for path in Path(scratch).iterdir())
+    print(
+        f"\ncache: {len(volumes)} series, {slices} slices of {args.size} px to uint8 RGB at "
+        f"{args.image_size} px, 1 window (lung)"
+    )
+    print(f"{'path':<58} {'slices/s':>9} {'ratio':>6}")
+    for label, seconds in rows:
+        print(f"{label:<58} {slices / seconds:>9.0f} {ref / seconds:>6.2f}")
+    pixels = 3 * args.image_size**2
+    print(
+        f"cache bytes per slice: {stored / slices:.0f} ({pixels} of pixels, the rest npy headers and indices)"
+    )
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=100)
@@ -284,6 +361,7 @@ def main() -> None:
         folders = _folders(tree, args.points)
         _discovery(folders, args.repeats)
         _decoding(folders, args)
+        _cache(folders, args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -15,6 +15,15 @@ REPO = TESTS.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """CTFRAME_CACHE_DIR in a temporary folder, so no test writes into ~/.cache. Session-wide (and in
+    os.environ) so that module-scoped fixtures and the subprocesses tests start get it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CTFRAME_CACHE_DIR", str(tmp_path_factory.mktemp("ctframe-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_registry():
     clear_registry_cache()

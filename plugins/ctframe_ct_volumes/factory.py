@@ -15,7 +15,8 @@ import torch
 
 from ctframe import BuildContext, DataError, DataSplits
 from ctframe.api.data import Item, split_or_fold
-from ctframe_ct_volumes.dataset import SliceDataset
+from ctframe_ct_volumes.cache import SliceCache, writable_folder
+from ctframe_ct_volumes.dataset import SeriesImages, SliceDataset
 from ctframe_ct_volumes.discover import discover
 from ctframe_ct_volumes.labels import label_volumes
 from ctframe_ct_volumes.manifest import manifest_rows, record_manifest
@@ -26,6 +27,9 @@ from ctframe_ct_volumes.volumes import Volume, sample_id, slice_images, volumes_
 SPLITS = ("train", "val", "test")
 UNLABELLED = "series without a label"
 NO_SLICES = "series without selected slices"
+
+SeriesSlices = tuple[list[int], SeriesImages]
+"""A series' selected slice indices and their images (a cache entry's path, or tensors)."""
 
 
 def check(options: CtVolumesOptions, context: BuildContext) -> None:
@@ -43,6 +47,8 @@ def check(options: CtVolumesOptions, context: BuildContext) -> None:
             )
     if load_key(options.pseudonym_key_file) is None and not options.raw_ids:
         Pseudonymizer(None)  # raises the one-line error that says how to provide a key
+    if options.cache:
+        writable_folder(options.cache_folder())
 
 
 def _split(
@@ -58,32 +64,43 @@ def _split(
     return list(splits)
 
 
-def _decode(options: CtVolumesOptions, volumes: Sequence[Volume]) -> list[list[tuple[int, torch.Tensor]]]:
+def _decode(
+    options: CtVolumesOptions, volumes: Sequence[Volume], context: BuildContext
+) -> list[SeriesSlices]:
+    """Per volume its selected slices, one series at a time: with the cache, each is written to its
+    entry (or read back from it) before the next is decoded, so memory holds one series at most."""
     windows = options.channel_windows()
-    return [
-        slice_images(volume.load(), windows, options.slices, options.slice_step, options.image_size)
-        for volume in volumes
-    ]
+
+    def decode(volume: Volume) -> tuple[list[int], list[torch.Tensor]]:
+        slices = slice_images(volume.load(), windows, options.slices, options.slice_step, options.image_size)
+        return [index for index, _ in slices], [image for _, image in slices]
+
+    if not options.cache:
+        return [decode(volume) for volume in volumes]
+    cache = SliceCache(options, context.logger)
+    decoded = [cache.series(volume, decode) for volume in volumes]
+    context.logger.info(cache.summary())
+    return decoded
 
 
 def _datasets(
     options: CtVolumesOptions,
-    kept: Sequence[tuple[tuple[Volume, str], list[tuple[int, torch.Tensor]]]],
+    kept: Sequence[tuple[tuple[Volume, str], SeriesSlices]],
     labels: Sequence[int],
     splits: Sequence[str],
 ) -> tuple[dict[str, SliceDataset], dict[str, dict]]:
     """The three SliceDatasets, and series and slice counts per split and class."""
-    images = [[image for _, image in slices] for _, slices in kept]
+    images = [images for _, (_, images) in kept]
     datasets: dict[str, SliceDataset] = {}
     counts: dict[str, dict] = {}
     for split in SPLITS:
         entries, item_labels, ids = [], [], []
         series_counts: Counter[str] = Counter()
-        for position, ((volume, label), slices) in enumerate(kept):
+        for position, ((volume, label), (indices, _)) in enumerate(kept):
             if splits[position] != split:
                 continue
             series_counts[label] += 1
-            for index, (slice_index, _) in enumerate(slices):
+            for index, slice_index in enumerate(indices):
                 entries.append((position, index))
                 item_labels.append(labels[position])
                 ids.append(sample_id(volume.name, slice_index))
@@ -107,12 +124,12 @@ def build(options: CtVolumesOptions, context: BuildContext) -> DataSplits:
         skipped[UNLABELLED] = len(unlabelled)
         context.logger.info("leaving out %d unlabelled series: %s", len(unlabelled), ", ".join(unlabelled))
     labelled = [(volume, label) for volume, label in zip(volumes, found, strict=True) if label is not None]
-    decoded = _decode(options, [volume for volume, _ in labelled])
-    empty = [volume.name for (volume, _), images in zip(labelled, decoded, strict=True) if not images]
+    decoded = _decode(options, [volume for volume, _ in labelled], context)
+    empty = [volume.name for (volume, _), (indices, _) in zip(labelled, decoded, strict=True) if not indices]
     if empty:
         skipped[NO_SLICES] = len(empty)
         context.logger.info("leaving out %d series with no selected slice: %s", len(empty), ", ".join(empty))
-    kept = [(pair, images) for pair, images in zip(labelled, decoded, strict=True) if images]
+    kept = [(pair, slices) for pair, slices in zip(labelled, decoded, strict=True) if slices[0]]
     if not kept:
         raise DataError(
             f"no labelled series with selected slices under {options.root}: {discovery.summary()}"
@@ -121,7 +138,7 @@ def build(options: CtVolumesOptions, context: BuildContext) -> DataSplits:
     labels = [options.classes.index(label) for (_, label), _ in kept]
     splits = _split(options, context, volumes, labels)
     if context.run_dir is not None:
-        indices = [[index for index, _ in images] for _, images in kept]
+        indices = [indices for _, (indices, _) in kept]
         names = [label for (_, label), _ in kept]
         record_manifest(context.run_dir, manifest_rows(volumes, indices, names, splits))
     datasets, counts = _datasets(options, kept, labels, splits)

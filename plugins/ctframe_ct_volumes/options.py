@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -61,6 +63,16 @@ class CtVolumesOptions(Options):
         None, description="File holding the pseudonym key (default: $CTFRAME_PSEUDONYM_KEY)"
     )
     raw_ids: bool = Field(False, description="Write raw patient/study/series ids instead of pseudonyms")
+    cache: bool = Field(
+        True,
+        description="Keep decoded, windowed slices on disk so later epochs, runs and folds do not decode "
+        "DICOM again",
+    )
+    cache_dir: RecipePath | None = Field(
+        None,
+        description="Folder of the slice cache (default: $CTFRAME_CACHE_DIR/ct_volumes, else "
+        "$XDG_CACHE_HOME/ctframe/ct_volumes, else ~/.cache/ctframe/ct_volumes)",
+    )
 
     @field_validator("classes")
     @classmethod
@@ -108,6 +120,16 @@ class CtVolumesOptions(Options):
     def positive(self) -> str:
         """The positive class; with more than two classes and none named, the first class."""
         return self.positive_class if self.positive_class is not None else self.classes[0]
+
+    def cache_folder(self) -> Path:
+        """Where the slice cache lives: cache_dir, else $CTFRAME_CACHE_DIR/ct_volumes, else the user's
+        cache folder ($XDG_CACHE_HOME or ~/.cache)/ctframe/ct_volumes."""
+        if self.cache_dir is not None:
+            return Path(self.cache_dir)
+        if os.environ.get("CTFRAME_CACHE_DIR"):
+            return Path(os.environ["CTFRAME_CACHE_DIR"]).expanduser() / "ct_volumes"
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base).expanduser() / "ctframe" / "ct_volumes"
 
     def channel_windows(self) -> list[str | tuple[float, float]]:
         """The window of each RGB channel, as windows.get_windows takes them."""

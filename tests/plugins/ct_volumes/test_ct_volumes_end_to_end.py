@@ -152,6 +152,7 @@ def pipeline(tmp_path_factory) -> dict:
         warnings.simplefilter("always")
         patch.setenv("CTFRAME_PLUGINS", PLUGINS)
         patch.setenv(KEY_ENV, KEY)
+        patch.setenv("CTFRAME_CACHE_DIR", str(folder / "cache"))  # the slice cache is searched too
         torch.set_num_threads(1)
         codes["validate"] = main(["validate", str(RECIPE), *_overrides(data)])
         arguments = ["run", str(RECIPE), "--output", str(folder / "runs"), *_overrides(data)]
@@ -172,6 +173,7 @@ def pipeline(tmp_path_factory) -> dict:
         "codes": codes,
         "run": run,
         "out": out,
+        "cache": folder / "cache" / "ct_volumes",
         "set": written,
         "console": console.getvalue(),
         "warnings": messages,
@@ -220,7 +222,8 @@ def test_export_checks_on_the_test_split_and_explain_reads_a_series_folder(pipel
 def test_no_output_holds_an_identifying_value(pipeline):
     written = pipeline["set"]
     needles = [MARKER] + [patient for patient, _ in written.patients]
-    found = leaks([pipeline["run"], pipeline["out"]], needles)
+    assert len(list(pipeline["cache"].glob("*.npy"))) == 2 * PATIENTS  # every series' entry
+    found = leaks([pipeline["run"], pipeline["out"], pipeline["cache"]], needles)
     assert not found, "identifying values in outputs:\n" + "\n".join(found)
 
 
