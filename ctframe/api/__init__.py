@@ -37,7 +37,7 @@ from ctframe.base.kinds import KINDS, Kind
 from ctframe.base.model_tools import INPUT_NAME, OUTPUT_NAME, Explainer, Exporter
 from ctframe.base.options import CHANNELS_LAST_MOVED, PRECISION_MOVED, NoOptions, Options, RecipePath
 from ctframe.base.training import Predictions, TrainedModel, Trainer, TrainingData
-from ctframe.storage.files import atomic_open, first_line, write_bytes, write_json, write_text
+from ctframe.storage.files import atomic_open, cache_folder, first_line, write_bytes, write_json, write_text
 from ctframe.storage.layout import (  # the run directory's files (plugins declare theirs with RunFile)
     CORE,
     CV_FOLD,
@@ -133,6 +133,7 @@ __all__ = [
     "TrainingData",
     "WeightsError",
     "atomic_open",
+    "cache_folder",
     "ensure_escaped",
     "escape_path",
     "first_line",

@@ -101,3 +101,15 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+CACHE_ENV = "CTFRAME_CACHE_DIR"
+
+
+def cache_folder(name: str) -> Path:
+    """Where a component keeps its cache called ``name``: ``$CTFRAME_CACHE_DIR/<name>``, else
+    ``($XDG_CACHE_HOME or ~/.cache)/ctframe/<name>``; one variable moves every ctframe cache."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser() / name
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "ctframe" / name

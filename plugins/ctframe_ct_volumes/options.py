@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ctframe import Options, RecipePath
+from ctframe.api import cache_folder
 from ctframe.api.data import check_fractions
 
 """The least share of the patients that test_fraction and val_fraction may leave for training."""
@@ -122,14 +122,9 @@ class CtVolumesOptions(Options):
         return self.positive_class if self.positive_class is not None else self.classes[0]
 
     def cache_folder(self) -> Path:
-        """Where the slice cache lives: cache_dir, else $CTFRAME_CACHE_DIR/ct_volumes, else the user's
-        cache folder ($XDG_CACHE_HOME or ~/.cache)/ctframe/ct_volumes."""
-        if self.cache_dir is not None:
-            return Path(self.cache_dir)
-        if os.environ.get("CTFRAME_CACHE_DIR"):
-            return Path(os.environ["CTFRAME_CACHE_DIR"]).expanduser() / "ct_volumes"
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        return Path(base).expanduser() / "ctframe" / "ct_volumes"
+        """Where the slice cache lives: cache_dir, else ctframe's cache folder's ct_volumes/
+        ($CTFRAME_CACHE_DIR, else $XDG_CACHE_HOME or ~/.cache, then ctframe/)."""
+        return Path(self.cache_dir) if self.cache_dir is not None else cache_folder("ct_volumes")
 
     def channel_windows(self) -> list[str | tuple[float, float]]:
         """The window of each RGB channel, as windows.get_windows takes them."""

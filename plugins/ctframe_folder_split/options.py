@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ctframe import Options, RecipePath
+from ctframe.api import cache_folder
 from ctframe.api.data import check_fractions
 from ctframe_folder_split.components import DEFAULT_MAX_GROUP_SHARE
 from ctframe_folder_split.leakage import DEFAULT_LEVEL
@@ -17,10 +18,7 @@ from ctframe_folder_split.sequence import DEFAULT_GROUP_THRESHOLD
 
 
 def default_cache_dir() -> Path:
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ctframe" / "images"
+    return cache_folder("images")
 
 
 class FolderSplitOptions(Options):
@@ -101,7 +99,8 @@ class FolderSplitOptions(Options):
         "memory", description="Keep decoded, resized images in memory, on disk (memory map) or nowhere"
     )
     cache_dir: RecipePath | None = Field(
-        None, description="Folder of the disk cache (default: $XDG_CACHE_HOME/ctframe/images)"
+        None,
+        description="Disk cache folder (default: $CTFRAME_CACHE_DIR/images, else ~/.cache/ctframe/images)",
     )
     num_workers: int = Field(2, ge=0, le=64, description="Threads that decode images; loader workers too")
     max_image_pixels: int = Field(
