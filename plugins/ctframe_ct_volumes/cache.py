@@ -51,7 +51,11 @@ def writable_folder(folder: Path) -> Path:
 
 
 def entry_key(
-    sources: Sequence[Path], windows: Sequence[str | tuple[float, float]], rule: str, step: int, size: int
+    sources: Sequence[Path | str],
+    windows: Sequence[str | tuple[float, float]],
+    rule: str,
+    step: int,
+    size: int,
 ) -> str | None:
     """The hash naming a series' entry; None when a source file cannot be looked at (not cached)."""
     identity = []

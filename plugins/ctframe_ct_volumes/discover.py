@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import struct
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,15 @@ import pydicom
 
 from ctframe.api import DataError
 
-from .series import Series, SliceHeader, group_series, quiet_dcmread, quiet_pydicom
+from .grouping import group_series
+from .series import (
+    Series,
+    SharedValues,
+    SliceHeader,
+    dataset_normal,
+    quiet_dcmread,
+    quiet_pydicom,
+)
 
 EXAMPLES_PER_REASON = 3
 AXIAL_MIN_NORMAL_Z = 0.85  # |normal . z| below this (about 32 degrees off) is not an axial slice
@@ -65,11 +74,11 @@ class Discovery:
     skipped: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[Path]] = field(default_factory=dict)
 
-    def skip(self, reason: str, path: Path) -> None:
+    def skip(self, reason: str, path: str | Path) -> None:
         self.skipped[reason] += 1
         shown = self.examples.setdefault(reason, [])
         if len(shown) < EXAMPLES_PER_REASON:
-            shown.append(path)
+            shown.append(Path(path))
 
     def summary(self) -> str:
         """One line: what was found and what was skipped."""
@@ -79,14 +88,14 @@ class Discovery:
         )
 
 
-def _is_nifti(path: Path) -> bool:
-    name = path.name.lower()
+def _is_nifti(path: str | Path) -> bool:
+    name = os.path.basename(path).lower()
     return name.endswith(".nii") or name.endswith(".nii.gz")
 
 
-def _has_preamble(path: Path) -> bool:
+def _has_preamble(path: str | Path) -> bool:
     try:
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             head = handle.read(132)
     except OSError:
         return False
@@ -105,12 +114,12 @@ def _pixels_complete(ds: pydicom.Dataset, rest: bytes, tail: bytes, size_left: i
     return length >= expected and size_left >= header + expected
 
 
-def _read_header(path: Path) -> tuple[pydicom.Dataset | None, str | None]:
+def _read_header(path: str | Path) -> tuple[pydicom.Dataset | None, str | None]:
     """The header of a DICOM file and ``None``, or ``None`` and a skip reason."""
-    if path.name.upper() == "DICOMDIR":
+    if os.path.basename(path).upper() == "DICOMDIR":
         return None, DICOMDIR
     try:
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             ds = quiet_dcmread(handle, stop_before_pixels=True)
             rest = handle.read(12)
             size_left = os.fstat(handle.fileno()).st_size - handle.tell() + len(rest)
@@ -153,18 +162,21 @@ def _classify(ds: pydicom.Dataset, rest: bytes) -> str | None:
         return MULTI_FRAME
     if any("LOCALIZER" in str(value).upper() for value in (ds.get("ImageType") or [])):
         return LOCALIZER
-    orientation = SliceHeader.from_dataset(Path(), ds).normal
-    if orientation is not None and abs(float(orientation[2])) < AXIAL_MIN_NORMAL_Z:
+    normal = dataset_normal(ds)
+    if normal is not None and abs(float(normal[2])) < AXIAL_MIN_NORMAL_Z:
         return NOT_AXIAL
     return None
 
 
-def _walk(root: Path) -> list[Path]:
-    files = []
+def _walk(root: Path) -> Iterator[str]:
+    """Every file under ``root``, folder by folder, names sorted; one at a time, not a list of all.
+
+    Paths as text: a Path per file would cost time, and it interns its file name (see from_dataset).
+    """
     for folder, folders, names in os.walk(root):
         folders.sort()
-        files += [Path(folder) / name for name in sorted(names)]
-    return files
+        for name in sorted(names):
+            yield os.path.join(folder, name)
 
 
 def discover(root: str | Path) -> Discovery:
@@ -191,15 +203,16 @@ def discover(root: str | Path) -> Discovery:
 def _headers(root: Path, found: Discovery) -> list[SliceHeader]:
     """The slice headers of every CT file under ``root``; everything else noted in ``found``."""
     headers = []
+    shared = SharedValues()  # the slices of a series hold one copy of what they have in common
     for path in _walk(root):
         if _is_nifti(path):
-            found.nifti.append(path)
-        elif path.name.upper() != "DICOMDIR" and not _has_preamble(path):
+            found.nifti.append(Path(path))
+        elif os.path.basename(path).upper() != "DICOMDIR" and not _has_preamble(path):
             found.skip(NOT_MEDICAL, path)
         else:
             ds, reason = _read_header(path)
             if reason is not None:
                 found.skip(reason, path)
             else:
-                headers.append(SliceHeader.from_dataset(path, ds))
+                headers.append(SliceHeader.from_dataset(path, ds, shared))
     return headers

@@ -17,9 +17,10 @@ import torch
 from ctframe import BuildContext, DataError
 from ctframe.api import ReadFiles, escape_path
 from ctframe_ct_volumes.discover import TRUNCATED, UNREADABLE, Discovery, _is_nifti, _read_header, discover
+from ctframe_ct_volumes.grouping import group_series
 from ctframe_ct_volumes.options import CtVolumesOptions
 from ctframe_ct_volumes.pseudonym import Pseudonymizer, make_pseudonymizer
-from ctframe_ct_volumes.series import SliceHeader, group_series, quiet_pydicom
+from ctframe_ct_volumes.series import SliceHeader, quiet_pydicom
 from ctframe_ct_volumes.volumes import Volume, nifti_volume, sample_id, slice_images, volumes_of
 
 _SAMPLE_NAME = re.compile(r"^(?P<series>.+)/(?P<index>[0-9]{4})$")

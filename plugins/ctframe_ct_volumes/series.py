@@ -1,21 +1,15 @@
-"""Group CT slices into series, order them along the slice normal and read a series in HU.
-
-Slices are grouped by SeriesInstanceUID. An empty or malformed UID falls back to the key
-(folder, rows, columns, orientation, pixel spacing) and the series records ``grouping_fallback``.
-Slices are ordered by ImagePositionPatient projected on the slice normal (the cross product of the
-row and column direction cosines), by InstanceNumber when a position or orientation is missing, and
-never by file name. Two slices at the same position: the first in that order is kept and the others
-are listed in ``Series.duplicates`` (discovery counts them as skipped), since exported studies often
-hold the same slice twice and refusing the whole series would lose a usable scan.
+"""A CT slice's header as discovery keeps it (:class:`SliceHeader`, compact: values shared per
+series), an ordered series (:class:`Series`) and its voxels in HU; pydicom kept quiet. How slices
+become series is in :mod:`ctframe_ct_volumes.grouping`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import os
 import re
+import struct
 import warnings
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +28,6 @@ from pydicom.multival import MultiValue
 from ctframe.api import DataError
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
-_POSITION_TOLERANCE_MM = 0.01  # two slices closer than this along the normal are the same slice
-_ORIENTATION_TOLERANCE = 1e-4
 
 
 def valid_uid(uid: str) -> bool:
@@ -76,11 +68,78 @@ TECHNICAL_FIELDS = {
 }
 
 
-@dataclass(frozen=True)
-class SliceHeader:
-    """What grouping and ordering need from one slice's header (no pixel data, no personal names)."""
+class SharedValues:
+    """One object per distinct header value, for the slices of one discovery.
 
-    path: Path
+    The slices of a series repeat their ids, size, orientation, pixel spacing and technical fields, and
+    instance numbers repeat across series: each slice refers to the one copy held here instead of
+    parsing its own, so that what discovery keeps per file is little more than its name and position.
+    A table lives as long as one discovery (unlike ``sys.intern``, nothing outlives it). Floats are
+    keyed by their bits: ``0.0 == -0.0``, and sharing must not turn one into the other.
+    """
+
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+        self._texts: dict[str, str] = {}
+        self._ints: dict[int, int] = {}
+        self._tuples: dict[bytes, tuple[float, ...]] = {}
+        self._floats: dict[bytes, float] = {}
+        self._technical: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+
+    def folder(self, head: str) -> str:
+        """A file's folder as ``Path`` writes it (``str(Path(head))``), one string per folder."""
+        written = self._folders.get(head)
+        if written is None:
+            written = self._folders[head] = str(Path(head))
+        return written
+
+    def text(self, value: str) -> str:
+        return self._texts.setdefault(value, value)
+
+    def integer(self, value: int) -> int:
+        return self._ints.setdefault(value, value)
+
+    def numbers(self, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        """The tuple itself shared (orientation, pixel spacing: equal in every slice of a series)."""
+        if values is None:
+            return None
+        return self._tuples.setdefault(struct.pack(f"{len(values)}d", *values), values)
+
+    def position(self, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        """A tuple per slice of shared floats (x and y repeat along a series, z does not)."""
+        if values is None:
+            return None
+        return tuple(self._floats.setdefault(struct.pack("d", v), v) for v in values)
+
+    def technical(self, fields: dict[str, str]) -> dict[str, str]:
+        return self._technical.setdefault(tuple(fields.items()), fields)
+
+
+def slice_normal(orientation: tuple[float, ...] | None) -> np.ndarray | None:
+    """The unit normal of a slice from its ImageOrientationPatient; None when missing or degenerate."""
+    if orientation is None:
+        return None
+    normal = np.cross(orientation[:3], orientation[3:])
+    length = float(np.linalg.norm(normal))
+    return normal / length if length > 1e-6 else None
+
+
+def dataset_normal(ds: pydicom.Dataset) -> np.ndarray | None:
+    """:func:`slice_normal` of a header."""
+    return slice_normal(_floats(ds.get("ImageOrientationPatient"), 6))
+
+
+@dataclass(frozen=True, slots=True)
+class SliceHeader:
+    """What grouping and ordering need from one slice's header (no pixel data, no personal names).
+
+    A series keeps one per slice, so it is small: slots, the path as its folder (shared by the folder's
+    files) and name, and the values that slices have in common shared through :class:`SharedValues`.
+    ``technical`` may be the same dict in many slices: read it, never change it.
+    """
+
+    folder: str
+    name: str
     series_uid: str
     study_uid: str
     patient_id: str
@@ -92,8 +151,24 @@ class SliceHeader:
     pixel_spacing: tuple[float, ...] | None  # (between rows, between columns) in mm
     technical: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def path(self) -> Path:
+        return Path(self.folder, self.name)
+
+    @property
+    def file(self) -> str:
+        """``str(self.path)`` without making a Path (which interns the file name)."""
+        return self.name if self.folder == "." else os.path.join(self.folder, self.name)
+
     @classmethod
-    def from_dataset(cls, path: Path, ds: pydicom.Dataset) -> SliceHeader:
+    def from_dataset(
+        cls, path: str | os.PathLike[str], ds: pydicom.Dataset, shared: SharedValues | None = None
+    ) -> SliceHeader:
+        """The header of ``ds`` read from ``path``; pass one ``shared`` for all the slices of a discovery."""
+        shared = shared or SharedValues()
+        # split from the path's text: Path.name would hand out the file name interned, and keeping it
+        # would hold an entry of the interpreter's interned-string table per file
+        head, file_name = os.path.split(os.fspath(path))
         instance = _number(ds, "InstanceNumber")
         technical = {}
         for keyword, name in TECHNICAL_FIELDS.items():
@@ -102,26 +177,23 @@ class SliceHeader:
                 multiple = isinstance(value, (list, tuple, MultiValue))
                 technical[name] = "\\".join(map(str, value)) if multiple else str(value).strip()
         return cls(
-            path=path,
-            series_uid=_text(ds, "SeriesInstanceUID"),
-            study_uid=_text(ds, "StudyInstanceUID"),
-            patient_id=_text(ds, "PatientID"),
-            rows=int(ds.get("Rows") or 0),
-            columns=int(ds.get("Columns") or 0),
-            orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-            position=_floats(ds.get("ImagePositionPatient"), 3),
-            instance_number=None if instance is None else int(instance),
-            pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
-            technical=technical,
+            folder=shared.folder(head),
+            name=file_name,
+            series_uid=shared.text(_text(ds, "SeriesInstanceUID")),
+            study_uid=shared.text(_text(ds, "StudyInstanceUID")),
+            patient_id=shared.text(_text(ds, "PatientID")),
+            rows=shared.integer(int(ds.get("Rows") or 0)),
+            columns=shared.integer(int(ds.get("Columns") or 0)),
+            orientation=shared.numbers(_floats(ds.get("ImageOrientationPatient"), 6)),
+            position=shared.position(_floats(ds.get("ImagePositionPatient"), 3)),
+            instance_number=None if instance is None else shared.integer(int(instance)),
+            pixel_spacing=shared.numbers(_floats(ds.get("PixelSpacing"), 2)),
+            technical=shared.technical(technical),
         )
 
     @property
     def normal(self) -> np.ndarray | None:
-        if self.orientation is None:
-            return None
-        normal = np.cross(self.orientation[:3], self.orientation[3:])
-        length = float(np.linalg.norm(normal))
-        return normal / length if length > 1e-6 else None
+        return slice_normal(self.orientation)
 
 
 @dataclass
@@ -172,15 +244,6 @@ class Series:
         return out
 
 
-def _fallback_key(header: SliceHeader, root: Path | None) -> str:
-    # the folder relative to the scanned root: moving or copying the data set keeps the series' id
-    folder = header.path.parent
-    if root is not None and folder.is_relative_to(root):
-        folder = folder.relative_to(root)
-    key = repr((folder.as_posix(), header.rows, header.columns, header.orientation, header.pixel_spacing))
-    return "fallback-" + hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
 @contextlib.contextmanager
 def quiet_pydicom() -> Iterator[None]:
     """pydicom without validation warnings inside the block. pydicom words an invalid value into its
@@ -200,101 +263,3 @@ def quiet_dcmread(source: Any, **options: Any) -> pydicom.Dataset:
     """``pydicom.dcmread`` inside :func:`quiet_pydicom`; use the dataset inside one too."""
     with quiet_pydicom():
         return pydicom.dcmread(source, **options)
-
-
-def group_series(headers: list[SliceHeader], root: Path | None = None) -> list[Series]:
-    """Group slice headers into ordered series; DataError naming the series for inconsistent ones."""
-    groups: dict[tuple[str, bool], list[SliceHeader]] = defaultdict(list)
-    for header in headers:
-        if valid_uid(header.series_uid):
-            groups[(header.series_uid, False)].append(header)
-        else:
-            groups[(_fallback_key(header, root), True)].append(header)
-    return [_build(series_id, fallback, members) for (series_id, fallback), members in sorted(groups.items())]
-
-
-def _check_consistent(series_id: str, members: list[SliceHeader]) -> None:
-    sizes = sorted({(h.rows, h.columns) for h in members})
-    if len(sizes) > 1:
-        shown = ", ".join(f"{r}x{c}" for r, c in sizes)
-        raise DataError(f"a series in {members[0].path.parent} mixes image sizes ({shown}); split it by size")
-    orientations = [h.orientation for h in members]
-    first = orientations[0]
-    for other in orientations[1:]:
-        same = (first is None and other is None) or (
-            first is not None and other is not None and np.allclose(first, other, atol=_ORIENTATION_TOLERANCE)
-        )
-        if not same:
-            raise DataError(
-                f"a series in {members[0].path.parent} mixes slice orientations; split it by orientation"
-            )
-
-
-def _order(series_id: str, members: list[SliceHeader]) -> tuple[list[SliceHeader], list[float] | None]:
-    """Slices in order and their positions along the normal (None when ordered by InstanceNumber)."""
-    normal = members[0].normal
-    if normal is not None and all(h.position is not None for h in members):
-        keyed = [(float(np.dot(h.position, normal)), h) for h in members]
-    elif all(h.instance_number is not None for h in members):
-        keyed = [(float(h.instance_number), h) for h in members]  # type: ignore[arg-type]
-        normal = None
-    else:
-        raise DataError(
-            f"a series in {members[0].path.parent}: slices have neither position and orientation nor "
-            "InstanceNumber, so their order is unknown"
-        )
-    # The instance number and path only break exact ties, so that the kept duplicate is deterministic.
-    keyed.sort(key=lambda item: (item[0], item[1].instance_number or 0, str(item[1].path)))
-    return [h for _, h in keyed], ([k for k, _ in keyed] if normal is not None else None)
-
-
-def _drop_duplicates(
-    ordered: list[SliceHeader], positions: list[float] | None
-) -> tuple[list[SliceHeader], list[float] | None, list[Path]]:
-    kept: list[SliceHeader] = []
-    kept_positions: list[float] = []
-    duplicates: list[Path] = []
-    for index, header in enumerate(ordered):
-        key = positions[index] if positions is not None else float(header.instance_number or 0)
-        if kept_positions and abs(key - kept_positions[-1]) < _POSITION_TOLERANCE_MM:
-            duplicates.append(header.path)
-            continue
-        kept.append(header)
-        kept_positions.append(key)
-    return kept, (kept_positions if positions is not None else None), duplicates
-
-
-def _slice_spacing(positions: list[float] | None, first: SliceHeader) -> float | None:
-    if positions is not None and len(positions) > 1:
-        return float(np.median(np.diff(positions)))
-    thickness = first.technical.get("slice_thickness")
-    try:
-        return float(thickness) if thickness else None
-    except ValueError:
-        return None
-
-
-def _build(series_id: str, fallback: bool, members: list[SliceHeader]) -> Series:
-    _check_consistent(series_id, members)
-    ordered, positions = _order(series_id, members)
-    kept, positions, duplicates = _drop_duplicates(ordered, positions)
-    first = kept[0]
-    study_id = first.study_uid or series_id
-    if first.patient_id:
-        patient_id, source = first.patient_id, "PatientID"
-    elif first.study_uid:
-        patient_id, source = first.study_uid, "StudyInstanceUID"
-    else:
-        patient_id, source = series_id, ("fallback" if fallback else "SeriesInstanceUID")
-    row_spacing, column_spacing = first.pixel_spacing or (None, None)
-    return Series(
-        series_id=series_id,
-        study_id=study_id,
-        patient_id=patient_id,
-        patient_id_source=source,
-        grouping_fallback=fallback,
-        slices=kept,
-        duplicates=duplicates,
-        spacing=(_slice_spacing(positions, first), row_spacing, column_spacing),
-        technical=dict(first.technical),
-    )

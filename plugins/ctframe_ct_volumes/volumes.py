@@ -40,7 +40,7 @@ class Volume:
     (the folder-and-geometry key) or path (a NIfTI file)."""
     technical: dict[str, Any] = field(default_factory=dict)
     """The allow-listed acquisition fields (pseudonym.technical_fields); empty for NIfTI."""
-    sources: tuple[Path, ...] = ()
+    sources: tuple[Path | str, ...] = ()
     """The files ``load`` reads, in slice order (a NIfTI file: itself); the slice cache keys an entry
     by their paths, sizes and modification times. Empty: the volume is not cached."""
 
@@ -93,7 +93,7 @@ def _from_series(series: Series, root: Path, pseudonym: Pseudonymizer) -> Volume
         study=pseudonym.study(series.study_id),
         patient_source=series.patient_id_source,
         technical=series_fields(series),
-        sources=tuple(header.path for header in series.slices),
+        sources=tuple(header.file for header in series.slices),
     )
 
 

@@ -76,6 +76,26 @@ def test_duplicate_positions_keep_the_first_and_count_the_rest(tmp_path, make_sl
     assert series.volume().shape == (3, 8, 8)
 
 
+def test_the_slices_of_a_series_share_what_they_have_in_common(tmp_path, make_slice):
+    # Discovery keeps a header per file until its series is dropped: the values that the slices repeat
+    # must be one object per series, not a copy per slice; a zero's sign is a value and is kept.
+    _stack(tmp_path, make_slice, heights=(0, 1, 2), Manufacturer="Acme")
+    make_slice(
+        tmp_path / "scan" / "s3", 3, Manufacturer="Acme", ImageOrientationPatient=[1, -0.0, 0, 0, 1, 0]
+    )
+    (series,) = disc.discover(tmp_path).series
+    first, *others = series.slices
+    common = ("folder", "series_uid", "study_uid", "patient_id", "pixel_spacing", "technical")
+    for other in others:
+        assert all(getattr(other, name) is getattr(first, name) for name in common)
+        assert other.position[0] is first.position[0] and other.position[2] != first.position[2]
+    assert others[0].orientation is first.orientation and str(others[-1].orientation[1]) == "-0.0"
+    assert first.technical == {"manufacturer": "Acme", "slice_thickness": "1.0", "pixel_spacing": "0.5\\0.5"}
+    assert [s.path for s in series.slices] == [tmp_path / "scan" / f"s{z}" for z in range(4)]
+    assert [s.file for s in series.slices] == [str(s.path) for s in series.slices]
+    assert not hasattr(first, "__dict__")  # slots: no dict per slice
+
+
 def test_non_ct_objects_are_skipped_by_reason(tmp_path, make_slice):
     _stack(tmp_path, make_slice)
     odd = tmp_path / "odd"
