@@ -103,7 +103,10 @@ class DataSplits:
     ``"lines"``, a list of one-line facts that ``ctframe validate`` prints."""
     groups: Mapping[str, str] = field(default_factory=dict)
     """Sample id -> group (patient, scan sequence) when samples are not independent; empty otherwise.
-    Evaluation resamples whole groups for its confidence intervals when this is set."""
+    Evaluation resamples whole groups for its confidence intervals when this is set, and answers per
+    group as well as per image (docs/metrics.md, "The unit of decision")."""
+    group_unit: str = "group"
+    """What one group is ("patient", "study", "series", "sequence"): names the group-level results."""
 
     @property
     def positive_index(self) -> int:

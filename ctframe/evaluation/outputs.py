@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ctframe.base.filenames import ensure_escaped
 from ctframe.base.training import Predictions
+from ctframe.evaluation.aggregate import plural
 from ctframe.evaluation.bootstrap import Estimate
 from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation, jsonable
 from ctframe.storage.files import atomic_open, write_json
@@ -122,6 +123,45 @@ def metrics_table(result: EvaluationResult) -> Table:
             model.title,
             *(format_estimate(model.estimates.get(name), compact=True) for name in names),
         )
+    return table
+
+
+def group_metrics_table(result: EvaluationResult) -> Table | None:
+    """The group-level block beside the image-level tables: rows are models, columns every scalar
+    metric, ECE and Brier score, at each model's group threshold; ``None`` when there are no groups."""
+    grouped = [(model.title, model.group) for model in result.models if model.group is not None]
+    if not grouped:
+        return None
+    first = grouped[0][1]
+    units = plural(first.unit)
+    names = list(dict.fromkeys(name for _, group in grouped for name in group.estimates))
+    thresholds = {group.threshold.describe() for _, group in grouped}
+    threshold = (
+        f"threshold {thresholds.pop()}"
+        if len(thresholds) == 1
+        else "thresholds " + ", ".join(f"{title} {group.threshold.describe()}" for title, group in grouped)
+    )
+    settings = result.settings
+    interval = (
+        f"Below each value: {settings.confidence:.0%} CI, {settings.bootstrap} resamples of {units}"
+        if settings.bootstrap
+        else "No confidence intervals (bootstrap = 0)"
+    )
+    table = Table(
+        title=f"Test metrics per {first.unit} ({first.groups} {units}, {first.aggregation.describe()})",
+        caption=f"Positive class: {result.positive_class!r}; {threshold} on the {first.unit} probability. "
+        f"{interval}.",
+    )
+    table.add_column("Model", style="bold")
+    for name in names:
+        title = next(group.titles.get(name, name) for _, group in grouped if name in group.estimates)
+        table.add_column(title, justify="right", overflow="fold")
+    table.add_column("ECE", justify="right", overflow="fold")
+    table.add_column("Brier Score", justify="right", overflow="fold")
+    for title, group in grouped:
+        cells = [format_estimate(group.estimates.get(name), compact=True) for name in names]
+        calibration = [format_estimate(group.calibration.get(n), compact=True) for n in ("ece", "brier")]
+        table.add_row(title, *cells, *calibration)
     return table
 
 

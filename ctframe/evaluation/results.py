@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ctframe.evaluation.aggregate import Aggregation, plural
 from ctframe.evaluation.bootstrap import Estimate
 from ctframe.evaluation.threshold import ThresholdChoice
 from ctframe.registry.settings import EvaluationSettings
@@ -27,7 +28,10 @@ class EvaluationData:
     files: Mapping[str, str] = field(default_factory=dict)
     """Sample id -> file it came from (for the predictions CSV)."""
     groups: Mapping[str, str] = field(default_factory=dict)
-    """Sample id -> group (patient, sequence); set: confidence intervals resample whole groups."""
+    """Sample id -> group (patient, sequence); set: confidence intervals resample whole groups, and each
+    model is also evaluated per group."""
+    group_unit: str = "group"
+    """What a group is ("patient", "study", "series"), from :attr:`DataSplits.group_unit`."""
 
     def __post_init__(self) -> None:
         if self.positive_class not in self.class_names:
@@ -39,7 +43,13 @@ class EvaluationData:
 
     @classmethod
     def from_splits(cls, splits: DataSplits) -> EvaluationData:
-        return cls(tuple(splits.class_names), splits.positive_class, dict(splits.files), dict(splits.groups))
+        return cls(
+            tuple(splits.class_names),
+            splits.positive_class,
+            dict(splits.files),
+            dict(splits.groups),
+            splits.group_unit,
+        )
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,50 @@ class ModelPredictions:
     test: Predictions
     threshold: ThresholdChoice | None = None
     """A threshold fixed beforehand; ``None``: choose it on ``val`` as the settings say."""
+    group_threshold: ThresholdChoice | None = None
+    """The same for the group-level decision (``group_threshold`` setting, on ``val``'s groups)."""
+
+
+@dataclass(frozen=True)
+class GroupEvaluation:
+    """One model's test metrics per group (patient, study, series): each group one aggregated answer."""
+
+    unit: str
+    aggregation: Aggregation
+    threshold: ThresholdChoice
+    estimates: Mapping[str, Estimate]
+    titles: Mapping[str, str]
+    calibration: Mapping[str, Estimate]
+    confusion: Mapping[str, Any]
+    """Counts of (true class, predicted class) at the group threshold."""
+    reliability: Mapping[str, Any]
+    """The reliability diagram's bins (edges, counts, mean predicted, observed)."""
+    images_per_group: Mapping[str, float]
+    values: Mapping[str, Any] = field(default_factory=dict)
+    warnings: Sequence[str] = ()
+    groups: int = 0
+    class_counts: Mapping[str, int] = field(default_factory=dict)
+    """Groups per true class."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            "aggregate": self.aggregation.as_dict(),
+            "groups": self.groups,
+            "class_counts": dict(self.class_counts),
+            "images_per_group": dict(self.images_per_group),
+            "threshold": self.threshold.as_dict(),
+            "bootstrap": f"stratified bootstrap of {plural(self.unit)} (each {self.unit} one unit)",
+            "metrics": {
+                name: {"title": self.titles.get(name, name), **estimate.as_dict()}
+                for name, estimate in self.estimates.items()
+            },
+            "calibration": {name: estimate.as_dict() for name, estimate in self.calibration.items()},
+            "reliability": jsonable(dict(self.reliability)),
+            "confusion": jsonable(dict(self.confusion)),
+            "values": jsonable(dict(self.values)),
+            "warnings": list(self.warnings),
+        }
 
 
 @dataclass(frozen=True)
@@ -72,8 +126,11 @@ class ModelEvaluation:
     warnings: Sequence[str] = ()
     samples: int = 0
     class_counts: Mapping[str, int] = field(default_factory=dict)
+    group: GroupEvaluation | None = None
+    """The same model answering per group, when the data has groups."""
 
     def as_dict(self) -> dict[str, Any]:
+        group = {} if self.group is None else {"group_level": self.group.as_dict()}
         return {
             "key": self.key,
             "title": self.title,
@@ -87,6 +144,7 @@ class ModelEvaluation:
             "calibration": {name: estimate.as_dict() for name, estimate in self.calibration.items()},
             "values": jsonable(dict(self.values)),
             "warnings": list(self.warnings),
+            **group,
         }
 
 

@@ -88,6 +88,34 @@ class EvaluationSettings(Options):
         le=1.0,
         description="with threshold='sensitivity': highest threshold reaching this validation sensitivity",
     )
+    aggregate: Literal["mean", "max", "topk_mean", "quantile", "noisy_or"] = Field(
+        "mean",
+        description="when the dataset groups its images (patients, studies, series), how a group's "
+        "probability comes from its images': 'mean' (disease spread over many slices), 'max' (a focal "
+        "finding in few slices; noisy, one wrong slice decides), 'topk_mean' (mean of the aggregate_k "
+        "highest: focal, steadier than max), 'quantile' (the aggregate_quantile quantile: robust, between "
+        "mean and max), 'noisy_or' (1 - prod(1 - p): independent slice evidence; saturates towards 1 on "
+        "long scans)",
+    )
+    aggregate_k: int = Field(
+        5,
+        ge=1,
+        description="with aggregate='topk_mean': how many of a group's highest probabilities are "
+        "averaged (all of them in smaller groups)",
+    )
+    aggregate_quantile: float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="with aggregate='quantile': the quantile of a group's image probabilities (linear "
+        "interpolation; 0.5 the median, 1 the maximum)",
+    )
+    group_threshold: Literal["fixed", "youden", "sensitivity"] = Field(
+        "fixed",
+        description="decision threshold on the group probability: 'fixed' uses fixed_threshold; 'youden' and "
+        "'sensitivity' (target_sensitivity) choose it on the validation split's groups and apply it "
+        "unchanged to the test groups",
+    )
     bootstrap: int = Field(
         1000,
         ge=0,

@@ -74,6 +74,7 @@ def predict_and_evaluate(
             positive_class=data.positive_class,
             files=dict(data.files),
             groups=dict(data.groups),
+            group_unit=data.group_unit,
         ),
         build_metrics(recipe, context),
         settings,

@@ -135,6 +135,21 @@ def _split_rows(
     return rows, False, links
 
 
+UNITS = ("patient", "subject", "case", "study", "scan", "series")
+"""Group column names (without an ``_id`` ending) that say what a group is; others give "group"."""
+
+
+def group_unit(options: FolderSplitOptions) -> str:
+    """What a group is, for the group-level results: "sequence" for sequence grouping, the CSV's group
+    column when it names a unit ("patient_id" -> "patient"), else "group"."""
+    if options.group_by == "sequence":
+        return "sequence"
+    if options.group_by is None or options.group_by.startswith("regex:"):
+        return "group"
+    column = options.group_column.strip().lower().removesuffix("id").rstrip("_ -")
+    return column if column in UNITS else "group"
+
+
 def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> DataSplits:
     check_paths(options, context)  # the scan below finds bad files itself
     discovery, store, records = _read_images(options, context)
@@ -171,6 +186,7 @@ def build_folder_split(options: FolderSplitOptions, context: BuildContext) -> Da
         files={record.entry.sample_id: escape_path(record.entry.path) for record in records if record.ok},
         summary=summary,
         groups={row.file: row.group for row in rows if row.split} if options.group_by is not None else {},
+        group_unit=group_unit(options),
     )
 
 
