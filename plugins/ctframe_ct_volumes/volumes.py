@@ -20,7 +20,7 @@ from ctframe_ct_volumes.discover import Discovery
 from ctframe_ct_volumes.nifti import read_nifti
 from ctframe_ct_volumes.pseudonym import Pseudonymizer, allowed_fields, technical_fields
 from ctframe_ct_volumes.series import TECHNICAL_FIELDS, Series
-from ctframe_ct_volumes.windows import select_slices, to_channels
+from ctframe_ct_volumes.windows import get_windows, select_slices, to_channels, to_uint8
 
 
 @dataclass
@@ -141,16 +141,27 @@ def slice_images(
 ) -> list[tuple[int, torch.Tensor]]:
     """(slice index, uint8 (3, size, size)) for each selected slice of a HU volume.
 
-    Windowing comes first (uint8), then a bilinear, antialiased resize to the square, rounded back
-    to uint8; a slice already of that size is left as it is.
+    Windowing comes first (uint8), then a bilinear, antialiased resize of the uint8 images to the
+    square (torch's uint8 path, which rounds inside: within one grey level of resizing in float, about
+    3x faster); a slice already of that size is left as it is. With one window for all three channels
+    only one channel is resized and then repeated.
     """
     indices = select_slices(hu, rule, step=step)
     if len(indices) == 0:
         return []
-    images = torch.from_numpy(to_channels(hu[indices], list(windows)))  # (n, 3, H, W)
+    chosen = get_windows(list(windows))
+    selected = hu[indices]
+    if chosen[0] == chosen[1] == chosen[2]:
+        images = torch.from_numpy(to_uint8(selected, chosen[0])).unsqueeze(1)  # (n, 1, H, W)
+    else:
+        images = torch.from_numpy(to_channels(selected, list(chosen)))  # (n, 3, H, W)
     if tuple(images.shape[-2:]) != (size, size):
-        resized = torch.nn.functional.interpolate(
-            images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        images = torch.nn.functional.interpolate(
+            images.contiguous(memory_format=torch.channels_last),
+            size=(size, size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
         )
-        images = resized.round_().clamp_(0, 255).to(torch.uint8)
+    images = images.expand(-1, 3, -1, -1).contiguous()
     return [(int(index), images[position]) for position, index in enumerate(indices)]
