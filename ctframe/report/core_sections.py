@@ -34,6 +34,7 @@ CORE_SECTIONS = (
     ("curves", "ROC and precision-recall curves", 400, _lazy("sections.plotted.curves", "run", "plot")),
     ("confusion", "Confusion matrices", 500, _lazy("sections.plotted.confusion", "run", "plot")),
     ("gallery", "Test images by outcome", 550, _lazy("gallery.gallery", "run", "registry")),
+    ("groups", "Groups by outcome", 560, _lazy("groups.groups_view", "run", "plot", "registry")),
     ("calibration", "Calibration", 600, _lazy("sections.plotted.reliability", "run", "plot")),
     ("external", "External evaluations", 700, _lazy("sections.results.external", "run")),
     ("split", "Data split", 800, _lazy("sections.split.split", "run")),

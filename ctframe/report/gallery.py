@@ -140,7 +140,7 @@ def _line(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
-def _read(reader: Any, row: dict[str, str]) -> tuple[Any, str | None]:
+def read_image(reader: Any, row: dict[str, str]) -> tuple[Any, str | None]:
     """One test image as the model read it, or ``None`` and why not."""
     if not row.get("file"):
         return None, "no file recorded"
@@ -153,7 +153,7 @@ def _read(reader: Any, row: dict[str, str]) -> tuple[Any, str | None]:
         return None, " ".join(str(error).split())
 
 
-def _figure(row: dict[str, str], positive: str, thumb: bytes | None, overlay: bytes | None, why: str) -> str:
+def tile(row: dict[str, str], positive: str, thumb: bytes | None, overlay: bytes | None, why: str) -> str:
     file = row.get("file") or row.get("sample_id") or "?"
     name = file.replace("\\", "/").rsplit("/", 1)[-1]
     score = number(row.get(f"{PROBABILITY_PREFIX}{positive}"))
@@ -169,7 +169,7 @@ def _figure(row: dict[str, str], positive: str, thumb: bytes | None, overlay: by
     )
 
 
-def _overlay_thumbnails(
+def overlay_thumbnails(
     draw: Callable[..., Any], loaded: Any, chosen: list[dict[str, str]], images: list, names: list[str]
 ) -> tuple[list[bytes | None], str | None]:
     """Overlay thumbnails of every readable image of one model in one call, and a note if it failed."""
@@ -186,7 +186,7 @@ def _overlay_thumbnails(
     return overlays, None
 
 
-def _model_tools(
+def model_tools(
     run: RunArtifacts, key: str, registry: Registry, draw: Callable[..., Any] | None
 ) -> tuple[Any, Any, list[str]]:
     """Model ``key``'s file reader (for thumbnails) and loaded model (for overlays, only when ``draw``),
@@ -223,16 +223,16 @@ def _model_gallery(
     others = [name for name in names if name != positive]
     negative = others[0] if len(others) == 1 else f"other than {positive}"
     cells = select(rows, positive)
-    reader, loaded, notes = _model_tools(run, key, registry, draw)
+    reader, loaded, notes = model_tools(run, key, registry, draw)
     chosen = [row for cell in CELLS for row in cells[cell.code][1]]
-    read = [_read(reader, row) if reader else (None, "no model file") for row in chosen]
+    read = [read_image(reader, row) if reader else (None, "no model file") for row in chosen]
     images = [image for image, _ in read]
     overlays: list[bytes | None] = [None] * len(chosen)
     if draw is not None and loaded is not None:
-        overlays, problem = _overlay_thumbnails(draw, loaded, chosen, images, names)
+        overlays, problem = overlay_thumbnails(draw, loaded, chosen, images, names)
         notes += [html.paragraph(problem, "missing")] if problem else []
     tiles = [
-        _figure(row, positive, thumbnail(image) if image is not None else None, overlay, why or "")
+        tile(row, positive, thumbnail(image) if image is not None else None, overlay, why or "")
         for row, (image, why), overlay in zip(chosen, read, overlays, strict=True)
     ]
     summary = [

@@ -42,6 +42,7 @@ def _recipe_facts(path: Path) -> dict[str, Any]:
     evaluation = recipe.get("evaluation", {})
     if isinstance(evaluation, dict):
         facts["threshold"] = evaluation.get("threshold", "fixed")
+        facts["aggregate"] = evaluation.get("aggregate", "mean")
     return facts
 
 
@@ -70,8 +71,31 @@ def summarise_run(path: Path) -> RunSummary:
                 for name, value in (model.get("calibration") or {}).items()
             },
         }
-        models[key] = {"title": model.get("title", key), **entries}
+        models[key] = {
+            "title": model.get("title", key),
+            **entries,
+            **_group_entries(model.get("group_level")),
+        }
     return RunSummary(path.name, path, facts, models)
+
+
+def _group_entries(level: Any) -> dict[str, Any]:
+    """The group-level metrics as extra rows, ``per_<unit>.<name>`` titled "<title> per <unit>"."""
+    if not isinstance(level, dict):
+        return {}
+    unit = str(level.get("unit", "group"))
+    named = {
+        **(level.get("metrics") or {}),
+        **{
+            n: {"title": "ECE" if n == "ece" else "Brier Score", **v}
+            for n, v in (level.get("calibration") or {}).items()
+        },
+    }
+    return {
+        f"per_{unit}.{name}": {**entry, "title": f"{entry.get('title', name)} per {unit}"}
+        for name, entry in named.items()
+        if isinstance(entry, dict)
+    }
 
 
 def _cell(entry: Any) -> str:

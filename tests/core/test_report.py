@@ -40,7 +40,15 @@ CORE_SECTIONS = [
 ]
 """Every run's report, whatever its dataset."""
 FOLDER_SPLIT_SECTIONS = ["split_groups", "leakage"]
-SECTIONS = [*CORE_SECTIONS[:9], *FOLDER_SPLIT_SECTIONS, *CORE_SECTIONS[9:]]
+GROUPED_SECTIONS = ["groups"]
+"""Runs whose samples carry groups (folder_split groups scan sequences) also get the per-group view."""
+SECTIONS = [
+    *CORE_SECTIONS[:6],
+    *GROUPED_SECTIONS,
+    *CORE_SECTIONS[6:9],
+    *FOLDER_SPLIT_SECTIONS,
+    *CORE_SECTIONS[9:],
+]
 """A folder_split run's report (the quickstart's; test_report_browser.py checks it in a browser)."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

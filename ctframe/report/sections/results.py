@@ -64,6 +64,53 @@ def _differences(differences: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _group_level(models: dict[str, Any]) -> list[str]:
+    """The same table per group (patient, series, ...) for the models evaluated at that level too."""
+    grouped = [m for m in models.values() if isinstance(m, dict) and isinstance(m.get("group_level"), dict)]
+    if not grouped:
+        return []
+    first = grouped[0]["group_level"]
+    unit = str(first.get("unit", "group"))
+    names: dict[str, str] = {}
+    for model in grouped:
+        for name, entry in (model["group_level"].get("metrics") or {}).items():
+            names.setdefault(name, entry.get("title", name) if isinstance(entry, dict) else name)
+    rows = []
+    for model in grouped:
+        level = model["group_level"]
+        values, calibration = level.get("metrics") or {}, level.get("calibration") or {}
+        rows.append(
+            [
+                model.get("title", model.get("key", "?")),
+                *(estimate(values.get(n)) for n in names),
+                estimate(calibration.get("ece")),
+                estimate(calibration.get("brier")),
+                threshold(level.get("threshold")),
+            ]
+        )
+    counts = first.get("class_counts") or {}
+    sizes = first.get("images_per_group") or {}
+    how = first.get("aggregate") or {}
+    parameter = ", ".join(f"{k} {v}" for k, v in how.items() if k != "method")
+    parts = [
+        html.heading(f"Per {unit}"),
+        html.paragraph(
+            f"One answer per {unit}: {first.get('groups')} test {unit} groups "
+            f"({', '.join(f'{k} {v}' for k, v in counts.items())}), {sizes.get('min')} to {sizes.get('max')} "
+            f"images each (median {sizes.get('median')}); probability = {how.get('method', '?')}"
+            f"{f' ({parameter})' if parameter else ''} of the images' probabilities; intervals from "
+            f"{first.get('bootstrap', 'a bootstrap over groups')}; threshold chosen on validation groups."
+        ),
+        html.table(["Model", *names.values(), "ECE", "Brier Score", "Threshold"], rows),
+    ]
+    for model in grouped:
+        for warning in model["group_level"].get("warnings") or []:
+            parts.append(
+                html.paragraph(f"Warning ({model.get('title', '?')}, per {unit}): {warning}", "warning")
+            )
+    return parts
+
+
 def metrics(run: RunArtifacts) -> str:
     if not run.metrics or not isinstance(run.metrics.get("models"), dict):
         return html.missing(f"{METRICS.name} is missing: evaluation did not run or did not finish.")
@@ -97,6 +144,7 @@ def metrics(run: RunArtifacts) -> str:
         html.paragraph(f"Test split{size}, positive class {run.positive_class!r}. {interval}"),
         html.table(["Model", *names.values(), "ECE", "Brier Score", "Threshold"], rows),
     ]
+    parts += _group_level(models)
     differences = [d for d in run.metrics.get("paired_differences") or [] if isinstance(d, dict)]
     if differences:
         parts += _differences(differences)
