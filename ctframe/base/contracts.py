@@ -114,7 +114,14 @@ class DataSplits:
 
     def for_training(self) -> TrainingData:
         return TrainingData(
-            self.class_names, self.positive_class, self.train, self.val, self.augment, self.num_workers
+            self.class_names,
+            self.positive_class,
+            self.train,
+            self.val,
+            self.augment,
+            self.num_workers,
+            groups=self.groups,
+            group_unit=self.group_unit,
         )
 
     def __post_init__(self) -> None:
@@ -133,6 +140,12 @@ class ReadFiles:
     """``(file, reason)`` of every file left out with ``on_bad_image="skip"``."""
     num_workers: int = 0
     """Loader worker processes worth using for ``images`` (decoding while the model runs)."""
+    groups: Mapping[str, str] = field(default_factory=dict)
+    """Sample id -> group, when the files themselves say which images belong together (the slices of a
+    DICOM series or NIfTI volume); ``ctframe predict`` and ``evaluate`` then answer per group too.
+    ``--groups CSV`` replaces it."""
+    group_unit: str = "group"
+    """What one of ``groups`` is ("series")."""
 
 
 @runtime_checkable

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ctframe.base.errors import PluginError
@@ -41,6 +41,12 @@ class TrainingData:
     val: Dataset
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     num_workers: int = 0
+    groups: Mapping[str, str] = field(default_factory=dict)
+    """Sample id -> group (patient, series) when the dataset gives groups: ``DataSplits.groups`` as is
+    (it may name test samples too, ids only); empty otherwise. Trainers that learn from group labels
+    (``mil``) need it."""
+    group_unit: str = "group"
+    """What one group is (``"patient"``, ``"series"``...), for the trainer's messages and files."""
 
     @property
     def positive_index(self) -> int:

@@ -26,6 +26,13 @@ def evaluate_command(
         typer.Option("--name", help="results go to RUN/external/NAME (default: the data folder's name)"),
     ] = None,
     on_bad_image: OnBadImage = "error",
+    groups: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--groups",
+            help="CSV of file,group (or patient_id, ...), e.g. UCSD's patients.csv: also report per group",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate every model of a run on external labelled data, at each model's stored threshold."""
     from ctframe.workflows.external import evaluate_external
@@ -36,6 +43,7 @@ def evaluate_command(
         class_map=class_map,
         name=name,
         on_bad_image=shared.on_bad_image(on_bad_image),
+        groups=groups,
         console=shared.err,
     )
     shared.out.print(f"external evaluation: {folder}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -19,8 +19,17 @@ def predict(
     key: ModelKey = None,
     on_bad_image: OnBadImage = "error",
     batch_size: BatchSize = 32,
+    groups: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--groups",
+            help="CSV of file,group (or patient_id, ...): also one row per group, to <output>_<unit>.csv",
+        ),
+    ] = None,
 ) -> None:
-    """Predict class probabilities for new images with a trained model."""
+    """Predict class probabilities for new images with a trained model (per image, and per group when
+    the files' groups are known)."""
+    from ctframe.evaluation.aggregate import plural
     from ctframe.workflows.predict import predict_files
 
     result = predict_files(
@@ -30,6 +39,7 @@ def predict(
         model_key=key,
         on_bad_image=shared.on_bad_image(on_bad_image),
         batch_size=batch_size,
+        groups=groups,
         console=shared.err,
     )
     shared.print_skipped(result.skipped)
@@ -38,3 +48,5 @@ def predict(
         f"wrote {result.output} ({result.count} images{skipped}; {result.images_per_s:.1f} images/s, "
         f"model loaded in {result.load_seconds:.1f} s)"
     )
+    if result.group_output is not None:
+        shared.out.print(f"wrote {result.group_output} ({result.groups} {plural(result.unit)})")

@@ -67,14 +67,15 @@ def evaluate_groups(
     settings: EvaluationSettings,
     seed: int,
 ) -> GroupEvaluation | None:
-    """One model's group-level evaluation, or ``None`` when the data has no groups.
+    """One model's group-level evaluation, or ``None`` when the data has no groups. A stored model
+    brings its own aggregation and threshold (``trained.aggregation``, ``trained.group_threshold``).
 
     The bootstrap draws groups with replacement within each true class: on group-level arrays the plain
     stratified bootstrap is the group bootstrap, each group one unit however many images it holds.
     """
     if not data.groups:
         return None
-    how = Aggregation.from_settings(settings)
+    how = trained.aggregation or Aggregation.from_settings(settings)
     where = f"{trained.title}, per {data.group_unit}"
     val = None
     if trained.val is not None and len(trained.val.labels) > 0:

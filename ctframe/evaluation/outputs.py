@@ -114,7 +114,8 @@ def metrics_table(result: EvaluationResult) -> Table:
             if name not in names:
                 names.append(name)
                 titles[name] = model.titles.get(name, name)
-    table = Table(title="Test metrics", caption=_caption(result))
+    title = "Test metrics" if result.unit == "image" else f"Test metrics per {result.unit}"
+    table = Table(title=title, caption=_caption(result))
     table.add_column("Model", style="bold")
     for name in names:
         table.add_column(titles[name], justify="right", overflow="fold")  # fold, never hide digits

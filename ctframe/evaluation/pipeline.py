@@ -11,9 +11,11 @@ from rich.console import Console
 from ctframe.base.contracts import Metric, MetricInput
 from ctframe.base.errors import CtframeError, DataError
 from ctframe.base.training import Predictions
+from ctframe.evaluation.aggregate import plural
 from ctframe.evaluation.bootstrap import sample_groups
 from ctframe.evaluation.decision import predicted_labels
 from ctframe.evaluation.group_level import evaluate_groups
+from ctframe.evaluation.group_outputs import answer_groups, write_group_predictions_csv
 from ctframe.evaluation.outputs import (
     calibration_table,
     group_metrics_table,
@@ -22,10 +24,17 @@ from ctframe.evaluation.outputs import (
     write_predictions,
 )
 from ctframe.evaluation.paired import paired_differences
-from ctframe.evaluation.results import EvaluationData, EvaluationResult, ModelEvaluation, ModelPredictions
+from ctframe.evaluation.results import (
+    EvaluationData,
+    EvaluationResult,
+    GroupEvaluation,
+    ModelEvaluation,
+    ModelPredictions,
+)
 from ctframe.evaluation.scores import WARNINGS_KEY, score
 from ctframe.evaluation.threshold import ThresholdChoice, choose_threshold
 from ctframe.registry.settings import EvaluationSettings
+from ctframe.storage.layout import GROUP_PREDICTIONS, unit_in_names
 from ctframe.storage.rundir import RunDirectory
 
 logger = logging.getLogger("ctframe.evaluation")
@@ -43,7 +52,20 @@ def _groups(test: Predictions, data: EvaluationData) -> np.ndarray | None:
 def bootstrap_method(data: EvaluationData) -> str:
     if data.groups:
         return "stratified cluster bootstrap (whole groups resampled: one group's images are not independent)"
-    return "stratified bootstrap of images"
+    return f"stratified bootstrap of {plural(data.sample_unit)}"
+
+
+def _write_group_predictions(
+    run_dir: RunDirectory, model: ModelPredictions, group: GroupEvaluation, data: EvaluationData
+) -> None:
+    """Model ``model.key``'s test groups as ``predictions_<key>_<unit>.csv``, decided at its group
+    threshold: the same aggregation the group-level metrics scored."""
+    groups = _groups(model.test, data)
+    answers = answer_groups(
+        model.test, groups, data.positive_index, group.aggregation, group.threshold.value, group.unit
+    )
+    path = GROUP_PREDICTIONS.path(run_dir, model.key, unit=unit_in_names(group.unit))
+    write_group_predictions_csv(path, answers, data.class_names, data.positive_class, labelled=True)
 
 
 def _threshold(
@@ -124,8 +146,9 @@ def evaluate(
     on identical resamples: each later model's paired difference to the first gets its own CI.
     When ``data_info`` has groups, each model is also evaluated per group (``ModelEvaluation.group``:
     aggregated probabilities, a threshold chosen on validation groups, intervals over groups).
-    Writes ``predictions_<key>.csv``, ``metrics_<key>.json`` and ``metrics.json`` when ``run_dir``
-    is given, and prints the metrics table when ``console`` is given.
+    Writes ``predictions_<key>.csv`` (and with groups ``predictions_<key>_<unit>.csv``),
+    ``metrics_<key>.json`` and ``metrics.json`` when ``run_dir`` is given, and prints the metrics table
+    when ``console`` is given.
     """
     evaluations: list[ModelEvaluation] = []
     resampled: list[dict[str, np.ndarray]] = []
@@ -136,6 +159,8 @@ def evaluate(
         if run_dir is not None:
             threshold = evaluation.threshold.value
             write_predictions(run_dir, model.key, model.test, predicted, data_info, threshold)
+            if evaluation.group is not None:
+                _write_group_predictions(run_dir, model, evaluation.group, data_info)
     result = EvaluationResult(
         tuple(evaluations),
         data_info.class_names,
@@ -144,6 +169,7 @@ def evaluate(
         seed,
         paired_differences(trained, evaluations, resampled, settings),
         bootstrap_method(data_info),
+        data_info.sample_unit,
     )
     if run_dir is not None:
         write_metrics(run_dir, result)

@@ -32,6 +32,9 @@ class EvaluationData:
     model is also evaluated per group."""
     group_unit: str = "group"
     """What a group is ("patient", "study", "series"), from :attr:`DataSplits.group_unit`."""
+    sample_unit: str = "image"
+    """What one sample is: "image", or a group unit when the predictions are already one per group
+    (``ctframe metrics`` on a group-level file): titles and the bootstrap then say so."""
 
     def __post_init__(self) -> None:
         if self.positive_class not in self.class_names:
@@ -65,6 +68,8 @@ class ModelPredictions:
     """A threshold fixed beforehand; ``None``: choose it on ``val`` as the settings say."""
     group_threshold: ThresholdChoice | None = None
     """The same for the group-level decision (``group_threshold`` setting, on ``val``'s groups)."""
+    aggregation: Aggregation | None = None
+    """The model's own aggregation (a stored model); ``None``: the settings' ``aggregate``."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,8 @@ class EvaluationResult:
     differences: tuple[PairedDifference, ...] = ()
     """Paired bootstrap differences of later models to the first (same test samples only)."""
     bootstrap_method: str = "stratified bootstrap of images"
+    unit: str = "image"
+    """What one test sample is (:attr:`EvaluationData.sample_unit`)."""
 
     def __getitem__(self, key: str) -> ModelEvaluation:
         for model in self.models:
@@ -171,6 +178,7 @@ class EvaluationResult:
             "class_names": list(self.class_names),
             "positive_class": self.positive_class,
             "split": "test",
+            "unit": self.unit,
             "bootstrap": {
                 "resamples": self.settings.bootstrap,
                 "confidence": self.settings.confidence,

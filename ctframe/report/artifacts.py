@@ -24,6 +24,7 @@ STATUS = layout.STATUS.name
 LOG = layout.LOG.name
 HISTORY = layout.HISTORY.pattern
 PREDICTIONS = layout.PREDICTIONS.pattern
+GROUP_PREDICTIONS = layout.GROUP_PREDICTIONS.pattern
 
 
 @dataclass
@@ -39,6 +40,8 @@ class RunArtifacts:
     log_tail: list[str] | None = None
     histories: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     predictions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    group_predictions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    """Model key -> rows of its ``predictions_<key>_<unit>.csv`` (one per group), when it has one."""
     external: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Name -> ``metrics.json`` of each external evaluation (``ctframe evaluate``) under ``external/``."""
     problems: dict[str, str] = field(default_factory=dict)
@@ -142,6 +145,16 @@ def _read_text(path: Path, problems: dict[str, str]) -> str | None:
         return None
 
 
+def _is_group_file(path: Path) -> bool:
+    """Whether a CSV has the per-group predictions' columns (a model key may itself hold ``_``)."""
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return {"group", "unit", "images"} <= set(header)
+
+
 def read_run(path: Path, log_lines: int = 60) -> RunArtifacts:
     path = Path(path)
     run = RunArtifacts(path)
@@ -153,7 +166,15 @@ def read_run(path: Path, log_lines: int = 60) -> RunArtifacts:
     run.status = _read_json(path / STATUS, problems)
     log = _read_text(path / LOG, problems)
     run.log_tail = log.splitlines()[-log_lines:] if log is not None else None
-    for file in sorted(path.glob("*.csv")):
+    files = sorted(path.glob("*.csv"))
+    names = {file.name for file in files}
+    for file in files:
+        grouped = GROUP_PREDICTIONS.fullmatch(file.name)
+        if grouped and layout.PREDICTIONS.filename(grouped["key"]) in names and _is_group_file(file):
+            rows = _read_csv(file, problems)  # a model's per-group answers, not a model of its own
+            if rows is not None:
+                run.group_predictions[grouped["key"]] = rows
+            continue
         for pattern, target in ((HISTORY, run.histories), (PREDICTIONS, run.predictions)):
             match = pattern.fullmatch(file.name)
             if match:

@@ -34,6 +34,7 @@ from ctframe.report.gallery import (
     thumbnail,
     tile,
 )
+from ctframe.report.plots import new_figure, png_bytes
 
 PER_CELL = 2
 TOP_IMAGES = 3
@@ -119,11 +120,9 @@ def strips(shown: Sequence[tuple[Cell, Group]], positive: str, threshold: Any, u
     """One small panel per group: image probabilities along the scan, the aggregate, the threshold."""
     from matplotlib.ticker import MaxNLocator
 
-    from ctframe.report.plots import _figure, _png
-
     columns = min(4, len(shown))
     rows = math.ceil(len(shown) / columns)
-    figure = _figure(
+    figure = new_figure(
         3.0 * columns, 2.3 * rows, left=0.06, right=0.99, bottom=0.2, top=0.88, wspace=0.25, hspace=0.6
     )
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
@@ -144,7 +143,7 @@ def strips(shown: Sequence[tuple[Cell, Group]], positive: str, threshold: Any, u
         axis.set_visible(False)
     axes[0].set_ylabel(f"p({positive})", fontsize=8)
     axes[0].legend(fontsize=6, loc="upper left")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def _top_tiles(

@@ -31,7 +31,7 @@ class ScoredModel:
     outcome: np.ndarray
 
 
-def _figure(width: float = 6.4, height: float = 4.6, **margins: float) -> Figure:
+def new_figure(width: float = 6.4, height: float = 4.6, **margins: float) -> Figure:
     from matplotlib.figure import Figure
 
     # fixed margins: an automatic layout engine costs more than drawing the plot itself
@@ -40,7 +40,7 @@ def _figure(width: float = 6.4, height: float = 4.6, **margins: float) -> Figure
     return figure
 
 
-def _png(figure: Figure) -> bytes:
+def png_bytes(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -54,7 +54,7 @@ def training_curves(title: str, rows: Sequence[dict[str, str]]) -> bytes | None:
     if not (np.all(np.isfinite(epochs)) and np.all(np.diff(epochs) > 0)):
         epochs = np.arange(1, len(rows) + 1, dtype=float)  # restarting counters: plot epochs in order
     phases = [row.get("phase") or "training" for row in rows]
-    figure = _figure(10.0, 4.0, left=0.07, wspace=0.22, bottom=0.13)
+    figure = new_figure(10.0, 4.0, left=0.07, wspace=0.22, bottom=0.13)
     loss_axis, accuracy_axis = figure.subplots(1, 2)
     colours = iter(["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"] * 10)
     for phase in dict.fromkeys(phases):
@@ -79,13 +79,13 @@ def training_curves(title: str, rows: Sequence[dict[str, str]]) -> bytes | None:
         axis.grid(alpha=0.3)
         if axis.lines:
             axis.legend(fontsize="small")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def roc_curves(models: Sequence[ScoredModel], positive: str) -> bytes:
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    figure = _figure()
+    figure = new_figure()
     axis = figure.subplots()
     axis.plot([0, 1], [0, 1], ":", color="grey", label="chance")
     for model in models:
@@ -103,13 +103,13 @@ def roc_curves(models: Sequence[ScoredModel], positive: str) -> bytes:
     )
     axis.grid(alpha=0.3)
     axis.legend(loc="lower right", fontsize="small")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def precision_recall_curves(models: Sequence[ScoredModel], positive: str) -> bytes:
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    figure = _figure()
+    figure = new_figure()
     axis = figure.subplots()
     for model in models:
         if not model.truth.any():
@@ -129,7 +129,7 @@ def precision_recall_curves(models: Sequence[ScoredModel], positive: str) -> byt
     )
     axis.grid(alpha=0.3)
     axis.legend(loc="lower left", fontsize="small")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def confusion_matrix(
@@ -143,7 +143,7 @@ def confusion_matrix(
             matrix[index[t], index[p]] += 1
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = 2.2 + 1.1 * len(class_names)
-    figure = _figure(size + 1.0, size, left=0.2, bottom=0.2, right=0.92)
+    figure = new_figure(size + 1.0, size, left=0.2, bottom=0.2, right=0.92)
     axis = figure.subplots()
     image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for row in range(len(class_names)):
@@ -162,12 +162,12 @@ def confusion_matrix(
     axis.set_yticks(ticks, class_names)
     axis.set(title=title, xlabel="predicted class", ylabel="true class")
     figure.colorbar(image, ax=axis, label="share of true class")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def reliability_diagram(models: Sequence[ScoredModel], bins: int, what: str) -> bytes:
     """Observed frequency against mean predicted probability per bin, and how many samples each bin has."""
-    figure = _figure(6.4, 6.0, hspace=0.08, top=0.94, bottom=0.09)
+    figure = new_figure(6.4, 6.0, hspace=0.08, top=0.94, bottom=0.09)
     curve_axis, count_axis = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     curve_axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
     width = 1.0 / bins / max(len(models), 1)
@@ -194,4 +194,4 @@ def reliability_diagram(models: Sequence[ScoredModel], bins: int, what: str) -> 
     curve_axis.legend(loc="upper left", fontsize="small")
     count_axis.set(xlabel="predicted probability", ylabel="samples")
     count_axis.grid(alpha=0.3)
-    return _png(figure)
+    return png_bytes(figure)

@@ -4,8 +4,9 @@ An entry's *places* name the commands whose folders hold it: ``run`` (a run dire
 (an external evaluation, ``RUN/external/<name>/``), ``cv`` (a cross-validation folder, ``CV/``) and
 ``metrics`` (what ``ctframe metrics PREDICTIONS.csv`` writes, ``<stem>_metrics/``).
 Each entry says which places hold it, who writes it and in what format. A name may carry one
-``{placeholder}`` (``history_{key}.csv``: one file per model key); :meth:`RunFile.path` fills it in,
-:meth:`RunFile.match` reads it back. Names are relative to the place and ``/``-separated.
+``{placeholder}`` (``history_{key}.csv``: one file per model key), or a second one after it
+(``predictions_{key}_{unit}.csv``); :meth:`RunFile.path` fills them in, :meth:`RunFile.match` reads the
+first back. Names are relative to the place and ``/``-separated.
 
 Files a plugin writes are declared by that plugin with the same :class:`RunFile` (its ``run_files``
 module, ``RUN_FILES``); :data:`CORE` lists the core's own, the only ones the core report reads.
@@ -45,7 +46,7 @@ class RunFile:
     """One file or folder of a run directory."""
 
     name: str
-    """Relative to the place, ``/``-separated; at most one ``{placeholder}`` (e.g. ``{key}``)."""
+    """Relative to the place, ``/``-separated; at most two ``{placeholders}`` (e.g. ``{key}``, ``{unit}``)."""
     kind: Kind
     owner: str
     """``"core"`` or the name of the plugin that writes it."""
@@ -58,14 +59,19 @@ class RunFile:
     places: tuple[Place, ...] = ("run",)
 
     def __post_init__(self) -> None:
-        if len(_PLACEHOLDER.findall(self.name)) > 1 or self.name.endswith("/"):
-            raise ValueError(f"{self.name!r}: at most one placeholder, and no trailing '/'")
+        names = self.placeholders
+        if len(names) > 2 or len(set(names)) < len(names) or self.name.endswith("/"):
+            raise ValueError(f"{self.name!r}: at most two different placeholders, and no trailing '/'")
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """The placeholders' names in order (``("key", "unit")`` for ``predictions_{key}_{unit}.csv``)."""
+        return tuple(_PLACEHOLDER.findall(self.name))
 
     @property
     def placeholder(self) -> str | None:
-        """The placeholder's name (``"key"`` for ``history_{key}.csv``), ``None`` for a fixed name."""
-        found = _PLACEHOLDER.search(self.name)
-        return found[1] if found else None
+        """The first placeholder's name (``"key"`` for ``history_{key}.csv``), ``None`` for a fixed name."""
+        return self.placeholders[0] if self.placeholders else None
 
     @property
     def display(self) -> str:
@@ -73,28 +79,34 @@ class RunFile:
         shown = _PLACEHOLDER.sub(r"<\1>", self.name)
         return shown + "/" if self.kind == "folder" else shown
 
-    def filename(self, key: str | int | None = None) -> str:
-        """The relative name, with ``key`` in place of the placeholder (given exactly when there is one)."""
+    def filename(self, key: str | int | None = None, **more: str | int) -> str:
+        """The relative name, with ``key`` in place of the first placeholder (given exactly when there is
+        one) and ``more`` in place of the others by name (``unit="patient"``)."""
         if (key is None) != (self.placeholder is None):
             raise ValueError(f"{self.name}: a key is needed exactly when the name has a placeholder")
-        if key is None:
-            return self.name
-        key = str(key)
-        if not key or "/" in key or key in (".", ".."):
-            raise ValueError(f"{self.name}: {key!r} cannot stand in a file name")
-        return _PLACEHOLDER.sub(lambda _: key, self.name)
+        values = {} if key is None else {self.placeholders[0]: str(key)}
+        values.update((name, str(value)) for name, value in more.items())
+        if set(values) != set(self.placeholders):
+            raise ValueError(f"{self.name}: give a value for each of {list(self.placeholders)}, no other")
+        for value in values.values():
+            if not value or "/" in value or value in (".", ".."):
+                raise ValueError(f"{self.name}: {value!r} cannot stand in a file name")
+        return _PLACEHOLDER.sub(lambda found: values[found[1]], self.name)
 
-    def path(self, where: Where, key: str | int | None = None) -> Path:
+    def path(self, where: Where, key: str | int | None = None, **more: str | int) -> Path:
         """This entry inside ``where`` (a folder or a RunDirectory)."""
-        return _folder(where) / self.filename(key)
+        return _folder(where) / self.filename(key, **more)
 
     @property
     def pattern(self) -> re.Pattern[str]:
-        """A regex for the relative name; the placeholder becomes a group of its name (``(?P<key>...)``)."""
-        parts = _PLACEHOLDER.split(self.name)  # [before, placeholder, after] or [name]
-        if len(parts) == 1:
-            return re.compile(re.escape(self.name))
-        return re.compile(re.escape(parts[0]) + f"(?P<{parts[1]}>[^/]+)" + re.escape(parts[2]))
+        """A regex for the relative name; each placeholder becomes a group of its name (``(?P<key>...)``).
+        A second placeholder holds no ``_``, so ``predictions_a_b_patient.csv`` reads as key ``a_b``."""
+        parts = _PLACEHOLDER.split(self.name)  # [text, placeholder, text, ...]
+        regex = "".join(
+            re.escape(part) if index % 2 == 0 else f"(?P<{part}>{'[^/]+' if index == 1 else '[^/_]+'})"
+            for index, part in enumerate(parts)
+        )
+        return re.compile(regex)
 
     def match(self, name: str) -> str | None:
         """The key that ``name`` (relative, ``/``-separated) carries, or ``None`` if it is not this
@@ -179,14 +191,23 @@ CV_FOLD = _core("fold-{fold}", "folder", "", _CROSSVAL, "one fold: an ordinary r
                 places=_CV)
 OOF_PREDICTIONS = _core("oof_predictions_{key}.csv", "file", "csv", _CROSSVAL,
                         "the folds' predictions pooled (removed once evaluated)", places=_CV)
+GROUP_PREDICTIONS = _core("predictions_{key}_{unit}.csv", "file", "csv", _EVALUATION,
+                          "one model's test predictions per group (patient, series): aggregated "
+                          "probabilities, decision, group threshold, top images", places=_EVALUATED)
 # fmt: on
 
 CORE: tuple[RunFile, ...] = (
     RECIPE, ENVIRONMENT, ENVIRONMENT_RESUME, STATUS, LOG, INTEGRITY, SPLIT_SUMMARY, HISTORY, PREDICTIONS,
     MODEL_METRICS, METRICS, MODELS, MODEL_WEIGHTS, MODEL_INFO, MODEL_INDEX, REPORT, PLOTS, PLOT, EXTERNAL,
-    EXTERNAL_EVALUATION, SOURCE, CV_PLAN, CV_FOLDS, CV_FOLD, OOF_PREDICTIONS,
+    EXTERNAL_EVALUATION, SOURCE, CV_PLAN, CV_FOLDS, CV_FOLD, OOF_PREDICTIONS, GROUP_PREDICTIONS,
 )  # fmt: skip
 """The core's entries: what ctframe itself writes (plugins declare theirs in their ``run_files``)."""
 
 RUN_MARKERS = (RECIPE, METRICS)
 """A folder holding either can be reported on: a run, an external evaluation, a cross-validation folder."""
+
+
+def unit_in_names(unit: str) -> str:
+    """A group unit as it stands in a file name (:data:`GROUP_PREDICTIONS`): letters, digits and ``-``,
+    so no ``_`` blurs where the model key ends (``"patient id"`` -> ``"patient-id"``)."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", unit).strip("-") or "group"

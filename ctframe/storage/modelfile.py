@@ -2,9 +2,11 @@
 
 The JSON names everything needed to rebuild the classifier and to use it as training did: the
 backbone and head components with their options, the classes, the positive class and the
-threshold chosen on validation, how images were read (the dataset component and its options, the
-input shape), versions and the run it came from. ``load_model`` rebuilds the classifier from the
-plugins and loads the weights with safetensors (no pickle), after checking their sha256.
+threshold chosen on validation, the group rule (``group_rule``: how image probabilities become one per
+patient or series, and that level's threshold; absent in files written before it), how images were
+read (the dataset component and its options, the input shape), versions and the run it came from.
+``load_model`` rebuilds the classifier from the plugins and loads the weights with safetensors (no
+pickle), after checking their sha256.
 
 This module reads and writes the files; :mod:`ctframe.runtime.loading` rebuilds the classifier.
 """
@@ -109,8 +111,16 @@ def save_model(
     return write_json(MODEL_INFO.path(run_path, key), record)
 
 
-def model_metadata(recipe: Any, data: Any, title: str, threshold: Any, run: Mapping[str, Any]) -> dict:
-    """The JSON fields that come from the run: components, classes, threshold, image reading."""
+def model_metadata(
+    recipe: Any,
+    data: Any,
+    title: str,
+    threshold: Any,
+    run: Mapping[str, Any],
+    group_rule: Mapping[str, Any] | None = None,
+) -> dict:
+    """The JSON fields that come from the run: components, classes, threshold, group rule (aggregation,
+    group threshold, unit: how the model answers per patient), image reading."""
 
     sample_shape = list(data.train[0][0].shape) if len(data.train) else None
     return {
@@ -121,6 +131,7 @@ def model_metadata(recipe: Any, data: Any, title: str, threshold: Any, run: Mapp
         "positive_class": data.positive_class,
         "threshold": threshold.value,
         "threshold_choice": threshold.as_dict(),
+        **({} if group_rule is None else {"group_rule": dict(group_rule)}),
         "input": {
             "dataset": _component_record(recipe.dataset),
             "shape": sample_shape,

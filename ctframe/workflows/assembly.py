@@ -6,9 +6,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
+
 from ctframe.base.contracts import BuildContext, DataSplits
-from ctframe.base.errors import RecipeError
+from ctframe.base.errors import DataError, RecipeError
+from ctframe.base.filenames import ensure_escaped
 from ctframe.base.training import Trainer, check_trainer_contract
+from ctframe.evaluation.aggregate import group_labels
 from ctframe.registry.recipe import Recipe
 from ctframe.runtime import distributed
 from ctframe.runtime.model import Classifier, resolve_device
@@ -49,7 +53,43 @@ def build_data(recipe: Recipe, context: BuildContext) -> DataSplits:
         raise TypeError(
             f"dataset {recipe.dataset.component.name!r} returned {type(data).__name__}, not DataSplits"
         )
+    check_group_classes(data, f"dataset {recipe.dataset.component.name!r}")
     return data
+
+
+def _labels_and_ids(dataset: Any) -> tuple[Any, list[str]] | None:
+    """A split's labels and sample ids without reading its images, when it keeps them as ``labels`` and
+    ``sample_ids`` (or ``ids``), as the built-in datasets do; ``None`` otherwise."""
+    labels = getattr(dataset, "labels", None)
+    ids = getattr(dataset, "sample_ids", None)
+    ids = getattr(dataset, "ids", None) if ids is None else ids
+    if labels is None or ids is None or len(labels) != len(ids):
+        return None
+    return np.asarray(labels, dtype=np.int64), [str(sample) for sample in ids]
+
+
+def check_group_classes(data: DataSplits, where: str) -> None:
+    """With groups, every validation and test group must hold one true class (each is one answer with one
+    truth) and every sample a group: one line before training rather than a failure after it. Splits
+    that do not expose their labels are checked at evaluation instead."""
+    if not data.groups:
+        return
+    for name, split in (("validation", data.val), ("test", data.test)):
+        found = _labels_and_ids(split)
+        if found is None or not found[1]:
+            continue
+        labels, ids = found
+        lacking = [sample for sample in ids if sample not in data.groups]
+        if lacking:
+            raise DataError(
+                f"{where}, {name} split: {len(lacking)} sample(s) have no group (first: "
+                f"{ensure_escaped(lacking[0])}); the dataset must give every sample a group"
+            )
+        groups = np.asarray([data.groups[sample] for sample in ids])
+        try:
+            group_labels(labels, groups, np.unique(groups))
+        except DataError as error:
+            raise DataError(f"{where}, {name} split: {error}") from None
 
 
 def build_model(recipe: Recipe, context: BuildContext, class_names: tuple[str, ...]):

@@ -15,11 +15,12 @@ import json
 import shutil
 import statistics
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctframe.base.errors import RunError
-from ctframe.evaluation import EvaluationData, ThresholdChoice, evaluate
+from ctframe.evaluation import Aggregation, EvaluationData, ThresholdChoice, evaluate
 from ctframe.evaluation.results import ModelPredictions
 from ctframe.registry.plugins import get_registry
 from ctframe.registry.recipe import load_recipe
@@ -124,6 +125,7 @@ def _fold_metrics(run: Path) -> dict[str, Any]:
 def _pooled_rows(runs: Sequence[Path], key: str) -> tuple[list[str], list[list[str]]]:
     header: list[str] | None = None
     rows: list[list[str]] = []
+    seen: dict[str, str] = {}  # group -> the fold that tested it
     for run in runs:
         with open(PREDICTIONS.path(run, key), newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
@@ -131,14 +133,30 @@ def _pooled_rows(runs: Sequence[Path], key: str) -> tuple[list[str], list[list[s
             if header is not None and fold_header != header:
                 raise RunError(f"{run}: {PREDICTIONS.filename(key)} has other columns than the first fold's")
             header = fold_header
-            rows.extend(reader)
+            fold_rows = list(reader)
+        if "group" in header:
+            _check_disjoint(seen, {row[header.index("group")] for row in fold_rows}, run)
+        rows.extend(fold_rows)
     return header or [], rows
 
 
-def _fold_table(per_fold: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
-    """Each metric of model ``key`` that some fold has a value of: the per-fold values, mean and sd."""
-    names = list(per_fold[0]["models"][key]["metrics"])
-    values = {name: [fold["models"][key]["metrics"][name]["value"] for fold in per_fold] for name in names}
+def _check_disjoint(seen: dict[str, str], groups: set[str], run: Path) -> None:
+    """A group is tested in one fold only (the folds are grouped): pooling its answers twice would count
+    one patient as two."""
+    again = sorted(group for group in groups if group in seen)
+    if again:
+        raise RunError(
+            f"{run}: {len(again)} group(s) were also tested in an earlier fold (first: {again[0]} in "
+            f"{seen[again[0]]}); the dataset's folds must keep each group in one fold"
+        )
+    seen.update((group, run.name) for group in groups)
+
+
+def _fold_table(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each metric of one model (its record in every fold's metrics.json, or that record's group level)
+    that some fold has a value of: the per-fold values, mean and sd."""
+    names = list(records[0]["metrics"])
+    values = {name: [record["metrics"][name]["value"] for record in records] for name in names}
     return {
         name: {
             "folds": series,
@@ -154,7 +172,9 @@ def _pooled_model(
     root: Path, runs: Sequence[Path], per_fold: Sequence[dict[str, Any]], key: str
 ) -> tuple[ModelPredictions, EvaluationData]:
     """Model ``key``'s out-of-fold predictions of every fold, pooled into one file and read back at the
-    median of the folds' thresholds, with the facts about the data that file gives."""
+    median of the folds' thresholds, with the facts about the data that file gives. With groups, each
+    fold's test groups are aggregated by the folds' rule and decided at the median of the folds' group
+    thresholds (each group is in one fold, so its probability is the one its fold model gave)."""
     header, rows = _pooled_rows(runs, key)
     pooled = OOF_PREDICTIONS.path(root, key)
     with atomic_open(pooled) as handle:
@@ -162,17 +182,29 @@ def _pooled_model(
         writer.writerow(header)
         writer.writerows(rows)
     thresholds = [fold["models"][key]["threshold"]["value"] for fold in per_fold]
-    classes, positive, threshold, predictions, files, groups = read_predictions(
-        pooled, None, None if thresholds[0] is None else statistics.median(thresholds)
-    )
-    if threshold is None:
-        choice = ThresholdChoice("argmax", None)
-    else:
-        method = "fixed" if len(set(thresholds)) == 1 else "median of the folds' thresholds"
-        choice = ThresholdChoice(method, threshold)
+    read = read_predictions(pooled, None, None if thresholds[0] is None else statistics.median(thresholds))
+    choice = _median_choice(thresholds, read.threshold)
     title = per_fold[0]["models"][key].get("title", key)
-    model = ModelPredictions(key, f"{title} (out-of-fold)", None, predictions, threshold=choice)
-    return model, EvaluationData(classes, positive, files, groups)
+    levels = [fold["models"][key].get("group_level") for fold in per_fold]
+    data = read.data()
+    if not read.groups or not all(levels):
+        model = ModelPredictions(key, f"{title} (out-of-fold)", None, read.predictions, threshold=choice)
+        return model, data
+    group_thresholds = [level["threshold"]["value"] for level in levels]
+    group_choice = _median_choice(
+        group_thresholds, None if group_thresholds[0] is None else statistics.median(group_thresholds)
+    )
+    aggregate = dict(levels[0]["aggregate"])
+    how = Aggregation(aggregate["method"], aggregate.get("k", 5), aggregate.get("quantile", 0.9))
+    model = ModelPredictions(key, f"{title} (out-of-fold)", None, read.predictions, choice, group_choice, how)
+    return model, replace(data, group_unit=str(levels[0].get("unit", "group")))
+
+
+def _median_choice(thresholds: Sequence[float | None], median: float | None) -> ThresholdChoice:
+    if median is None:
+        return ThresholdChoice("argmax", None)
+    method = "fixed" if len(set(thresholds)) == 1 else "median of the folds' thresholds"
+    return ThresholdChoice(method, median)
 
 
 def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
@@ -186,12 +218,16 @@ def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
         raise RunError(f"{root}: fold(s) {', '.join(unfinished)} not completed; ctframe cv --resume {root}")
     per_fold = [_fold_metrics(run) for run in runs]
     keys = list(per_fold[0]["models"])
-    table = {key: _fold_table(per_fold, key) for key in keys}
+    table = {key: _fold_table([fold["models"][key] for fold in per_fold]) for key in keys}
+    levels = {key: [fold["models"][key].get("group_level") for fold in per_fold] for key in keys}
+    group_table = {key: _fold_table(found) for key, found in levels.items() if all(found)}
     pooled = [_pooled_model(root, runs, per_fold, key) for key in keys]
     scored = [model for model, _ in pooled]
     recipe = load_recipe(RECIPE.path(runs[0]))
 
     summary = {"folds": int(plan["folds"]), "runs": [run.name for run in runs], "per_fold": table}
+    if group_table:
+        summary["per_fold_group_level"] = group_table
     RunDirectory(root).write_json(CV_FOLDS, summary)
     evaluate(
         scored,

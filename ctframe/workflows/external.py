@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,8 @@ from ctframe.base.errors import DataError, RunError
 from ctframe.base.filenames import escape_path
 from ctframe.base.training import Predictions
 from ctframe.evaluation import EvaluationData, EvaluationSettings, ThresholdChoice, evaluate
+from ctframe.evaluation.given_groups import groups_from_csv
+from ctframe.evaluation.group_rule import rule_of
 from ctframe.evaluation.results import ModelPredictions
 from ctframe.registry.plugins import get_registry
 from ctframe.registry.recipe import component_config, load_recipe, read_recipe_file
@@ -62,6 +64,9 @@ class ExternalSet:
     """Images per model class, when known before predicting (else counted from the predictions)."""
     skipped: Sequence[tuple[str, str]]
     num_workers: int = 0
+    groups: Mapping[str, str] = field(default_factory=dict)
+    """Sample id -> group (patient, series), when the data or ``--groups`` says: both levels are reported."""
+    group_unit: str = "group"
 
 
 class _Labelled:
@@ -139,7 +144,7 @@ def _folder_set(
         raise DataError(f"{escape_path(folder)} has no class sub-folders (one folder of images per class)")
     resolved = _map_classes(found, info.class_names, mapping)
     reader = file_reader(info, registry)
-    parts, files, skipped, counts, workers = [], {}, [], {}, 0
+    parts, files, skipped, counts, workers, groups, unit = [], {}, [], {}, 0, {}, "group"
     for name in found:
         read = reader.read([folder / name], on_bad_image=on_bad_image)
         if len(read.images) == 0:
@@ -150,8 +155,10 @@ def _folder_set(
         skipped.extend(read.skipped)
         counts[resolved[name]] = len(read.images)
         workers = max(workers, read.num_workers)
+        groups.update(read.groups)
+        unit = read.group_unit if read.groups else unit
     images = _Labelled(parts)
-    return ExternalSet(images, files, counts, skipped, workers)
+    return ExternalSet(images, files, counts, skipped, workers, groups, unit)
 
 
 def _dataset_file_set(
@@ -178,7 +185,8 @@ def _dataset_file_set(
         )
     resolved = _map_classes(list(data.class_names), info.class_names, mapping)
     images = _Relabelled(data.test, [info.class_names.index(resolved[name]) for name in data.class_names])
-    return ExternalSet(images, dict(data.files), None, (), data.num_workers)
+    groups = dict(data.groups)
+    return ExternalSet(images, dict(data.files), None, (), data.num_workers, groups, data.group_unit)
 
 
 def _counts(predictions: Predictions, class_names: Sequence[str]) -> dict[str, int]:
@@ -196,6 +204,16 @@ def _folder_name(name: str | None, data: Path) -> str:
     if "/" in name or "\\" in name or name in (".", ".."):  # one folder under RUN/external/
         raise RunError(f"--name {name!r}: name one folder under {EXTERNAL.display}, without separators")
     return name
+
+
+def _groups_record(external: ExternalSet, csv: Path | None) -> dict[str, Any] | None:
+    """What ``source.json`` says of the groups: their unit and where they came from."""
+    if not external.groups:
+        return None
+    return {
+        "unit": external.group_unit,
+        "from": "the data" if csv is None else escape_path(Path(csv).absolute()),
+    }
 
 
 def _stored_threshold(info: ModelInfo) -> ThresholdChoice:
@@ -216,12 +234,21 @@ def _scored(
     registry: Registry,
     console: Console | None,
 ) -> ModelPredictions:
-    """One model's predictions of the external images, at its stored threshold."""
+    """One model's predictions of the external images, at its stored thresholds and group rule."""
     loaded = load_model(info.path, registry)
     how = PredictSettings("cpu", settings.precision, settings.batch_size, external.num_workers)
     predictions = predict_with_progress(loaded, external.images, how, console, info.key)
     test = Predictions(predictions.sample_ids, predictions.labels, predictions.probabilities)
-    return ModelPredictions(info.key, info.title, None, test, threshold=_stored_threshold(info))
+    rule = rule_of(info) if external.groups else None
+    return ModelPredictions(
+        info.key,
+        info.title,
+        None,
+        test,
+        threshold=_stored_threshold(info),
+        group_threshold=None if rule is None else rule.threshold,
+        aggregation=None if rule is None else rule.aggregation,
+    )
 
 
 # keyword-only options with defaults, one per option of `ctframe evaluate`: the command's library face
@@ -232,10 +259,13 @@ def evaluate_external(
     class_map: str | None = None,
     name: str | None = None,
     on_bad_image: str = "error",
+    groups: Path | None = None,
     registry: Registry | None = None,
     console: Console | None = None,
 ) -> Path:
-    """Evaluate every model of ``run_path`` on ``data``; returns ``RUN/external/<name>/``."""
+    """Evaluate every model of ``run_path`` on ``data``; returns ``RUN/external/<name>/``. With groups
+    (the data's own, or the ``groups`` CSV, which wins) each model also answers per group, by its own
+    stored group rule."""
 
     logger = logging.getLogger("ctframe")
     registry = registry or get_registry()
@@ -255,6 +285,9 @@ def evaluate_external(
         external = _folder_set(first, data, mapping, on_bad_image, registry)
     for path, reason in external.skipped:
         logger.warning("skipped %s: %s", path, reason)
+    if groups is not None:
+        given, unit = groups_from_csv(groups, external.files)
+        external = replace(external, groups=given, group_unit=unit)
     scored = [_scored(info, external, recipe.evaluation, registry, console) for info in infos]
     target = RunDirectory(EXTERNAL_EVALUATION.path(run_path, name))
     target.path.mkdir(parents=True, exist_ok=True)
@@ -267,11 +300,18 @@ def evaluate_external(
             "skipped": [list(item) for item in external.skipped],
             "models": [info.key for info in infos],
             "threshold": "each model's stored threshold (chosen on the run's validation split)",
+            "groups": _groups_record(external, groups),
         },
     )
     evaluate(
         scored,
-        EvaluationData(first.class_names, first.positive_class, dict(external.files)),
+        EvaluationData(
+            first.class_names,
+            first.positive_class,
+            dict(external.files),
+            dict(external.groups),
+            external.group_unit,
+        ),
         build_metrics(recipe, make_context(recipe, run_dir=None)),
         recipe.evaluation,
         target,

@@ -10,14 +10,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ctframe.base.errors import DataError
+from ctframe.base.training import Predictions
 from ctframe.evaluation.decision import predicted_labels
+from ctframe.evaluation.given_groups import groups_from_csv
+from ctframe.evaluation.group_outputs import answer_groups, write_group_predictions_csv
+from ctframe.evaluation.group_rule import rule_of
 from ctframe.evaluation.outputs import write_predictions_csv
 from ctframe.evaluation.results import EvaluationData
 from ctframe.registry.plugins import Registry, get_registry
 from ctframe.runtime.inference import predict_with_progress, read_files
 from ctframe.runtime.loading import load_model
 from ctframe.runtime.predict import PredictSettings
-from ctframe.storage.modelfile import ModelFileError, find_model
+from ctframe.storage.layout import unit_in_names
+from ctframe.storage.modelfile import ModelFileError, ModelInfo, find_model
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,6 +38,10 @@ class PredictRun:
     """Rebuilding the model and loading its weights (once per command)."""
     predict_seconds: float
     """Reading, decoding and predicting every file, and writing the CSV."""
+    group_output: Path | None = None
+    """The per-group CSV, when the files' groups are known (the reader's, or ``--groups``)."""
+    groups: int = 0
+    unit: str = "group"
 
     @property
     def images_per_s(self) -> float:
@@ -49,10 +59,13 @@ def predict_files(
     batch_size: int = 32,
     precision: str = "fp32",
     device: str = "cpu",
+    groups: Path | None = None,
     registry: Registry | None = None,
     console: Console | None = None,
 ) -> PredictRun:
-    """Predict every image file under ``paths`` into the CSV ``output``."""
+    """Predict every image file under ``paths`` into the CSV ``output``; when their groups are known
+    (the reader's, or the ``groups`` CSV, which wins) also one row per group into ``<output>_<unit>.csv``,
+    by the model's own group rule."""
     registry = registry or get_registry()
     started = time.perf_counter()
     loaded = load_model(find_model(model_or_run, model_key), registry, device=device)
@@ -61,6 +74,9 @@ def predict_files(
     read = read_files(info, paths, on_bad_image, registry)
     if len(read.images) == 0:
         raise ModelFileError("no image files to predict on" + (" (all were skipped)" if read.skipped else ""))
+    sample_groups, unit = read.groups, read.group_unit
+    if groups is not None:  # before predicting: a CSV that does not fit is one line, not a wasted pass
+        sample_groups, unit = groups_from_csv(groups, read.files)
     settings = PredictSettings(device, precision, batch_size, read.num_workers)
     predictions = predict_with_progress(loaded, read.images, settings, console, f"predict ({info.key})")
     threshold = info.threshold
@@ -70,8 +86,33 @@ def predict_files(
         if len(info.class_names) == 2
         else np.argmax(predictions.probabilities, axis=1)
     )
-    data = EvaluationData(info.class_names, info.positive_class, read.files)
+    data = EvaluationData(info.class_names, info.positive_class, read.files, dict(sample_groups), unit)
     write_predictions_csv(Path(output), predictions, predicted, data, threshold, labelled=False)
+    group_output, answered = None, 0
+    if sample_groups:
+        group_output, answered = _write_groups(info, predictions, data, Path(output))
     finished = time.perf_counter()
     count = len(predictions.sample_ids)
-    return PredictRun(Path(output), count, list(read.skipped), loaded_at - started, finished - loaded_at)
+    timing = (loaded_at - started, finished - loaded_at)
+    return PredictRun(Path(output), count, list(read.skipped), *timing, group_output, answered, unit)
+
+
+def group_output_path(output: Path, unit: str) -> Path:
+    """``preds.csv`` -> ``preds_patient.csv``: the per-group file beside the image file."""
+    return output.with_name(f"{output.stem}_{unit_in_names(unit)}{output.suffix or '.csv'}")
+
+
+def _write_groups(
+    info: ModelInfo, predictions: Predictions, data: EvaluationData, output: Path
+) -> tuple[Path, int]:
+    rule = rule_of(info)
+    try:
+        groups = np.asarray([data.groups[sample] for sample in predictions.sample_ids])
+    except KeyError as missing:
+        raise DataError(f"the reader gave no group for {missing}; pass --groups CSV") from None
+    answers = answer_groups(
+        predictions, groups, info.positive_index, rule.aggregation, rule.threshold.value, data.group_unit
+    )
+    path = group_output_path(output, data.group_unit)
+    write_group_predictions_csv(path, answers, info.class_names, info.positive_class, labelled=False)
+    return path, len(answers.grouped.counts)

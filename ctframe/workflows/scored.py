@@ -12,6 +12,7 @@ from rich.console import Console
 from ctframe.base.contracts import BuildContext, DataSplits
 from ctframe.base.training import TrainedModel
 from ctframe.evaluation import EvaluationData, evaluate
+from ctframe.evaluation.group_rule import trained_rule
 from ctframe.evaluation.results import ModelPredictions
 from ctframe.registry.recipe import Recipe
 from ctframe.runtime import distributed, sharding
@@ -96,9 +97,12 @@ def _save_models(
         "versions": plugin_versions(),
     }
     by_key = {e.key: e for e in evaluation.models}
+    unit = data.group_unit if data.groups else None
     for entry in trained:
         model.load_state_dict(dict(entry.state_dict), strict=True)
-        metadata = model_metadata(recipe, data, entry.title, by_key[entry.key].threshold, run_facts)
+        scored = by_key[entry.key]
+        rule = trained_rule(scored.group, recipe.evaluation, len(data.class_names), unit)
+        metadata = model_metadata(recipe, data, entry.title, scored.threshold, run_facts, rule.as_record())
         files = [MODEL_WEIGHTS.path(run_dir, entry.key), MODEL_INFO.path(run_dir, entry.key)]
         with integrity.recording(run_dir, files, kind="model"):
             save_model(run_dir.path, entry.key, model, metadata)

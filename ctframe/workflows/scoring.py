@@ -3,13 +3,15 @@
 The file needs a ``true_class`` column and one ``p_<class>`` probability column per class
 (ctframe's own predictions files have both; docs/metrics.md describes the format). The positive
 class and the threshold come from the command line, else from the file's ``positive_class`` and
-``threshold`` columns, else the threshold is 0.5.
+``threshold`` columns, else the threshold is 0.5. A group-level file (``predictions_<key>_<unit>.csv``:
+``group``, ``unit`` and ``images`` columns) is scored one row per group, and its results say so.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ from ctframe.base.contracts import Kind
 from ctframe.base.errors import DataError
 from ctframe.base.training import Predictions
 from ctframe.evaluation import EvaluationData, EvaluationSettings, ThresholdChoice, evaluate
+from ctframe.evaluation.group_outputs import GROUP_FILE_COLUMNS
 from ctframe.evaluation.outputs import PROBABILITY_PREFIX
 from ctframe.evaluation.results import ModelPredictions
 from ctframe.registry.plugins import get_registry
@@ -51,13 +54,28 @@ def _single(rows: Sequence[dict[str, str]], column: str, path: Path) -> str | No
     return values.pop() if values else None
 
 
-def read_predictions(
-    path: Path, positive: str | None, threshold: float | None
-) -> tuple[tuple[str, ...], str, float | None, Predictions, dict[str, str], dict[str, str]]:
-    """Classes, positive class, threshold (``None`` for more than two classes), predictions, files and
-    groups (from a ``group`` column: the confidence intervals then resample whole groups)."""
+@dataclass(frozen=True)
+class ReadPredictions:
+    classes: tuple[str, ...]
+    positive: str
+    threshold: float | None
+    """``None`` for more than two classes."""
+    predictions: Predictions
+    files: dict[str, str]
+    groups: dict[str, str]
+    """From an image file's ``group`` column: the confidence intervals then resample whole groups."""
+    unit: str = "image"
+    """What one row is: "image", or the unit of a group-level file ("patient")."""
+
+    def data(self) -> EvaluationData:
+        return EvaluationData(self.classes, self.positive, self.files, self.groups, sample_unit=self.unit)
+
+
+def read_predictions(path: Path, positive: str | None, threshold: float | None) -> ReadPredictions:
+    """An image- or group-level predictions file as predictions with the facts evaluation needs."""
     path = Path(path)
     header, rows = _read_rows(path)
+    per_group = all(column in header for column in GROUP_FILE_COLUMNS)
     classes = tuple(c.removeprefix(PROBABILITY_PREFIX) for c in header if c.startswith(PROBABILITY_PREFIX))
     if "true_class" not in header or len(classes) < 2:
         raise DataError(
@@ -85,6 +103,9 @@ def read_predictions(
             raise DataError(f"{path}, line {number}: a probability is not a number") from None
         labels.append(classes.index(truth))
         probabilities.append(values)
+        if per_group:  # one row per group already: each row is one unit of the bootstrap
+            ids.append(row.get("group") or f"row{number}")
+            continue
         sample_id = row.get("sample_id") or row.get("file") or f"row{number}"
         ids.append(sample_id)
         files[sample_id] = row.get("file", "")
@@ -93,7 +114,9 @@ def read_predictions(
     matrix = np.asarray(probabilities, dtype=np.float64)
     if (matrix < 0).any() or (matrix > 1).any() or not np.allclose(matrix.sum(axis=1), 1.0, atol=1e-4):
         raise DataError(f"{path}: the {PROBABILITY_PREFIX}* columns must be probabilities that sum to 1")
-    return classes, positive, threshold, Predictions(tuple(ids), np.asarray(labels), matrix), files, groups
+    unit = (_single(rows, "unit", path) or "group") if per_group else "image"
+    predictions = Predictions(tuple(ids), np.asarray(labels), matrix)
+    return ReadPredictions(classes, positive, threshold, predictions, files, groups, unit)
 
 
 def _metrics(registry: Registry, names: Sequence[str]) -> list[tuple[str, object]]:
@@ -125,15 +148,17 @@ def score_predictions(
     """Metrics, bootstrap CIs, calibration and a report for one predictions file; returns the folder."""
 
     path = Path(path)
-    classes, positive, threshold, predictions, files, groups = read_predictions(path, positive, threshold)
+    read = read_predictions(path, positive, threshold)
     key = path.stem.removeprefix("predictions_") or "model"
+    title = key if read.unit == "image" else f"{key} (per {read.unit})"
     folder = RunDirectory(Path(output) if output else path.with_name(f"{path.stem}_metrics"))
     folder.path.mkdir(parents=True, exist_ok=True)
+    threshold = read.threshold
     choice = ThresholdChoice("argmax", None) if threshold is None else ThresholdChoice("fixed", threshold)
     settings = EvaluationSettings(bootstrap=bootstrap)
     evaluate(
-        [ModelPredictions(key, key, None, predictions, threshold=choice)],
-        EvaluationData(classes, positive, files, groups),
+        [ModelPredictions(key, title, None, read.predictions, threshold=choice)],
+        read.data(),
         _metrics(registry or get_registry(), metric_names),
         settings,
         folder,

@@ -158,6 +158,7 @@ def build(options: CtVolumesOptions, context: BuildContext) -> DataSplits:
         files={sample: sample for sample in groups},
         summary=summary,
         groups=groups,
+        group_unit="patient",
     )
 
 

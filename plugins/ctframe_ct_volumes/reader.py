@@ -3,7 +3,8 @@ slice rule and size, and the same pseudonymous sample ids ``<series pseudonym>/<
 
 A path may be a folder (every series and NIfTI file under it), DICOM files (grouped into series),
 a NIfTI file, or a sample name a training run wrote (``<series pseudonym>/<slice>``), which is looked
-up under the dataset's root.
+up under the dataset's root. Each slice's group is its series (pseudonym), so predictions come per series
+as well as per slice.
 """
 
 from __future__ import annotations
@@ -115,7 +116,13 @@ class CtVolumesReader:
             for volume in volumes_of(found, self.pseudonym):
                 read.update((name, image) for name, image in self._images(volume) if name not in read)
         ids = list(read)
-        return ReadFiles(_Images([read[name] for name in ids], ids), {name: name for name in ids}, skipped)
+        return ReadFiles(
+            _Images([read[name] for name in ids], ids),
+            {name: name for name in ids},
+            skipped,
+            groups={name: name.rsplit("/", 1)[0] for name in ids},  # <series pseudonym>/<slice index>
+            group_unit="series",
+        )
 
 
 def build_reader(options: CtVolumesOptions, context: BuildContext) -> CtVolumesReader:

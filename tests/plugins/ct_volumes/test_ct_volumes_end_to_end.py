@@ -205,6 +205,17 @@ def test_validate_run_predict_and_evaluate_succeed(pipeline):
     assert {row["split"] for row in manifest} == {"train", "val", "test"}
 
 
+def test_predict_answers_per_series_too(pipeline):
+    """The reader groups slices by series: predict writes <output>_series.csv, one row per series."""
+    out = pipeline["out"]
+    one = _rows(out / "series_series.csv")
+    assert len(one) == 1 and one[0]["unit"] == "series" and one[0]["images"] == str(SLICES)
+    assert one[0]["group"] == _rows(out / "series.csv")[0]["file"].split("/")[0]
+    every = _rows(out / "root_series.csv")
+    assert sorted(row["group"] for row in every) == sorted({row["group"] for row in _rows(out / "root.csv")})
+    assert len(every) == PATIENTS and {row["images"] for row in every} == {str(SLICES)}
+
+
 def test_export_checks_on_the_test_split_and_explain_reads_a_series_folder(pipeline):
     out = pipeline["out"]
     onnx = json.loads((out / "model.onnx.json").read_text())

@@ -50,6 +50,14 @@ def test_a_series_folder_reads_as_training_did(tmp_path):
             assert torch.equal(image, trained[sample_id])
 
 
+def test_the_reader_groups_slices_by_series(tmp_path):
+    root, options, context = _setup(tmp_path)
+    read = build_reader(options, context).read([root / "case000", root / "case001"])
+    assert read.group_unit == "series" and set(read.groups) == set(read.files)
+    assert len(set(read.groups.values())) == 2
+    assert all(sample == f"{series}/{sample[-4:]}" for sample, series in read.groups.items())
+
+
 def test_a_nifti_file_and_bad_inputs(tmp_path):
     _, options, context = _setup(tmp_path)
     hu = np.full((16, 16, 3), -850, np.float32)
