@@ -12,7 +12,7 @@ from ctframe.commands.main import main
 from tests.conftest import REPO
 
 BUILT_IN = (
-    "folder_split,resnet_v2,torchvision,dense_head,two_phase,classification_metrics,export,gradcam,ct_volumes"
+    "folder_split,resnet_v2,torchvision,dense_head,two_phase,classification_metrics,export,gradcam,ct_volumes,mil"
 )
 
 
