@@ -10,7 +10,14 @@ from pathlib import Path
 from ctframe.registry.plugins import PLUGINS_ENV
 from ctframe.report import build_report
 from ctframe.storage.files import write_json
-from tests.core.test_report import CORE_SECTIONS, SECTIONS, SPLIT_SUMMARY, make_run, sections_of
+from tests.core.test_report import (
+    CORE_SECTIONS,
+    GROUPED_SECTIONS,
+    SECTIONS,
+    SPLIT_SUMMARY,
+    make_run,
+    sections_of,
+)
 
 SUMMARY = {  # what folder_split adds to the engine's split summary (the keys its sections read)
     **SPLIT_SUMMARY,
@@ -68,6 +75,10 @@ def folder_split_run(folder: Path, monkeypatch) -> Path:
     return run
 
 
+UNGROUPED = [section for section in SECTIONS if section not in GROUPED_SECTIONS]
+"""The made-up runs here have no group-level metrics, so no per-group view."""
+
+
 def _report(run: Path) -> dict[str, str]:
     return sections_of(build_report(run).read_text(encoding="utf-8"))
 
@@ -80,7 +91,7 @@ def _visible(fragment: str) -> str:
 def test_groups_duplicates_and_leakage_are_written_for_a_person(tmp_path, monkeypatch):
     run = folder_split_run(tmp_path / "run", monkeypatch)
     found = _report(run)
-    assert list(found) == SECTIONS  # right after the core's data split, as one story
+    assert list(found) == UNGROUPED  # right after the core's data split, as one story
     assert 'class="missing"' not in "".join(found.values())
     groups, leakage = _visible(found["split_groups"]), _visible(found["leakage"])
     assert groups.startswith(
@@ -124,7 +135,7 @@ def test_groups_duplicates_and_leakage_are_written_for_a_person(tmp_path, monkey
 
 def test_the_sections_come_with_the_plugin_and_only_for_its_runs(tmp_path, monkeypatch):
     run = folder_split_run(tmp_path / "run", monkeypatch)
-    assert list(_report(run)) == SECTIONS
+    assert list(_report(run)) == UNGROUPED
     monkeypatch.setenv(PLUGINS_ENV, "classification_metrics")  # folder_split not loaded
     found = _report(run)
     assert list(found) == CORE_SECTIONS
@@ -162,4 +173,4 @@ def test_an_ungrouped_run_and_damaged_files(tmp_path, monkeypatch):
     (run / "leakage.json").unlink()
     found = _report(run)
     assert "No leakage check was recorded" in found["leakage"]
-    assert list(found) == SECTIONS  # the recipe names folder_split: its sections say what is missing
+    assert list(found) == UNGROUPED  # the recipe names folder_split: its sections say what is missing
