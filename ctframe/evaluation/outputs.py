@@ -129,7 +129,8 @@ def metrics_table(result: EvaluationResult) -> Table:
 
 def group_metrics_table(result: EvaluationResult) -> Table | None:
     """The group-level block beside the image-level tables: rows are models, columns every scalar
-    metric, ECE and Brier score, at each model's group threshold; ``None`` when there are no groups."""
+    metric at each model's group threshold, laid out like the image-level table (calibration in
+    :func:`group_calibration_table`); ``None`` when there are no groups."""
     grouped = [(model.title, model.group) for model in result.models if model.group is not None]
     if not grouped:
         return None
@@ -157,12 +158,21 @@ def group_metrics_table(result: EvaluationResult) -> Table | None:
     for name in names:
         title = next(group.titles.get(name, name) for _, group in grouped if name in group.estimates)
         table.add_column(title, justify="right", overflow="fold")
-    table.add_column("ECE", justify="right", overflow="fold")
-    table.add_column("Brier Score", justify="right", overflow="fold")
     for title, group in grouped:
-        cells = [format_estimate(group.estimates.get(name), compact=True) for name in names]
-        calibration = [format_estimate(group.calibration.get(n), compact=True) for n in ("ece", "brier")]
-        table.add_row(title, *cells, *calibration)
+        table.add_row(title, *(format_estimate(group.estimates.get(name), compact=True) for name in names))
+    return table
+
+
+def group_calibration_table(result: EvaluationResult) -> Table | None:
+    grouped = [(model.title, model.group) for model in result.models if model.group is not None]
+    if not grouped:
+        return None
+    table = Table(title=f"Calibration per {grouped[0][1].unit} (test)")
+    table.add_column("Model", style="bold")
+    table.add_column("ECE", justify="right")
+    table.add_column("Brier Score", justify="right")
+    for title, group in grouped:
+        table.add_row(title, *(format_estimate(group.calibration.get(n)) for n in ("ece", "brier")))
     return table
 
 

@@ -18,6 +18,7 @@ from ctframe.evaluation.group_level import evaluate_groups
 from ctframe.evaluation.group_outputs import answer_groups, write_group_predictions_csv
 from ctframe.evaluation.outputs import (
     calibration_table,
+    group_calibration_table,
     group_metrics_table,
     metrics_table,
     write_metrics,
@@ -176,9 +177,9 @@ def evaluate(
     if console is not None:
         console.print(metrics_table(result))
         console.print(calibration_table(result))
-        groups_table = group_metrics_table(result)
-        if groups_table is not None:
-            console.print(groups_table)
+        for table in (group_metrics_table(result), group_calibration_table(result)):
+            if table is not None:
+                console.print(table)
         for evaluation in evaluations:
             said = [(evaluation.title, message) for message in evaluation.warnings]
             if evaluation.group is not None:
