@@ -33,6 +33,21 @@ def evaluate_command(
             help="CSV of file,group (or patient_id, ...), e.g. UCSD's patients.csv: also report per group",
         ),
     ] = None,
+    subgroups: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--subgroups",
+            help="CSV of file (or group, patient_id, ...) and subgroup columns (site, scanner, ...): "
+            "also report the metrics per subgroup",
+        ),
+    ] = None,
+    subgroup_column: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--subgroup-column",
+            help="a column of the --subgroups CSV to report (repeatable; default: every non-key column)",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate every model of a run on external labelled data, at each model's stored threshold."""
     from ctframe.workflows.external import evaluate_external
@@ -44,6 +59,8 @@ def evaluate_command(
         name=name,
         on_bad_image=shared.on_bad_image(on_bad_image),
         groups=groups,
+        subgroups=subgroups,
+        subgroup_columns=subgroup_column or (),
         console=shared.err,
     )
     shared.out.print(f"external evaluation: {folder}")

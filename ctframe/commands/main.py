@@ -23,7 +23,7 @@ from ctframe.storage.files import first_line
 # Importing a command module registers its command; `ctframe --help` lists them in this order.
 # isort: off
 from ctframe.commands import run, validate, list_plugins, schema, audit, report, compare, cv  # noqa: F401
-from ctframe.commands import predict, evaluate, metrics, export, explain, demo_data  # noqa: F401
+from ctframe.commands import predict, evaluate, metrics, export, explain, demo_data, card  # noqa: F401
 # isort: on
 
 DEBUG_ENV = "CTFRAME_DEBUG"

@@ -31,6 +31,21 @@ def metrics(
         typer.Option("--metric", help="metric component to compute (repeatable; default: all installed)"),
     ] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="bootstrap resamples for CIs")] = 1000,
+    subgroups: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--subgroups",
+            help="CSV of file (or group, patient_id, ...) and subgroup columns (site, scanner, ...): "
+            "also report the metrics per subgroup",
+        ),
+    ] = None,
+    subgroup_column: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--subgroup-column",
+            help="a column of the --subgroups CSV to report (repeatable; default: every non-key column)",
+        ),
+    ] = None,
 ) -> None:
     """Score any predictions file: metrics with bootstrap CIs, calibration and an HTML report."""
     from ctframe.workflows.scoring import score_predictions
@@ -42,6 +57,8 @@ def metrics(
         output=output,
         metric_names=metric or (),
         bootstrap=bootstrap,
+        subgroups=subgroups,
+        subgroup_columns=subgroup_column or (),
         console=shared.err,
     )
     shared.out.print(f"metrics and report: {folder}")

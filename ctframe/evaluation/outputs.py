@@ -22,12 +22,13 @@ PROBABILITY_PREFIX = "p_"
 
 
 def predictions_header(
-    class_names: tuple[str, ...], labelled: bool = True, grouped: bool = False
+    class_names: tuple[str, ...], labelled: bool = True, grouped: bool = False, with_sets: bool = False
 ) -> list[str]:
     truth = ["true_class"] if labelled else []
     group = ["group"] if grouped else []
     classes = [PROBABILITY_PREFIX + name for name in class_names]
-    return ["file", "sample_id", *group, *truth, "predicted_class", "positive_class", "threshold", *classes]
+    header = ["file", "sample_id", *group, *truth, "predicted_class", "positive_class", "threshold", *classes]
+    return [*header, "set"] if with_sets else header
 
 
 def write_predictions_csv(
@@ -37,14 +38,16 @@ def write_predictions_csv(
     data: EvaluationData,
     threshold: float | None,
     labelled: bool = True,
+    sets: list[str] | None = None,
 ) -> Path:
     """One row per sample: file, id, (group,) true and predicted class, the positive class and threshold
-    the prediction used, and one probability column per class (docs/metrics.md, predictions files).
+    the prediction used, one probability column per class (docs/metrics.md, predictions files) and, with
+    ``sets``, the conformal prediction set ("A", "A|B", "" when empty).
     ``data`` gives the classes, the positive class, and each sample's file and group."""
     class_names, files, groups = data.class_names, data.files, data.groups
     with atomic_open(path) as handle:
         writer = csv.writer(handle)
-        writer.writerow(predictions_header(class_names, labelled, grouped=bool(groups)))
+        writer.writerow(predictions_header(class_names, labelled, bool(groups), with_sets=sets is not None))
         positive = data.positive_class
         shown_threshold = "" if threshold is None else f"{threshold:.8g}"
         for row, sample_id in enumerate(predictions.sample_ids):
@@ -53,7 +56,7 @@ def write_predictions_csv(
             group = [ensure_escaped(groups.get(sample_id, ""))] if groups else []
             record = [file, ensure_escaped(sample_id), *group, *truth, class_names[int(predicted[row])]]
             record += [positive, shown_threshold, *(f"{p:.8g}" for p in predictions.probabilities[row])]
-            writer.writerow(record)
+            writer.writerow(record if sets is None else [*record, sets[row]])
     return Path(path)
 
 
@@ -64,9 +67,10 @@ def write_predictions(
     predicted: np.ndarray,
     data: EvaluationData,
     threshold: float | None = None,
+    sets: list[str] | None = None,
 ) -> None:
     """Model ``key``'s test predictions as the run's ``predictions_<key>.csv``."""
-    write_predictions_csv(PREDICTIONS.path(run_dir, key), predictions, predicted, data, threshold)
+    write_predictions_csv(PREDICTIONS.path(run_dir, key), predictions, predicted, data, threshold, sets=sets)
 
 
 def write_metrics(run_dir: RunDirectory, result: EvaluationResult) -> None:

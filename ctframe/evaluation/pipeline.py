@@ -13,6 +13,7 @@ from ctframe.base.errors import CtframeError, DataError
 from ctframe.base.training import Predictions
 from ctframe.evaluation.aggregate import plural
 from ctframe.evaluation.bootstrap import sample_groups
+from ctframe.evaluation.conformal import summarise
 from ctframe.evaluation.decision import predicted_labels
 from ctframe.evaluation.group_level import evaluate_groups
 from ctframe.evaluation.group_outputs import answer_groups, write_group_predictions_csv
@@ -34,6 +35,14 @@ from ctframe.evaluation.results import (
 )
 from ctframe.evaluation.scores import WARNINGS_KEY, score
 from ctframe.evaluation.threshold import ThresholdChoice, choose_threshold
+from ctframe.evaluation.uncertainty import (
+    calibrate_model,
+    calibration_before_after,
+    calibration_fit_table,
+    conformal_rule,
+    conformal_table,
+    with_recalibration,
+)
 from ctframe.registry.settings import EvaluationSettings
 from ctframe.storage.layout import GROUP_PREDICTIONS, unit_in_names
 from ctframe.storage.rundir import RunDirectory
@@ -91,8 +100,12 @@ def evaluate_model(
     seed: int,
 ) -> tuple[ModelEvaluation, np.ndarray, dict[str, np.ndarray]]:
     """One model's evaluation (per image, and per group when the data has groups), its predicted test
-    labels and its resampled values."""
+    labels and its resampled values. With ``settings.calibrate``, everything from the threshold on uses
+    probabilities recalibrated on validation; with ``settings.conformal``, test gets prediction sets."""
     positive = data.positive_index
+    raw_test = trained.test
+    trained, recalibration = calibrate_model(trained, data, settings)
+    conformal = conformal_rule(trained, data, settings)
     threshold = _threshold(trained, data, settings)
     test = trained.test
     inputs = MetricInput(
@@ -104,7 +117,8 @@ def evaluate_model(
     )
     groups = _groups(test, data) if settings.bootstrap else None
     scores = score(f"{trained.title}, test split", metrics, inputs, settings, seed, groups)
-    warnings = ([threshold.note] if threshold.note else []) + scores.warnings
+    notes = [threshold.note, None if recalibration is None else recalibration.note]
+    warnings = [note for note in notes if note] + scores.warnings
     for message in warnings:
         logger.warning("%s: %s", trained.title, message)
     group = evaluate_groups(trained, data, metrics, settings, seed)
@@ -112,6 +126,11 @@ def evaluate_model(
         for message in group.warnings:
             logger.warning("%s, per %s: %s", trained.title, group.unit, message)
     labels, probabilities = scores.inputs.labels, scores.inputs.probabilities
+    before_after = {}
+    if recalibration is not None and recalibration.method != "none":
+        raw = np.asarray(raw_test.probabilities, dtype=np.float64)
+        before_after = calibration_before_after(labels, raw, probabilities, positive, settings, seed, groups)
+    summary = {} if conformal is None else summarise(conformal, labels, probabilities, settings.confidence)
     counts = np.bincount(labels, minlength=len(data.class_names))
     evaluation = ModelEvaluation(
         key=trained.key,
@@ -125,6 +144,10 @@ def evaluate_model(
         samples=len(labels),
         class_counts={name: int(n) for name, n in zip(data.class_names, counts, strict=True)},
         group=group,
+        recalibration=recalibration,
+        calibration_test=before_after,
+        conformal=conformal,
+        conformal_summary=summary,
     )
     return evaluation, predicted_labels(probabilities, positive, inputs.threshold), scores.resampled
 
@@ -158,8 +181,14 @@ def evaluate(
         evaluations.append(evaluation)
         resampled.append(samples)
         if run_dir is not None:
+            model = with_recalibration(model, evaluation.recalibration, data_info.positive_index)
             threshold = evaluation.threshold.value
-            write_predictions(run_dir, model.key, model.test, predicted, data_info, threshold)
+            sets = (
+                None
+                if evaluation.conformal is None
+                else evaluation.conformal.labels(model.test.probabilities)
+            )
+            write_predictions(run_dir, model.key, model.test, predicted, data_info, threshold, sets)
             if evaluation.group is not None:
                 _write_group_predictions(run_dir, model, evaluation.group, data_info)
     result = EvaluationResult(
@@ -177,7 +206,8 @@ def evaluate(
     if console is not None:
         console.print(metrics_table(result))
         console.print(calibration_table(result))
-        for table in (group_metrics_table(result), group_calibration_table(result)):
+        tables = (calibration_fit_table(result), conformal_table(result))
+        for table in (*tables, group_metrics_table(result), group_calibration_table(result)):
             if table is not None:
                 console.print(table)
         for evaluation in evaluations:

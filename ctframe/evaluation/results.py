@@ -10,6 +10,8 @@ import numpy as np
 
 from ctframe.evaluation.aggregate import Aggregation, plural
 from ctframe.evaluation.bootstrap import Estimate
+from ctframe.evaluation.conformal import ConformalRule
+from ctframe.evaluation.recalibrate import Recalibration
 from ctframe.evaluation.threshold import ThresholdChoice
 from ctframe.registry.settings import EvaluationSettings
 
@@ -70,6 +72,8 @@ class ModelPredictions:
     """The same for the group-level decision (``group_threshold`` setting, on ``val``'s groups)."""
     aggregation: Aggregation | None = None
     """The model's own aggregation (a stored model); ``None``: the settings' ``aggregate``."""
+    conformal: ConformalRule | None = None
+    """The model's own conformal rule (a stored model); ``None``: fitted on ``val`` when the settings ask."""
 
 
 @dataclass(frozen=True)
@@ -133,9 +137,27 @@ class ModelEvaluation:
     class_counts: Mapping[str, int] = field(default_factory=dict)
     group: GroupEvaluation | None = None
     """The same model answering per group, when the data has groups."""
+    recalibration: Recalibration | None = None
+    """The recalibration fitted on validation; every other test number is on its probabilities."""
+    calibration_test: Mapping[str, Mapping[str, Estimate]] = field(default_factory=dict)
+    """"before" / "after" recalibration: test ECE, Brier and log-loss ("nll") with CIs."""
+    conformal: ConformalRule | None = None
+    conformal_summary: Mapping[str, Any] = field(default_factory=dict)
+    """Test coverage per class, abstention and accuracy on decided cases (:func:`conformal.summarise`)."""
 
     def as_dict(self) -> dict[str, Any]:
         group = {} if self.group is None else {"group_level": self.group.as_dict()}
+        if self.recalibration is not None:
+            test = {
+                when: {name: estimate.as_dict() for name, estimate in scores.items()}
+                for when, scores in self.calibration_test.items()
+            }
+            applied = (
+                "test metrics, calibration, threshold and predictions use the recalibrated probabilities"
+            )
+            group["calibration_fit"] = {**self.recalibration.as_dict(), "test": test, "applied": applied}
+        if self.conformal_summary:
+            group["conformal"] = jsonable(dict(self.conformal_summary))
         return {
             "key": self.key,
             "title": self.title,

@@ -67,6 +67,22 @@ class RunSettings(Options):
         return None if self.cv_fold is None or self.cv_folds is None else (self.cv_fold, self.cv_folds)
 
 
+class ConformalSettings(Options):
+    """The ``[evaluation] conformal`` table: split-conformal prediction sets fitted on validation."""
+
+    alpha: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="miscoverage: each set holds the true class with probability >= 1 - alpha",
+    )
+    method: Literal["class_conditional", "marginal"] = Field(
+        "class_conditional",
+        description="'class_conditional': one quantile per class, so coverage holds for every class; "
+        "'marginal': one quantile over all validation samples (coverage on average only)",
+    )
+
+
 class EvaluationSettings(Options):
     """The ``[evaluation]`` section: threshold choice, bootstrap confidence intervals, calibration bins and
     how predictions are computed."""
@@ -124,6 +140,17 @@ class EvaluationSettings(Options):
     confidence: float = Field(0.95, gt=0.0, lt=1.0, description="confidence level of the bootstrap intervals")
     calibration_bins: int = Field(
         10, ge=2, le=100, description="equal-width probability bins for the expected calibration error"
+    )
+    calibrate: Literal["none", "temperature", "platt"] = Field(
+        "none",
+        description="recalibrate probabilities on the validation split (stored in the model file, applied to "
+        "every later prediction): 'temperature' (one scale), 'platt' (scale and shift of the positive "
+        "class's logit; two classes only, temperature otherwise), 'none'",
+    )
+    conformal: ConformalSettings | None = Field(
+        None,
+        description='split-conformal prediction sets, e.g. { alpha = 0.1, method = "class_conditional" }; '
+        "a set of more than one class is an abstention (absent: off)",
     )
     precision: Literal["fp32", "auto", "bf16"] = Field(
         "fp32",

@@ -36,11 +36,19 @@ CORE_SECTIONS = (
     ("gallery", "Test images by outcome", 550, _lazy("gallery.gallery", "run", "registry")),
     ("groups", "Groups by outcome", 560, _lazy("groups.groups_view", "run", "plot", "registry")),
     ("calibration", "Calibration", 600, _lazy("sections.plotted.reliability", "run", "plot")),
+    (
+        "uncertainty",
+        "Recalibration and conformal sets",
+        620,
+        _lazy("sections.uncertainty.uncertainty", "run"),
+    ),
+    ("subgroups", "Subgroups", 650, _lazy("subgroups.subgroups_view", "run")),
     ("external", "External evaluations", 700, _lazy("sections.results.external", "run")),
     ("split", "Data split", 800, _lazy("sections.split.split", "run")),
     # 800-899: what the dataset plugin knows about its split (folder_split: groups 820, leakage 850)
     ("recipe", "Recipe", 900, _lazy("sections.facts.recipe", "run")),
     ("environment", "Environment", 1000, _lazy("sections.facts.environment", "run")),
+    ("card", "Model card", 1050, _lazy("card.card_view", "run")),
     ("log", "Run log", 1100, _lazy("sections.facts.log", "run")),
 )
 """(key, title, order, build): a plugin places its sections between these orders."""

@@ -212,9 +212,10 @@ def groups_view(run: RunArtifacts, plot: PlotWriter, registry: Registry) -> str:
     )
     blocks, notes = _top_tiles(run, key, [group for _, group in shown], registry)
     parts += notes
-    for (cell, group), block in zip(shown, blocks, strict=True):
-        parts.append(
-            f"<h4>{cell.code}: {escape(unit)} {escape(group.name)}, {len(group.rows)} images, "
-            f"p = {group.probability:.3f}</h4>{block}"
-        )
+    tiles = "".join(
+        f"<h4>{cell.code}: {escape(unit)} {escape(group.name)}, {len(group.rows)} images, "
+        f"p = {group.probability:.3f}</h4>{block}"
+        for (cell, group), block in zip(shown, blocks, strict=True)
+    )
+    parts.append(f"<details><summary>The top images of each {escape(unit)} above</summary>{tiles}</details>")
     return "\n".join(parts)

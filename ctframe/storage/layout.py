@@ -194,12 +194,18 @@ OOF_PREDICTIONS = _core("oof_predictions_{key}.csv", "file", "csv", _CROSSVAL,
 GROUP_PREDICTIONS = _core("predictions_{key}_{unit}.csv", "file", "csv", _EVALUATION,
                           "one model's test predictions per group (patient, series): aggregated "
                           "probabilities, decision, group threshold, top images", places=_EVALUATED)
+SUBGROUPS = _core("subgroups.json", "file", "json", "ctframe.evaluation.subgroups",
+                  "test metrics with CIs and calibration per subgroup of a --subgroups CSV",
+                  "ctframe.report.subgroups", places=("evaluate", "metrics"))
+MODEL_CARD = _core("model_card.md", "file", "markdown", "ctframe.workflows.card",
+                   "the model card (ctframe card): data, training, results, each citing its file", _REPORT)
 # fmt: on
 
 CORE: tuple[RunFile, ...] = (
     RECIPE, ENVIRONMENT, ENVIRONMENT_RESUME, STATUS, LOG, INTEGRITY, SPLIT_SUMMARY, HISTORY, PREDICTIONS,
     MODEL_METRICS, METRICS, MODELS, MODEL_WEIGHTS, MODEL_INFO, MODEL_INDEX, REPORT, PLOTS, PLOT, EXTERNAL,
     EXTERNAL_EVALUATION, SOURCE, CV_PLAN, CV_FOLDS, CV_FOLD, OOF_PREDICTIONS, GROUP_PREDICTIONS,
+    SUBGROUPS, MODEL_CARD,
 )  # fmt: skip
 """The core's entries: what ctframe itself writes (plugins declare theirs in their ``run_files``)."""
 

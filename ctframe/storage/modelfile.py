@@ -3,7 +3,8 @@
 The JSON names everything needed to rebuild the classifier and to use it as training did: the
 backbone and head components with their options, the classes, the positive class and the
 threshold chosen on validation, the group rule (``group_rule``: how image probabilities become one per
-patient or series, and that level's threshold; absent in files written before it), how images were
+patient or series, and that level's threshold; absent in files written before it), the recalibration
+(``calibration``) and conformal rule (``conformal``) fitted on validation (absent: none), how images were
 read (the dataset component and its options, the input shape), versions and the run it came from.
 ``load_model`` rebuilds the classifier from the plugins and loads the weights with safetensors (no
 pickle), after checking their sha256.
@@ -71,6 +72,18 @@ class ModelInfo:
         return None if value is None else float(value)
 
     @property
+    def calibration(self) -> Mapping[str, Any]:
+        """The recalibration fitted on validation (``method``: none, temperature, platt, and its
+        parameters); ``{"method": "none"}`` in files written without one."""
+        return dict(self.metadata.get("calibration") or {"method": "none"})
+
+    @property
+    def conformal(self) -> Mapping[str, Any] | None:
+        """The conformal rule (``alpha``, ``method``, ``quantiles`` per class name), or ``None``."""
+        value = self.metadata.get("conformal")
+        return None if value is None else dict(value)
+
+    @property
     def weights_path(self) -> Path:
         return self.path.parent / str(self.metadata["weights"]["file"])
 
@@ -118,9 +131,12 @@ def model_metadata(
     threshold: Any,
     run: Mapping[str, Any],
     group_rule: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    conformal: Mapping[str, Any] | None = None,
 ) -> dict:
     """The JSON fields that come from the run: components, classes, threshold, group rule (aggregation,
-    group threshold, unit: how the model answers per patient), image reading."""
+    group threshold, unit: how the model answers per patient), recalibration and conformal rule (both
+    fitted on validation; absent: none), image reading."""
 
     sample_shape = list(data.train[0][0].shape) if len(data.train) else None
     return {
@@ -132,6 +148,8 @@ def model_metadata(
         "threshold": threshold.value,
         "threshold_choice": threshold.as_dict(),
         **({} if group_rule is None else {"group_rule": dict(group_rule)}),
+        **({} if calibration is None else {"calibration": dict(calibration)}),
+        **({} if conformal is None else {"conformal": dict(conformal)}),
         "input": {
             "dataset": _component_record(recipe.dataset),
             "shape": sample_shape,

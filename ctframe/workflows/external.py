@@ -18,9 +18,11 @@ from ctframe.base.errors import RunError
 from ctframe.base.filenames import escape_path
 from ctframe.base.training import Predictions
 from ctframe.evaluation import EvaluationData, EvaluationSettings, ThresholdChoice, evaluate
+from ctframe.evaluation.conformal import ConformalRule
 from ctframe.evaluation.given_groups import groups_from_csv
 from ctframe.evaluation.group_rule import rule_of
 from ctframe.evaluation.results import ModelPredictions
+from ctframe.evaluation.subgroups import evaluate_subgroups, subgroups_from_csv
 from ctframe.registry.plugins import get_registry
 from ctframe.registry.recipe import load_recipe
 from ctframe.report import build_report
@@ -98,6 +100,9 @@ def _scored(
         threshold=_stored_threshold(info),
         group_threshold=None if rule is None else rule.threshold,
         aggregation=None if rule is None else rule.aggregation,
+        conformal=None
+        if info.conformal is None
+        else ConformalRule.from_record(info.conformal, info.class_names),
     )
 
 
@@ -110,12 +115,15 @@ def evaluate_external(
     name: str | None = None,
     on_bad_image: str = "error",
     groups: Path | None = None,
+    subgroups: Path | None = None,
+    subgroup_columns: Sequence[str] = (),
     registry: Registry | None = None,
     console: Console | None = None,
 ) -> Path:
     """Evaluate every model of ``run_path`` on ``data``; returns ``RUN/external/<name>/``. With groups
     (the data's own, or the ``groups`` CSV, which wins) each model also answers per group, by its own
-    stored group rule."""
+    stored group rule. With ``subgroups`` (a CSV) the metrics are also given per subgroup
+    (:mod:`ctframe.evaluation.subgroups`)."""
 
     logger = logging.getLogger("ctframe")
     registry = registry or get_registry()
@@ -138,6 +146,9 @@ def evaluate_external(
     if groups is not None:
         given, unit = groups_from_csv(groups, external.files)
         external = replace(external, groups=given, group_unit=unit)
+    table = None
+    if subgroups is not None:  # checked before any image is predicted
+        table = subgroups_from_csv(subgroups, external.files, external.groups, subgroup_columns)
     scored = [_scored(info, external, recipe.evaluation, registry, console) for info in infos]
     target = RunDirectory(EXTERNAL_EVALUATION.path(run_path, name))
     target.path.mkdir(parents=True, exist_ok=True)
@@ -153,21 +164,18 @@ def evaluate_external(
             "groups": _groups_record(external, groups),
         },
     )
-    evaluate(
-        scored,
-        EvaluationData(
-            first.class_names,
-            first.positive_class,
-            dict(external.files),
-            dict(external.groups),
-            external.group_unit,
-        ),
-        build_metrics(recipe, make_context(recipe, run_dir=None)),
-        recipe.evaluation,
-        target,
-        recipe.run.seed,
-        console,
+    data_info = EvaluationData(
+        first.class_names,
+        first.positive_class,
+        dict(external.files),
+        dict(external.groups),
+        external.group_unit,
     )
+    metrics = build_metrics(recipe, make_context(recipe, run_dir=None))
+    result = evaluate(scored, data_info, metrics, recipe.evaluation, target, recipe.run.seed, console)
+    if table is not None and subgroups is not None:
+        tests = {model.key: model.test for model in scored}
+        evaluate_subgroups(result, tests, data_info, metrics, table, subgroups, target, console)
     build_report(target.path)
     build_report(run_path)  # the run's report lists its external evaluations
     return target.path

@@ -12,6 +12,7 @@ import numpy as np
 
 from ctframe.base.errors import DataError
 from ctframe.base.training import Predictions
+from ctframe.evaluation.conformal import ConformalRule
 from ctframe.evaluation.decision import predicted_labels
 from ctframe.evaluation.given_groups import groups_from_csv
 from ctframe.evaluation.group_outputs import answer_groups, write_group_predictions_csv
@@ -87,7 +88,11 @@ def predict_files(
         else np.argmax(predictions.probabilities, axis=1)
     )
     data = EvaluationData(info.class_names, info.positive_class, read.files, dict(sample_groups), unit)
-    write_predictions_csv(Path(output), predictions, predicted, data, threshold, labelled=False)
+    # probabilities come recalibrated (predict_with_progress); the stored conformal rule gives the sets
+    stored_rule = info.conformal
+    rule = None if stored_rule is None else ConformalRule.from_record(stored_rule, info.class_names)
+    sets = None if rule is None else rule.labels(predictions.probabilities)
+    write_predictions_csv(Path(output), predictions, predicted, data, threshold, labelled=False, sets=sets)
     group_output, answered = None, 0
     if sample_groups:
         group_output, answered = _write_groups(info, predictions, data, Path(output))

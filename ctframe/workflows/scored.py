@@ -102,7 +102,17 @@ def _save_models(
         model.load_state_dict(dict(entry.state_dict), strict=True)
         scored = by_key[entry.key]
         rule = trained_rule(scored.group, recipe.evaluation, len(data.class_names), unit)
-        metadata = model_metadata(recipe, data, entry.title, scored.threshold, run_facts, rule.as_record())
+        fit, conformal = scored.recalibration, scored.conformal
+        metadata = model_metadata(
+            recipe,
+            data,
+            entry.title,
+            scored.threshold,
+            run_facts,
+            rule.as_record(),
+            calibration=None if fit is None or fit.method == "none" else fit.record(),
+            conformal=None if conformal is None else conformal.record(),
+        )
         files = [MODEL_WEIGHTS.path(run_dir, entry.key), MODEL_INFO.path(run_dir, entry.key)]
         with integrity.recording(run_dir, files, kind="model"):
             save_model(run_dir.path, entry.key, model, metadata)

@@ -24,6 +24,7 @@ from ctframe.evaluation import EvaluationData, EvaluationSettings, ThresholdChoi
 from ctframe.evaluation.group_outputs import GROUP_FILE_COLUMNS
 from ctframe.evaluation.outputs import PROBABILITY_PREFIX
 from ctframe.evaluation.results import ModelPredictions
+from ctframe.evaluation.subgroups import evaluate_subgroups, subgroups_from_csv
 from ctframe.registry.plugins import get_registry
 from ctframe.report import build_report
 from ctframe.storage.rundir import RunDirectory
@@ -142,13 +143,22 @@ def score_predictions(
     metric_names: Sequence[str] = (),
     bootstrap: int = 1000,
     seed: int = 0,
+    subgroups: Path | None = None,
+    subgroup_columns: Sequence[str] = (),
     registry: Registry | None = None,
     console: Console | None = None,
 ) -> Path:
-    """Metrics, bootstrap CIs, calibration and a report for one predictions file; returns the folder."""
+    """Metrics, bootstrap CIs, calibration and a report for one predictions file; returns the folder.
+    With ``subgroups`` (a CSV keyed by file, or by group for a file with groups or a group-level file)
+    also per subgroup (:mod:`ctframe.evaluation.subgroups`)."""
 
     path = Path(path)
     read = read_predictions(path, positive, threshold)
+    table = None
+    if subgroups is not None:  # a group-level file's rows are its groups
+        ids = read.predictions.sample_ids
+        matched = read.groups if read.unit == "image" else {sample: sample for sample in ids}
+        table = subgroups_from_csv(subgroups, read.files, matched, subgroup_columns)
     key = path.stem.removeprefix("predictions_") or "model"
     title = key if read.unit == "image" else f"{key} (per {read.unit})"
     folder = RunDirectory(Path(output) if output else path.with_name(f"{path.stem}_metrics"))
@@ -156,14 +166,11 @@ def score_predictions(
     threshold = read.threshold
     choice = ThresholdChoice("argmax", None) if threshold is None else ThresholdChoice("fixed", threshold)
     settings = EvaluationSettings(bootstrap=bootstrap)
-    evaluate(
-        [ModelPredictions(key, title, None, read.predictions, threshold=choice)],
-        read.data(),
-        _metrics(registry or get_registry(), metric_names),
-        settings,
-        folder,
-        seed,
-        console,
-    )
+    metrics = _metrics(registry or get_registry(), metric_names)
+    model = ModelPredictions(key, title, None, read.predictions, threshold=choice)
+    result = evaluate([model], read.data(), metrics, settings, folder, seed, console)
+    if table is not None and subgroups is not None:
+        tests = {key: read.predictions}
+        evaluate_subgroups(result, tests, read.data(), metrics, table, subgroups, folder, console)
     build_report(folder.path)
     return folder.path

@@ -36,6 +36,7 @@ CORE_SECTIONS = [
     "split",
     "recipe",
     "environment",
+    "card",
     "log",
 ]
 """Every run's report, whatever its dataset."""
