@@ -6,7 +6,7 @@ diverging; a tiny L2 term keeps the optimum unique. Temperature scaling divides 
 by one T > 0 (for two classes: the positive logit) and never changes the ranking or the most probable
 class; Platt scaling fits a scale AND a shift of the positive class's logit (two classes only), which
 also undoes a shift of the whole score distribution. The formulas are applied by
-:func:`ctframe.runtime.inference.calibrated_probabilities`, the same code every later prediction uses.
+:func:`ctframe.runtime.recalibration.calibrated_probabilities`, the same code every later prediction uses.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
 from ctframe.base.training import Predictions
-from ctframe.runtime.inference import SMALLEST_PROBABILITY, calibrated_probabilities
+from ctframe.runtime.recalibration import SMALLEST_PROBABILITY, calibrated_probabilities
 
 TEMPERATURE_BOUNDS = (0.02, 50.0)
 SCALE_BOUNDS = (1e-3, 100.0)

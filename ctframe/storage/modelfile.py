@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from safetensors.torch import save
-
 from ctframe.base.errors import CtframeError
 from ctframe.base.version import __version__
 from ctframe.storage.files import first_line, sha256_file, write_bytes, write_json
@@ -113,6 +111,8 @@ def save_model(
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in classifier.state_dict().items()}
     MODELS.path(run_path).mkdir(parents=True, exist_ok=True)
     weights = MODEL_WEIGHTS.path(run_path, key)
+    from safetensors.torch import save  # torch loads only when weights are written
+
     write_bytes(weights, save(state))
     record = {
         "format": FORMAT,

@@ -40,6 +40,20 @@ def portable_reading(reading: Mapping[str, Any] | None, registry: Registry) -> d
     return portable
 
 
+def operating_point(info: ModelInfo) -> dict[str, Any]:
+    """The decision rule as the run locked it, so whoever deploys the file need not re-derive it: the
+    threshold and how it was chosen, the recalibration to apply to the output (the graph does not apply
+    it yet), the conformal quantiles, and the group rule (aggregation, group threshold, unit)."""
+    return {
+        "positive_class": info.positive_class,
+        "threshold": info.threshold,
+        "threshold_choice": info.metadata.get("threshold_choice"),
+        "calibration": dict(info.calibration),
+        "conformal": None if info.conformal is None else dict(info.conformal),
+        "group_rule": info.metadata.get("group_rule"),
+    }
+
+
 def export_record(
     info: ModelInfo, exporter_name: str, registry: Registry, input_spec: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -64,8 +78,9 @@ def export_record(
             "name": OUTPUT_NAME,
             "dtype": "float32",
             "shape": ["batch", len(info.class_names)],
-            "meaning": "probability of each class, in class_names order",
+            "meaning": "probability of each class, in class_names order, before the recalibration below",
         },
+        "operating_point": operating_point(info),
         "reading": portable_reading(info.reading.get("dataset"), registry),
         "versions": {"ctframe": __version__, "torch": torch.__version__},
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from ctframe.commands.main import main
@@ -46,19 +48,27 @@ def ctframe_demo_data(register):
 """
 
 
+MODULES = (
+    ("demo_notes_ctframe", OFFERS, "notes"),
+    ("demo_shared_ctframe", ALSO_SHARED, "shared"),
+    ("demo_broken_ctframe", BROKEN, "broken"),
+)
+"""Module names of their own: another test's plugin module of the same name would be taken from
+sys.modules instead of these (the suite shares one process per worker)."""
+
+
 @pytest.fixture
 def offering_plugins(tmp_path, monkeypatch):
     site = tmp_path / "site"
-    for module, source, entry in (
-        ("notes_ctframe", OFFERS, "notes"),
-        ("shared_ctframe", ALSO_SHARED, "shared"),
-        ("broken_ctframe", BROKEN, "broken"),
-    ):
+    for module, source, entry in MODULES:
         path = tmp_path / f"{module}.py"
         path.write_text(source)
         install_distribution(site, path, module, entry)
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv(PLUGINS_ENV, "notes,shared,broken")
+    yield
+    for module, _, _ in MODULES:
+        sys.modules.pop(module, None)
 
 
 def test_a_format_writes_through_its_plugin(offering_plugins, tmp_path, capsys):

@@ -136,6 +136,11 @@ def test_onnx_and_pt2_exports_match_pytorch_on_test_images_at_batch_1_3_8(
     reading = sidecar["reading"]
     assert reading["options"]["root"] is None and "root" in reading["local_paths_left_out"]
     assert sidecar["model"]["file"] == "finetuned.json"
+    point, stored = sidecar["operating_point"], json.loads((run / "models" / "finetuned.json").read_text())
+    assert point["threshold"] == stored["threshold"]
+    assert point["threshold_choice"] == stored["threshold_choice"]
+    assert point["calibration"] == {"method": "none"} and point["conformal"] is None
+    assert json.loads(metadata["operating_point"]) == point  # in the ONNX file itself too
     for written in (onnx_file, tmp_path / "model.onnx.json", pt2_file, tmp_path / "model.pt2.json"):
         assert root.encode() not in written.read_bytes() and str(run).encode() not in written.read_bytes()
 

@@ -22,7 +22,7 @@ from ctframe.commands.main import main
 from ctframe.evaluation import EvaluationData, EvaluationSettings, evaluate
 from ctframe.evaluation.recalibrate import fit_recalibration, negative_log_likelihood
 from ctframe.evaluation.results import ModelPredictions
-from ctframe.runtime.inference import calibrated_probabilities
+from ctframe.runtime.recalibration import calibrated_probabilities
 from ctframe.storage.rundir import RunDirectory
 from tests.core.test_group_predictions import files, toy  # noqa: F401  (fixtures)
 from tests.toy.recipe import toy_recipe_text
