@@ -37,6 +37,7 @@ from ctframe.runtime.components import build_component, component_context, uncom
 from ctframe.runtime.inference import read_files
 from ctframe.runtime.loading import LoadedModel, load_model
 from ctframe.runtime.model import logits_to_probabilities
+from ctframe.runtime.recalibration import SMALLEST_PROBABILITY
 from ctframe.storage.files import first_line, write_json
 from ctframe.storage.layout import MODELS, PREDICTIONS
 from ctframe.storage.modelfile import ModelInfo, find_model
@@ -59,19 +60,45 @@ class ExportError(CtframeError):
 
 
 class ProbabilityModel(nn.Module):
-    """What is exported: ``uint8`` RGB images -> fp32 class probabilities, whatever the head's layout."""
+    """What is exported: ``uint8`` RGB images -> fp32 class probabilities, whatever the head's layout,
+    recalibrated as the model file's ``calibration`` says (the formulas of
+    :func:`ctframe.runtime.recalibration.calibrated_probabilities`, in torch), so the file answers as
+    ``ctframe predict`` does."""
 
-    def __init__(self, classifier: nn.Module):
+    def __init__(
+        self, classifier: nn.Module, calibration: Mapping[str, Any] | None = None, positive_index: int = 1
+    ):
         super().__init__()
         self.classifier = classifier
+        self.method = "none" if not calibration else str(calibration.get("method", "none"))
+        self.positive_index = positive_index
+        if self.method == "temperature":
+            self.temperature = float(calibration["temperature"])  # type: ignore[index]
+        elif self.method == "platt":
+            self.scale, self.shift = float(calibration["scale"]), float(calibration["shift"])  # type: ignore[index]
+        elif self.method != "none":
+            raise ExportError(f"calibration {self.method!r} is not one this ctframe can export")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return logits_to_probabilities(self.classifier(images))
+        probabilities = logits_to_probabilities(self.classifier(images))
+        if self.method == "none":
+            return probabilities
+        logs = torch.log(probabilities.clamp_min(SMALLEST_PROBABILITY))
+        if self.method == "temperature":
+            return torch.softmax(logs / self.temperature, dim=1)
+        positive, negative = self.positive_index, 1 - self.positive_index
+        chance = torch.sigmoid(self.scale * (logs[:, positive] - logs[:, negative]) + self.shift)
+        columns = [chance, 1.0 - chance] if positive == 0 else [1.0 - chance, chance]
+        return torch.stack(columns, dim=1)
 
 
-def exportable(classifier: nn.Module) -> ProbabilityModel:
-    """The classifier as it is exported: un-compiled, fp32, eval mode, on the CPU, probabilities out."""
-    return ProbabilityModel(uncompiled(classifier).float().cpu()).eval()
+def exportable(
+    classifier: nn.Module, calibration: Mapping[str, Any] | None = None, positive_index: int = 1
+) -> ProbabilityModel:
+    """The classifier as it is exported: un-compiled, fp32, eval mode, on the CPU, probabilities out
+    (recalibrated when ``calibration`` names a method)."""
+    module = uncompiled(classifier).float().cpu()
+    return ProbabilityModel(module, calibration, positive_index).eval()
 
 
 # ---------------------------------------------------------------------------------------- check images
@@ -233,7 +260,7 @@ def export_model(
     component, exporter_options = build_component(registry, Kind.EXPORTER, format, options, "--format")
     loaded: LoadedModel = load_model(find_model(model_or_run, model_key), registry)
     info = loaded.info
-    module = exportable(loaded.classifier)
+    module = exportable(loaded.classifier, info.calibration, info.positive_index)
     pictures, source = check_images(info, images, registry)
     exporter = component.factory(exporter_options, component_context())
     output = _output_file(output, f"{info.key}{exporter.suffix}")

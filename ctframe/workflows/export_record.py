@@ -42,8 +42,8 @@ def portable_reading(reading: Mapping[str, Any] | None, registry: Registry) -> d
 
 def operating_point(info: ModelInfo) -> dict[str, Any]:
     """The decision rule as the run locked it, so whoever deploys the file need not re-derive it: the
-    threshold and how it was chosen, the recalibration to apply to the output (the graph does not apply
-    it yet), the conformal quantiles, and the group rule (aggregation, group threshold, unit)."""
+    threshold and how it was chosen, the recalibration (already inside the graph: listed so it can be
+    audited), the conformal quantiles, and the group rule (aggregation, group threshold, unit)."""
     return {
         "positive_class": info.positive_class,
         "threshold": info.threshold,
@@ -78,7 +78,7 @@ def export_record(
             "name": OUTPUT_NAME,
             "dtype": "float32",
             "shape": ["batch", len(info.class_names)],
-            "meaning": "probability of each class, in class_names order, before the recalibration below",
+            "meaning": "probability of each class, in class_names order, as ctframe predict reports it",
         },
         "operating_point": operating_point(info),
         "reading": portable_reading(info.reading.get("dataset"), registry),
