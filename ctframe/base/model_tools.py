@@ -30,13 +30,15 @@ class Exporter(Protocol):
         """Write ``module`` (a ``ProbabilityModel``: eval mode, on the CPU) to ``path``.
 
         ``example`` is a ``uint8`` batch of two images; dimension 0 (the batch)
-        must stay dynamic. The input is named :data:`INPUT_NAME`, the output :data:`OUTPUT_NAME`.
+        must stay dynamic. The input is named :data:`INPUT_NAME`, the outputs as ``module.output_names``
+        says (:data:`OUTPUT_NAME` first: the probabilities; ``ctframe export --decision`` adds more).
         ``metadata`` (string keys and values) should be embedded when the format has a place for it.
         """
         ...
 
     def load(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
-        """A function running the file at ``path``: ``uint8 (N, 3, H, W)`` -> probabilities ``(N, C)``."""
+        """A function running the file at ``path``: ``uint8 (N, 3, H, W)`` -> probabilities ``(N, C)`` (the
+        first output, when the file has several)."""
         ...
 
 

@@ -38,6 +38,12 @@ def export_command(  # one parameter per command-line option
         float,
         typer.Option("--tolerance", min=0.0, help="largest probability difference the check accepts"),
     ] = 1e-4,  # ctframe.workflows.export.TOLERANCE, not imported here: that module loads torch
+    decision: Annotated[
+        bool,
+        typer.Option(
+            "--decision", help="also output the decision and, with a conformal rule, the set (as predict)"
+        ),
+    ] = False,
     overrides: ComponentSet = None,
 ) -> None:
     """Export a trained model (uint8 RGB in, probabilities out) and check it against PyTorch."""
@@ -49,7 +55,14 @@ def export_command(  # one parameter per command-line option
             raise CtframeError("give the opset once: --opset or --set opset=..., not both")
         options["opset"] = opset
     result = export_model(
-        model, export_format, output, model_key=key, options=options, images=images or (), tolerance=tolerance
+        model,
+        export_format,
+        output,
+        model_key=key,
+        options=options,
+        images=images or (),
+        tolerance=tolerance,
+        decision=decision,
     )
     shared.out.print(result.summary(), markup=False)
     shared.out.print(f"wrote {result.path} and {result.sidecar}", markup=False)

@@ -33,14 +33,13 @@ from ctframe.base.errors import CtframeError
 from ctframe.base.filenames import unescape_name
 from ctframe.base.model_tools import INPUT_NAME
 from ctframe.registry.plugins import get_registry
-from ctframe.runtime.components import build_component, component_context, uncompiled
+from ctframe.runtime.components import build_component, component_context
 from ctframe.runtime.inference import read_files
 from ctframe.runtime.loading import LoadedModel, load_model
-from ctframe.runtime.model import logits_to_probabilities
-from ctframe.runtime.recalibration import SMALLEST_PROBABILITY
 from ctframe.storage.files import first_line, write_json
 from ctframe.storage.layout import MODELS, PREDICTIONS
 from ctframe.storage.modelfile import ModelInfo, find_model
+from ctframe.workflows.export_module import DecisionRule, ExportError, exportable, probabilities_of
 from ctframe.workflows.export_record import export_record, string_metadata
 
 if TYPE_CHECKING:
@@ -53,52 +52,6 @@ CHECK_BATCHES = (1, 3, 8)
 EXAMPLE_BATCH = 2
 """Batch size traced at export: 0 and 1 get specialised by torch.export, 2 stays symbolic."""
 SIDECAR_SUFFIX = ".json"
-
-
-class ExportError(CtframeError):
-    """An export that could not be written, or whose file does not compute what the model computes."""
-
-
-class ProbabilityModel(nn.Module):
-    """What is exported: ``uint8`` RGB images -> fp32 class probabilities, whatever the head's layout,
-    recalibrated as the model file's ``calibration`` says (the formulas of
-    :func:`ctframe.runtime.recalibration.calibrated_probabilities`, in torch), so the file answers as
-    ``ctframe predict`` does."""
-
-    def __init__(
-        self, classifier: nn.Module, calibration: Mapping[str, Any] | None = None, positive_index: int = 1
-    ):
-        super().__init__()
-        self.classifier = classifier
-        self.method = "none" if not calibration else str(calibration.get("method", "none"))
-        self.positive_index = positive_index
-        if self.method == "temperature":
-            self.temperature = float(calibration["temperature"])  # type: ignore[index]
-        elif self.method == "platt":
-            self.scale, self.shift = float(calibration["scale"]), float(calibration["shift"])  # type: ignore[index]
-        elif self.method != "none":
-            raise ExportError(f"calibration {self.method!r} is not one this ctframe can export")
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        probabilities = logits_to_probabilities(self.classifier(images))
-        if self.method == "none":
-            return probabilities
-        logs = torch.log(probabilities.clamp_min(SMALLEST_PROBABILITY))
-        if self.method == "temperature":
-            return torch.softmax(logs / self.temperature, dim=1)
-        positive, negative = self.positive_index, 1 - self.positive_index
-        chance = torch.sigmoid(self.scale * (logs[:, positive] - logs[:, negative]) + self.shift)
-        columns = [chance, 1.0 - chance] if positive == 0 else [1.0 - chance, chance]
-        return torch.stack(columns, dim=1)
-
-
-def exportable(
-    classifier: nn.Module, calibration: Mapping[str, Any] | None = None, positive_index: int = 1
-) -> ProbabilityModel:
-    """The classifier as it is exported: un-compiled, fp32, eval mode, on the CPU, probabilities out
-    (recalibrated when ``calibration`` names a method)."""
-    module = uncompiled(classifier).float().cpu()
-    return ProbabilityModel(module, calibration, positive_index).eval()
 
 
 # ---------------------------------------------------------------------------------------- check images
@@ -157,7 +110,7 @@ def max_abs_difference(
         batch = images[start : start + size]
         start += size
         with torch.inference_mode():
-            expected = module(batch).numpy().astype(np.float64)
+            expected = probabilities_of(module(batch)).numpy().astype(np.float64)
         got = np.asarray(run(batch.numpy()), dtype=np.float64)
         if got.shape != expected.shape:
             raise ExportError(
@@ -238,6 +191,13 @@ def _write_sidecar(result: ExportResult, record: dict[str, Any]) -> None:
     write_json(result.sidecar, record)
 
 
+def decision_rule(info: ModelInfo) -> DecisionRule:
+    """The model file's locked decision: its threshold and, when it has one, its conformal quantiles."""
+    conformal = info.conformal
+    quantiles = None if conformal is None else [float(conformal["quantiles"][c]) for c in info.class_names]
+    return DecisionRule(info.threshold, quantiles)
+
+
 # keyword-only options with defaults, one per option of `ctframe export`: the command's library face
 def export_model(
     model_or_run: Path,
@@ -248,6 +208,7 @@ def export_model(
     options: Mapping[str, Any] | None = None,
     images: Sequence[Path] = (),
     tolerance: float = TOLERANCE,
+    decision: bool = False,
     registry: Registry | None = None,
 ) -> ExportResult:
     """Export one model with the exporter named ``format`` and check the file (see the module docs).
@@ -260,12 +221,14 @@ def export_model(
     component, exporter_options = build_component(registry, Kind.EXPORTER, format, options, "--format")
     loaded: LoadedModel = load_model(find_model(model_or_run, model_key), registry)
     info = loaded.info
-    module = exportable(loaded.classifier, info.calibration, info.positive_index)
+    module = exportable(
+        loaded.classifier, info.calibration, info.positive_index, decision_rule(info) if decision else None
+    )
     pictures, source = check_images(info, images, registry)
     exporter = component.factory(exporter_options, component_context())
     output = _output_file(output, f"{info.key}{exporter.suffix}")
     partial = output.with_name(f".partial-{output.name}")
-    record = export_record(info, format, registry, input_spec(info))
+    record = export_record(info, format, registry, input_spec(info), module.output_names)
     start = time.perf_counter()
     try:
         with _failures_as(f"{format} export of model {info.key!r} failed"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -54,8 +54,19 @@ def operating_point(info: ModelInfo) -> dict[str, Any]:
     }
 
 
+EXTRA_OUTPUTS = {
+    "decision": "int64 (batch,): the class index ctframe predict decides (threshold on the positive class "
+    "with two classes, else the most probable class)",
+    "set": "bool (batch, classes): the conformal prediction set (class k when 1 - p_k <= its quantile)",
+}
+
+
 def export_record(
-    info: ModelInfo, exporter_name: str, registry: Registry, input_spec: Mapping[str, Any]
+    info: ModelInfo,
+    exporter_name: str,
+    registry: Registry,
+    input_spec: Mapping[str, Any],
+    output_names: Sequence[str] = (OUTPUT_NAME,),
 ) -> dict[str, Any]:
     """What an export says about itself: classes, decision rule, input and output; no local path."""
 
@@ -80,6 +91,7 @@ def export_record(
             "shape": ["batch", len(info.class_names)],
             "meaning": "probability of each class, in class_names order, as ctframe predict reports it",
         },
+        "extra_outputs": {name: EXTRA_OUTPUTS[name] for name in output_names[1:]},
         "operating_point": operating_point(info),
         "reading": portable_reading(info.reading.get("dataset"), registry),
         "versions": {"ctframe": __version__, "torch": torch.__version__},

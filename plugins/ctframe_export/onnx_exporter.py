@@ -38,7 +38,7 @@ class OnnxExporter:
             dynamo=True,
             dynamic_shapes=({0: batch},),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=list(getattr(module, "output_names", (OUTPUT_NAME,))),
             opset_version=self.options.opset,
             optimize=self.options.optimize,
             verbose=False,

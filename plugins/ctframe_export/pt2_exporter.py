@@ -38,6 +38,7 @@ class Pt2Exporter:
 
         def run(images: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                return module(torch.from_numpy(images)).numpy()
+                output = module(torch.from_numpy(images))
+            return (output[0] if isinstance(output, tuple) else output).numpy()  # the probabilities
 
         return run

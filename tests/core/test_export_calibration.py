@@ -13,6 +13,7 @@ from ctframe import Kind
 from ctframe.runtime.model import logits_to_probabilities
 from ctframe.runtime.recalibration import calibrated_probabilities
 from ctframe.workflows.export import CHECK_BATCHES, TOLERANCE, ExportError, exportable, max_abs_difference
+from ctframe.workflows.export_module import DecisionRule
 from tests.core.contracts.components import build, names, tiny_classifier
 
 CALIBRATIONS = [
@@ -58,3 +59,19 @@ def test_an_exported_file_carries_the_recalibration(name: str, tmp_path: Path):
 def test_an_unknown_recalibration_is_refused():
     with pytest.raises(ExportError, match="calibration 'isotonic'"):
         exportable(torch.nn.Linear(2, 2), {"method": "isotonic"})
+
+
+@pytest.mark.parametrize("name", names(Kind.EXPORTER))
+def test_every_exporter_writes_the_decision_and_set_outputs(name: str, tmp_path: Path):
+    exporter = build(Kind.EXPORTER, name, tmp_path)
+    module = exportable(tiny_classifier(tmp_path), CALIBRATIONS[1], 1, DecisionRule(0.4, [0.3, 0.6]))
+    assert module.output_names == ("probabilities", "decision", "set")
+    images = _images()
+    path = tmp_path / f"model{exporter.suffix}"
+    exporter.export(module, images[:2], path, {"class_names": '["dark", "bright"]'})
+    assert max_abs_difference(exporter.load(path), module, images) <= TOLERANCE  # probabilities first
+    with torch.inference_mode():
+        probabilities, decision, sets = module(images)
+    p = probabilities.double().numpy()
+    assert decision.tolist() == np.where(p[:, 1] >= 0.4, 1, 0).tolist()
+    assert sets.numpy().tolist() == ((1 - p) <= np.array([0.3, 0.6]) + 1e-12).tolist()

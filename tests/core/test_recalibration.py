@@ -211,3 +211,32 @@ def test_the_report_shows_recalibration_and_conformal_coverage(run):  # noqa: F8
     assert "<h3>Conformal prediction sets</h3>" in page and "Coverage dark" in page
     coverage = metrics["conformal"]["per_class"]["dark"]["coverage"]
     assert f"[{coverage['count']}/{coverage['n']}]" in page
+
+
+def test_an_onnx_export_with_decision_answers_as_predict(run, files, tmp_path, monkeypatch):  # noqa: F811
+    import onnxruntime
+
+    from ctframe.base.filenames import unescape_name
+    from ctframe.registry.plugins import PLUGINS_ENV
+
+    images, _ = files
+    monkeypatch.setenv(PLUGINS_ENV, "toy,export")
+    exported = tmp_path / "model.onnx"
+    arguments = ["export", str(run), "-f", "onnx", "-o", str(exported), "--decision", "--images", str(images)]
+    assert main(arguments) == 0
+    sidecar = json.loads((tmp_path / "model.onnx.json").read_text())
+    assert list(sidecar["extra_outputs"]) == ["decision", "set"]
+    assert main(["predict", str(run), str(images), "-o", str(tmp_path / "p.csv")]) == 0
+    rows = _rows(tmp_path / "p.csv")
+    batch = np.stack([np.load(unescape_name(row["file"])) for row in rows]).astype(np.uint8)
+    session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "decision", "set"]
+    probabilities, decision, sets = session.run(None, {"images": batch})
+    classes = ["dark", "bright"]
+    # the exported file decides as ctframe predict does: same probabilities (fp32), decisions and sets
+    expected = np.array([[float(row["p_dark"]), float(row["p_bright"])] for row in rows])
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    assert [classes[i] for i in decision] == [row["predicted_class"] for row in rows]
+    assert ["|".join(c for c, inside in zip(classes, s, strict=True) if inside) for s in sets] == [
+        row["set"] for row in rows
+    ]
