@@ -9,6 +9,7 @@ from sklearn.metrics import roc_curve
 
 from ctframe.base.errors import DataError
 from ctframe.base.training import Predictions
+from ctframe.evaluation.conformal import binomial_interval
 from ctframe.registry.settings import EvaluationSettings
 
 
@@ -81,3 +82,22 @@ def choose_threshold(
         best = int(np.flatnonzero(true_positive_rate >= settings.target_sensitivity - 1e-12)[0])
     value = float(min(thresholds[best], 1.0))  # scikit-learn's first threshold is +inf
     return ThresholdChoice(settings.threshold, value, chosen_on="val")
+
+
+def validation_rates(
+    val: Predictions | None, positive_index: int, threshold: float | None, confidence: float
+) -> dict[str, object] | None:
+    """Sensitivity and specificity the threshold reached on the (recalibrated) validation predictions,
+    with exact binomial intervals: the operating point a model file and its exports carry. ``None``
+    with more than two classes, no threshold or no validation samples."""
+    if val is None or threshold is None or len(val.labels) == 0 or val.probabilities.shape[1] != 2:
+        return None
+    said = np.asarray(val.probabilities)[:, positive_index] >= threshold
+    truly = np.asarray(val.labels) == positive_index
+    rates: dict[str, object] = {"threshold": threshold, "split": "val", "confidence": confidence}
+    for name, members, hits in (("sensitivity", truly, said), ("specificity", ~truly, ~said)):
+        trials, successes = int(members.sum()), int((members & hits).sum())
+        low, high = binomial_interval(successes, trials, confidence)
+        value = successes / trials if trials else None
+        rates[name] = {"value": value, "ci_low": low, "ci_high": high, "n": trials, "count": successes}
+    return rates

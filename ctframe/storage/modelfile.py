@@ -133,6 +133,7 @@ def model_metadata(
     group_rule: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
     conformal: Mapping[str, Any] | None = None,
+    validation_rates: Mapping[str, Any] | None = None,
 ) -> dict:
     """The JSON fields that come from the run: components, classes, threshold, group rule (aggregation,
     group threshold, unit: how the model answers per patient), recalibration and conformal rule (both
@@ -150,6 +151,7 @@ def model_metadata(
         **({} if group_rule is None else {"group_rule": dict(group_rule)}),
         **({} if calibration is None else {"calibration": dict(calibration)}),
         **({} if conformal is None else {"conformal": dict(conformal)}),
+        **({} if validation_rates is None else {"validation_rates": dict(validation_rates)}),
         "input": {
             "dataset": _component_record(recipe.dataset),
             "shape": sample_shape,

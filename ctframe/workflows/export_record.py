@@ -48,6 +48,7 @@ def operating_point(info: ModelInfo) -> dict[str, Any]:
         "positive_class": info.positive_class,
         "threshold": info.threshold,
         "threshold_choice": info.metadata.get("threshold_choice"),
+        "validation_rates": info.metadata.get("validation_rates"),
         "calibration": dict(info.calibration),
         "conformal": None if info.conformal is None else dict(info.conformal),
         "group_rule": info.metadata.get("group_rule"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
@@ -14,6 +15,7 @@ from ctframe.base.training import TrainedModel
 from ctframe.evaluation import EvaluationData, evaluate
 from ctframe.evaluation.group_rule import trained_rule
 from ctframe.evaluation.results import ModelPredictions
+from ctframe.evaluation.threshold import validation_rates
 from ctframe.registry.recipe import Recipe
 from ctframe.runtime import distributed, sharding
 from ctframe.runtime.environment import plugin_versions
@@ -83,12 +85,18 @@ def predict_and_evaluate(
         recipe.run.seed,
         console,
     )
-    _save_models(recipe, run_dir, data, model, trained, evaluation)
+    _save_models(recipe, run_dir, data, model, trained, evaluation, scored)
     return evaluation
 
 
 def _save_models(
-    recipe: Recipe, run_dir: RunDirectory, data: DataSplits, model: Any, trained: list, evaluation: Any
+    recipe: Recipe,
+    run_dir: RunDirectory,
+    data: DataSplits,
+    model: Any,
+    trained: list,
+    evaluation: Any,
+    predicted: list[ModelPredictions],
 ) -> None:
     run_dir.subdir(MODELS)
     run_facts = {
@@ -103,6 +111,12 @@ def _save_models(
         scored = by_key[entry.key]
         rule = trained_rule(scored.group, recipe.evaluation, len(data.class_names), unit)
         fit, conformal = scored.recalibration, scored.conformal
+        val = next(p.val for p in predicted if p.key == entry.key)
+        if val is not None and fit is not None:
+            val = replace(val, probabilities=fit.apply(val.probabilities, data.positive_index))
+        reached = validation_rates(
+            val, data.positive_index, scored.threshold.value, recipe.evaluation.confidence
+        )
         metadata = model_metadata(
             recipe,
             data,
@@ -112,6 +126,7 @@ def _save_models(
             rule.as_record(),
             calibration=None if fit is None or fit.method == "none" else fit.record(),
             conformal=None if conformal is None else conformal.record(),
+            validation_rates=reached,
         )
         files = [MODEL_WEIGHTS.path(run_dir, entry.key), MODEL_INFO.path(run_dir, entry.key)]
         with integrity.recording(run_dir, files, kind="model"):

@@ -226,6 +226,13 @@ def test_an_onnx_export_with_decision_answers_as_predict(run, files, tmp_path, m
     assert main(arguments) == 0
     sidecar = json.loads((tmp_path / "model.onnx.json").read_text())
     assert list(sidecar["extra_outputs"]) == ["decision", "set"]
+    stored = json.loads((run / "models" / "toy.json").read_text())
+    rates = stored["validation_rates"]  # what the threshold reached on (recalibrated) validation
+    assert sidecar["operating_point"]["validation_rates"] == rates
+    assert rates["threshold"] == stored["threshold"] and rates["sensitivity"]["n"] == 16
+    assert rates["specificity"]["n"] == 16
+    sensitivity = rates["sensitivity"]
+    assert 0 <= sensitivity["ci_low"] <= sensitivity["value"] <= sensitivity["ci_high"] <= 1
     assert main(["predict", str(run), str(images), "-o", str(tmp_path / "p.csv")]) == 0
     rows = _rows(tmp_path / "p.csv")
     batch = np.stack([np.load(unescape_name(row["file"])) for row in rows]).astype(np.uint8)
