@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ctframe.commands import shared
-from ctframe.commands.shared import OnBadImage, app
+from ctframe.commands.shared import OnBadImage, SubgroupColumnOption, SubgroupsOption, app
 
 
 @app.command("evaluate")
@@ -33,21 +33,8 @@ def evaluate_command(
             help="CSV of file,group (or patient_id, ...), e.g. UCSD's patients.csv: also report per group",
         ),
     ] = None,
-    subgroups: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option(
-            "--subgroups",
-            help="CSV of file (or group, patient_id, ...) and subgroup columns (site, scanner, ...): "
-            "also report the metrics per subgroup",
-        ),
-    ] = None,
-    subgroup_column: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option(
-            "--subgroup-column",
-            help="a column of the --subgroups CSV to report (repeatable; default: every non-key column)",
-        ),
-    ] = None,
+    subgroups: SubgroupsOption = None,
+    subgroup_column: SubgroupColumnOption = None,
 ) -> None:
     """Evaluate every model of a run on external labelled data, at each model's stored threshold."""
     from ctframe.workflows.external import evaluate_external

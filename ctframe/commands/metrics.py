@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ctframe.commands import shared
-from ctframe.commands.shared import app
+from ctframe.commands.shared import SubgroupColumnOption, SubgroupsOption, app
 
 
 @app.command()
@@ -31,21 +31,8 @@ def metrics(
         typer.Option("--metric", help="metric component to compute (repeatable; default: all installed)"),
     ] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="bootstrap resamples for CIs")] = 1000,
-    subgroups: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option(
-            "--subgroups",
-            help="CSV of file (or group, patient_id, ...) and subgroup columns (site, scanner, ...): "
-            "also report the metrics per subgroup",
-        ),
-    ] = None,
-    subgroup_column: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option(
-            "--subgroup-column",
-            help="a column of the --subgroups CSV to report (repeatable; default: every non-key column)",
-        ),
-    ] = None,
+    subgroups: SubgroupsOption = None,
+    subgroup_column: SubgroupColumnOption = None,
 ) -> None:
     """Score any predictions file: metrics with bootstrap CIs, calibration and an HTML report."""
     from ctframe.workflows.scoring import score_predictions

@@ -36,6 +36,21 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="override a recipe value: section.key=value (repeatable)"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+SubgroupsOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--subgroups",
+        help="CSV of file (or group, patient_id, ...) and subgroup columns (site, scanner, ...): "
+        "also report the metrics per subgroup",
+    ),
+]
+SubgroupColumnOption = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--subgroup-column",
+        help="a column of the --subgroups CSV to report (repeatable; default: every non-key column)",
+    ),
+]
 OnBadImage = Annotated[
     str, typer.Option("--on-bad-image", help="error: stop at an unreadable file; skip: list it and go on")
 ]
