@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import shutil
 from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
 
 from ctframe.registry.plugins import PLUGINS_ENV, clear_registry_cache
 from tests.conftest import TESTS
+from tests.core.hostile_support import install_toy, invoke, tree, with_line, without_section
 from tests.toy.recipe import toy_recipe_text
 
 _spec = importlib.util.spec_from_file_location(
@@ -67,70 +65,7 @@ FOLDER = toy_recipe_text(
 FOLDER_PLUGINS = "toy,folder_split"
 
 
-def with_line(text: str, section: str, line: str) -> str:
-    """``text`` with ``line`` added at the top of ``[section]`` (``""``: before the first table)."""
-    if not section:
-        return f"{line}\n{text}"
-    header = f"[{section}]\n"
-    assert header in text, section
-    return text.replace(header, f"{header}{line}\n", 1)
-
-
-def without_section(text: str, section: str) -> str:
-    kept, skipping = [], False
-    for line in text.splitlines():
-        if line.startswith("["):
-            skipping = line == f"[{section}]"
-        if not skipping:
-            kept.append(line)
-    return "\n".join(kept) + "\n"
-
-
-# ------------------------------------------------------------------ running the command line
-
-
-def invoke(argv: list[str]) -> tuple[int, str, str]:
-    """``ctframe ARGV`` in this process: exit code, stdout, stderr (rich consoles never wrap)."""
-    from ctframe.commands import shared
-    from ctframe.commands.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    saved = shared.out, shared.err
-    shared.out = Console(file=out, width=300, highlight=False, soft_wrap=True)
-    shared.err = Console(file=err, width=300, highlight=False, soft_wrap=True)
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main(argv)
-    finally:
-        shared.out, shared.err = saved
-    return code, out.getvalue(), err.getvalue()
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every entry under ``root`` with a fingerprint (content hash for files); symlinks are not followed."""
-    found = {}
-    for parent, folders, files in os.walk(root):
-        for name in folders + files:
-            path = Path(parent) / name
-            if path.is_symlink():
-                found[str(path)] = "link -> " + os.readlink(path)
-            elif path.is_file():
-                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                found[str(path)] = "folder"
-    return found
-
-
 # ------------------------------------------------------------------ the base runs (built once)
-
-
-def install_toy(site: Path) -> None:
-    site.mkdir(parents=True, exist_ok=True)
-    shutil.copy(TESTS / "toy" / "toy_ctframe.py", site / "toy_ctframe.py")
-    info = site / "toy_ctframe-0.1.dist-info"
-    info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy_ctframe\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[ctframe]\ntoy = toy_ctframe\n")
 
 
 @dataclass(frozen=True)
