@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from ctframe.base.contracts import Metric, MetricInput
 from ctframe.base.errors import CtframeError, DataError
@@ -15,6 +16,7 @@ from ctframe.evaluation.aggregate import plural
 from ctframe.evaluation.bootstrap import sample_groups
 from ctframe.evaluation.conformal import summarise
 from ctframe.evaluation.decision import predicted_labels
+from ctframe.evaluation.findings import Finding, model_findings, unique, worse_than_before
 from ctframe.evaluation.group_level import evaluate_groups
 from ctframe.evaluation.group_outputs import answer_groups, write_group_predictions_csv
 from ctframe.evaluation.outputs import (
@@ -176,12 +178,23 @@ def evaluate(
     """
     evaluations: list[ModelEvaluation] = []
     resampled: list[dict[str, np.ndarray]] = []
+    found: list[Finding] = []
     for model in trained:
         evaluation, predicted, samples = evaluate_model(model, data_info, metrics, settings, seed)
         evaluations.append(evaluation)
         resampled.append(samples)
+        model = with_recalibration(model, evaluation.recalibration, data_info.positive_index)
+        found += model_findings(
+            model.key,
+            model.title,
+            model.test,
+            model.val,
+            predicted,
+            evaluation.threshold.value,
+            data_info.class_names,
+            data_info.positive_index,
+        )
         if run_dir is not None:
-            model = with_recalibration(model, evaluation.recalibration, data_info.positive_index)
             threshold = evaluation.threshold.value
             sets = (
                 None
@@ -191,15 +204,18 @@ def evaluate(
             write_predictions(run_dir, model.key, model.test, predicted, data_info, threshold, sets)
             if evaluation.group is not None:
                 _write_group_predictions(run_dir, model, evaluation.group, data_info)
+    differences = paired_differences(trained, evaluations, resampled, settings)
+    found += worse_than_before(differences, {e.key: e.title for e in evaluations})
     result = EvaluationResult(
         tuple(evaluations),
         data_info.class_names,
         data_info.positive_class,
         settings,
         seed,
-        paired_differences(trained, evaluations, resampled, settings),
+        differences,
         bootstrap_method(data_info),
         data_info.sample_unit,
+        tuple(unique(found)),
     )
     if run_dir is not None:
         write_metrics(run_dir, result)
@@ -217,4 +233,6 @@ def evaluate(
                 said += [(where, message) for message in evaluation.group.warnings]
             for where, message in said:
                 console.print(f"[yellow]warning[/yellow] {where}: {message}")
+        for finding in result.findings:
+            console.print(f"[bold yellow]finding[/bold yellow] {escape(finding.message)}", highlight=False)
     return result

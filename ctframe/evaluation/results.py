@@ -11,6 +11,7 @@ import numpy as np
 from ctframe.evaluation.aggregate import Aggregation, plural
 from ctframe.evaluation.bootstrap import Estimate
 from ctframe.evaluation.conformal import ConformalRule
+from ctframe.evaluation.findings import Finding
 from ctframe.evaluation.recalibrate import Recalibration
 from ctframe.evaluation.threshold import ThresholdChoice
 from ctframe.registry.settings import EvaluationSettings
@@ -187,6 +188,8 @@ class EvaluationResult:
     bootstrap_method: str = "stratified bootstrap of images"
     unit: str = "image"
     """What one test sample is (:attr:`EvaluationData.sample_unit`)."""
+    findings: tuple[Finding, ...] = ()
+    """What went wrong, one sentence each (:mod:`ctframe.evaluation.findings`)."""
 
     def __getitem__(self, key: str) -> ModelEvaluation:
         for model in self.models:
@@ -216,6 +219,7 @@ class EvaluationResult:
             **self.header(),
             "models": {model.key: model.as_dict() for model in self.models},
             "paired_differences": [difference.as_dict() for difference in self.differences],
+            "findings": [finding.as_dict() for finding in self.findings],
         }
 
 

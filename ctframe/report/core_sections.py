@@ -27,6 +27,7 @@ def _lazy(target: str, *needs: str) -> Callable[[ReportContext], str]:
 
 
 CORE_SECTIONS = (
+    ("findings", "Findings", 50, _lazy("sections.findings.findings", "run")),
     ("overview", "Overview", 100, _lazy("sections.facts.overview", "run")),
     ("metrics", "Test metrics", 200, _lazy("sections.results.metrics", "run")),
     ("folds", "Cross-validation folds", 250, _lazy("sections.results.folds", "run")),

@@ -25,6 +25,7 @@ from tests.conftest import REPO
 
 CLASSES = ("COVID", "non-COVID")
 CORE_SECTIONS = [
+    "findings",
     "overview",
     "metrics",
     "training",
@@ -44,11 +45,11 @@ FOLDER_SPLIT_SECTIONS = ["split_groups", "leakage"]
 GROUPED_SECTIONS = ["groups"]
 """Runs whose samples carry groups (folder_split groups scan sequences) also get the per-group view."""
 SECTIONS = [
-    *CORE_SECTIONS[:6],
+    *CORE_SECTIONS[:7],
     *GROUPED_SECTIONS,
-    *CORE_SECTIONS[6:9],
+    *CORE_SECTIONS[7:10],
     *FOLDER_SPLIT_SECTIONS,
-    *CORE_SECTIONS[9:],
+    *CORE_SECTIONS[10:],
 ]
 """A folder_split run's report (the quickstart's; test_report_browser.py checks it in a browser)."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -440,7 +441,7 @@ def test_a_third_party_plugin_adds_a_report_section(tmp_path, monkeypatch, capsy
     finally:
         sys.modules.pop("reportx_ctframe", None)
     found = sections_of((run / "report.html").read_text(encoding="utf-8"))
-    assert list(found) == [*CORE_SECTIONS[:3], "trainer_diagnostics", *CORE_SECTIONS[3:]]
+    assert list(found) == [*CORE_SECTIONS[:4], "trainer_diagnostics", *CORE_SECTIONS[4:]]
     assert "third-party trainer diagnostics for 2 models" in found["trainer_diagnostics"]
     assert '<a href="#trainer_diagnostics">Trainer diagnostics</a>' in (run / "report.html").read_text()
 
@@ -467,7 +468,7 @@ def test_plugin_sections_that_fail_cost_only_themselves(tmp_path, monkeypatch):
     registry = build_registry(extra=[_Sections(), _BrokenHook()], selection="classification_metrics")
     page = build_report(run, registry=registry).read_text(encoding="utf-8")
     found = sections_of(page)
-    assert list(found) == ["early", *CORE_SECTIONS[:4], "broken", *CORE_SECTIONS[4:], "plugin_sections"]
+    assert list(found) == ["early", *CORE_SECTIONS[:5], "broken", *CORE_SECTIONS[5:], "plugin_sections"]
     assert found["broken"].strip() == (
         '<h2>Broken section</h2>\n<p class="missing">Broken section could not be built: ZeroDivisionError: '
         "division by zero</p>"
@@ -491,7 +492,7 @@ def test_report_section_registration_is_checked():
 
     registry = build_registry(extra=[Bad()], selection="")
     collected = collect_sections(registry.manager)
-    assert [s.key for s in collected.sections][:2] == ["overview", "metrics"]
+    assert [s.key for s in collected.sections][:3] == ["findings", "overview", "metrics"]
     assert collected.problems == [
         ("Bad", "ValueError: section key 'Bad Key': use lower-case letters, digits and _")
     ]
