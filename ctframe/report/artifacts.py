@@ -44,6 +44,8 @@ class RunArtifacts:
     """Model key -> rows of its ``predictions_<key>_<unit>.csv`` (one per group), when it has one."""
     external: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Name -> ``metrics.json`` of each external evaluation (``ctframe evaluate``) under ``external/``."""
+    fold_histories: dict[str, dict[str, list[dict[str, str]]]] = field(default_factory=dict)
+    """A cross-validation folder's model key -> fold -> rows of that fold's ``history_<key>.csv``."""
     problems: dict[str, str] = field(default_factory=dict)
     """File name -> why it could not be read (missing files are simply absent attributes)."""
     _read: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False, compare=False)
@@ -188,6 +190,12 @@ def read_run(path: Path, log_lines: int = 60) -> RunArtifacts:
         external = _read_json(layout.METRICS.path(folder), {})  # one that is unreadable is left out
         if external is not None:
             run.external[name] = external
+    for fold, folder in sorted(layout.CV_FOLD.find(path).items(), key=lambda item: int(item[0])):
+        for file in sorted(folder.glob("*.csv")):
+            match = HISTORY.fullmatch(file.name)
+            rows = _read_csv(file, {}) if match else None  # a fold's damaged history is left out
+            if match and rows:
+                run.fold_histories.setdefault(match["key"], {})[fold] = rows
     return run
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,6 +44,32 @@ def png_bytes(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def fold_training_curves(title: str, folds: Mapping[str, Sequence[dict[str, str]]]) -> bytes | None:
+    """Validation loss and accuracy per epoch, one line per fold (epochs counted in order)."""
+    usable = {fold: rows for fold, rows in folds.items() if rows}
+    if not usable:
+        return None
+    figure = new_figure(10.0, 4.0, left=0.07, wspace=0.22, bottom=0.13)
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
+    for fold, rows in usable.items():
+        epochs = np.arange(1, len(rows) + 1)
+        for axis, column in ((loss_axis, "val_loss"), (accuracy_axis, "val_accuracy")):
+            values = np.array([number(row.get(column)) for row in rows])
+            if np.isfinite(values).any():
+                axis.plot(epochs, values, "-", marker="o", ms=3, label=f"fold {fold}")
+    loss_axis.set(title=f"{title}: validation loss", xlabel="epoch (all phases in order)", ylabel="loss")
+    accuracy_axis.set(title=f"{title}: validation accuracy", xlabel="epoch (all phases in order)")
+    accuracy_axis.set_ylim(0, 1.02)
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (loss_axis, accuracy_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        if axis.lines:
+            axis.legend(fontsize=8)
+    return png_bytes(figure)
 
 
 def training_curves(title: str, rows: Sequence[dict[str, str]]) -> bytes | None:

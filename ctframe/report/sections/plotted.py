@@ -14,7 +14,24 @@ from ctframe.report.sections.results import threshold
 from ctframe.storage.layout import HISTORY, METRICS, PREDICTIONS, SPLIT_SUMMARY
 
 
+def _fold_training(run: RunArtifacts, plot: PlotWriter) -> str:
+    """A cross-validation folder: each model's folds overlaid, one colour per fold."""
+    parts = []
+    for key, folds in run.fold_histories.items():
+        title = run.title(key)
+        png = plots.fold_training_curves(title, folds)
+        if png is None:
+            continue
+        caption = f"{title}: each fold's fold-<fold>/{HISTORY.filename(key)}, one colour per fold."
+        parts.append(plot(f"training_{key}", png, f"training curves of {title} per fold", caption))
+        epochs = ", ".join(f"fold {fold}: {len(rows)}" for fold, rows in folds.items())
+        parts.append(html.paragraph(f"Epochs per fold: {epochs}.", "muted"))
+    return "\n".join(parts)
+
+
 def training(run: RunArtifacts, plot: PlotWriter) -> str:
+    if not run.histories and run.fold_histories:
+        return _fold_training(run, plot) or html.missing("The folds' history files have no epochs to plot.")
     if not run.histories:
         return html.missing(f"No {HISTORY.display} files: the trainer recorded no per-epoch history.")
     parts = []
