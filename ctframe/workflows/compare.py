@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import tomllib
 from collections.abc import Sequence
@@ -13,7 +15,15 @@ from rich.console import Group
 from rich.table import Table
 
 from ctframe.base.errors import RunError
-from ctframe.storage.layout import METRICS, RECIPE
+from ctframe.storage.layout import METRICS, PREDICTIONS, RECIPE
+
+COMPARABLE = {
+    "positive_class": "positive class (precision, recall and F1 measure different things)",
+    "classes": "classes",
+    "test_set": "test set (their numbers come from different images)",
+    "seed": "seed (a difference may be the luck of the draw)",
+}
+"""Facts that runs side by side should share, and why a difference matters."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,19 @@ def _recipe_facts(path: Path) -> dict[str, Any]:
     return facts
 
 
+def _test_set(path: Path, keys: Sequence[str]) -> str | None:
+    """ "<n> samples, ids <sha256 prefix>" of the first model's test predictions, or None without a file."""
+    for key in keys:
+        try:
+            with PREDICTIONS.path(path, key).open(encoding="utf-8", newline="") as handle:
+                ids = sorted(row.get("sample_id") or "" for row in csv.DictReader(handle))
+        except (OSError, UnicodeDecodeError, csv.Error):
+            continue
+        digest = hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:12]
+        return f"{len(ids)} samples, ids {digest}"
+    return None
+
+
 def summarise_run(path: Path) -> RunSummary:
     path = Path(path)
     if not path.is_dir():
@@ -62,6 +85,11 @@ def summarise_run(path: Path) -> RunSummary:
         return RunSummary(path.name, path, facts, problem=problem)
     if metrics.get("positive_class") is not None:
         facts["positive_class"] = metrics["positive_class"]
+    if isinstance(metrics.get("class_names"), list):
+        facts["classes"] = ", ".join(map(str, metrics["class_names"]))
+    test_set = _test_set(path, list(metrics.get("models") or {}))
+    if test_set:
+        facts["test_set"] = test_set
     models: dict[str, dict[str, Any]] = {}
     for key, model in (metrics.get("models") or {}).items():
         entries = {
@@ -122,7 +150,8 @@ class RunComparison:
                     "problem": r.problem,
                 }
                 for r in self.runs
-            ]
+            ],
+            "warnings": self.warnings(),
         }
 
     def metrics_table(self) -> Table:
@@ -156,6 +185,18 @@ class RunComparison:
         for key in keys:
             table.add_row(key, *(str(run.facts.get(key, "")) for run in self.runs))
         return table
+
+    def warnings(self) -> list[str]:
+        """One line per fact (positive class, classes, test set, seed) that the runs do not share."""
+        said = []
+        for fact, why in COMPARABLE.items():
+            values = {run.run: run.facts.get(fact) for run in self.runs if not run.problem}
+            if len({str(v) for v in values.values()}) > 1:
+                listed = "; ".join(
+                    f"{run}: {value if value is not None else 'unknown'}" for run, value in values.items()
+                )
+                said.append(f"the runs differ in {why}: {listed}")
+        return said
 
     def __rich__(self) -> Group:
         return Group(self.metrics_table(), self.facts_table())
