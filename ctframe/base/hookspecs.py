@@ -35,8 +35,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 class Register(Protocol):
     """The callback of every ``ctframe_register_<kind>s`` hook: call it once per component.
 
-    * ``name``: what recipes write in ``component = "..."``; a Python identifier. A name that two
-      plugins register for one kind goes to neither (a recipe naming it is refused, naming both).
+    * ``name``: what recipes write in ``component = "..."``; a Python identifier (``"plugin:name"``
+      names it qualified). A name several plugins register for one kind stays with the built-in one
+      among them (a warning names both), else goes to none (a recipe naming it bare is refused,
+      naming them); each other one is reachable qualified.
     * ``factory``: builds the component; its arguments and result are the kind's (see its spec).
     * ``options``: a :class:`ctframe.Options` subclass, every option typed, with a default and a
       one-line ``description``; recipes are validated against it before any work.
@@ -175,8 +177,9 @@ def ctframe_demo_data(register: RegisterDemo) -> None:
     ``register(name, write, description)``: ``name`` is the format (lower-case letters, digits, ``-``),
     ``description`` one line for the command's help. ``write(folder, count=None, size=None, seed=0)``
     writes the set into ``folder`` (``count``: the format's unit, such as images per class or patients;
-    ``None`` for the format's default) and returns one line saying what it wrote. A format two plugins
-    offer goes to neither; raise :class:`ctframe.DataError` for a folder that cannot take the data.
+    ``None`` for the format's default) and returns one line saying what it wrote. A format several
+    plugins offer stays with the built-in one, else goes to none; each other one is offered as
+    ``plugin:format``. Raise :class:`ctframe.DataError` for a folder that cannot take the data.
     """
 
 

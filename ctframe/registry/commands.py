@@ -45,7 +45,8 @@ def plugin_command_group(warn: Callable[[str], None]) -> type:
     """A typer group class that adds plugin commands when the command line first looks one up.
 
     Deferred because ``--version`` exits while options are parsed, before any lookup: it never
-    builds the registry, so no plugin can break it. ``warn`` gets each refused command's line.
+    builds the registry, so no plugin can break it. ``warn`` gets each refused command's line, and each
+    component name a built-in plugin keeps from another plugin (:meth:`Registry.warnings`), once.
     """
 
     class PluginCommandGroup(TyperGroup):
@@ -55,8 +56,9 @@ def plugin_command_group(warn: Callable[[str], None]) -> type:
             if self._plugins_added:
                 return
             self._plugins_added = True
-            accepted, warnings = plugin_commands(get_registry(), core=set(self.commands))
-            for line in warnings:
+            registry = get_registry()
+            accepted, warnings = plugin_commands(registry, core=set(self.commands))
+            for line in registry.warnings() + warnings:  # component names a built-in keeps, too
                 warn(line)
             for name, command in accepted.items():
                 self.add_command(command, name)

@@ -6,7 +6,7 @@ from typing import Any
 
 from ctframe.base.contracts import Kind
 from ctframe.base.options import Options
-from ctframe.registry.plugins import PLUGINS_ENV, Registry
+from ctframe.registry.plugins import PLUGINS_ENV, Registry, qualified
 
 
 def option_rows(options: Any, prefix: str = "") -> list[dict[str, Any]]:
@@ -60,8 +60,8 @@ def describe_plugins(registry: Registry, kind: Kind | None = None, verbose: bool
             others = [p for p in plugins if p != plugin]
             owners = f"plugin{'s' if len(others) > 1 else ''} {' and '.join(repr(p) for p in others)}"
             error = (
-                f"{clash_kind} {name!r} is also registered by {owners}; recipes naming it are refused "
-                f"(uninstall one or exclude it with {PLUGINS_ENV})"
+                f"{clash_kind} {name!r} is also registered by {owners}; recipes naming it bare are refused "
+                f"(name this one {qualified(plugin, name)!r}, or exclude one with {PLUGINS_ENV})"
             )
             broken.append(
                 {
@@ -72,4 +72,5 @@ def describe_plugins(registry: Registry, kind: Kind | None = None, verbose: bool
                     "error": error,
                 }
             )
-    return {"components": components, "broken": broken}
+    # A name a built-in keeps although another plugin registers it too: a warning, nothing is refused.
+    return {"components": components, "broken": broken, "warnings": registry.warnings()}

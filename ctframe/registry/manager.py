@@ -20,6 +20,9 @@ from ctframe.base.errors import CtframeError, PluginError
 
 ENTRY_POINT_GROUP = "ctframe"
 PLUGINS_ENV = "CTFRAME_PLUGINS"
+BUILT_IN_DISTRIBUTION = "ctframe"
+"""The distribution whose entry points are the built-in plugins (``plugins/ctframe_*``): in a name clash
+with a third-party plugin, the built-in keeps the name."""
 CORE_PLUGINS = ("ctframe.report.core_sections",)
 """The core's own hook implementations: registered like plugins, first and whatever the selection."""
 
@@ -36,6 +39,8 @@ class PluginInfo:
     version: str
     error: str | None = None
     """Why it failed to load or register (one line); ``None`` when healthy."""
+    built_in: bool = False
+    """Installed by ctframe itself (an entry point of :data:`BUILT_IN_DISTRIBUTION`)."""
 
 
 def _selected(names: Iterable[str], selection: str | None) -> set[str]:
@@ -82,6 +87,7 @@ def _add_plugin(
     package: str,
     version: str,
     load: Callable[[], object],
+    built_in: bool = False,
 ) -> None:
     """Load and register one plugin; any failure marks it broken and leaves the manager without it."""
     if name in plugins:  # two packages, one entry point name: keep the first, report the second
@@ -103,9 +109,9 @@ def _add_plugin(
                 manager.unregister(name=name)
             raise
     except PLUGIN_FAILURES as error:
-        plugins[name] = PluginInfo(name, package, version, describe_exception(error))
+        plugins[name] = PluginInfo(name, package, version, describe_exception(error), built_in)
         return
-    plugins[name] = PluginInfo(name, package, version)
+    plugins[name] = PluginInfo(name, package, version, built_in=built_in)
 
 
 def _load_entry_points(
@@ -119,7 +125,12 @@ def _load_entry_points(
         dist = entry_point.dist
         package = dist.name if dist else entry_point.value.split(":")[0]
         version = dist.version if dist else "?"
-        _add_plugin(manager, plugins, entry_point.name, package, version, entry_point.load)
+        built_in = _canonical(package) == BUILT_IN_DISTRIBUTION
+        _add_plugin(manager, plugins, entry_point.name, package, version, entry_point.load, built_in)
+
+
+def _canonical(distribution: str) -> str:
+    return distribution.lower().replace("_", "-").replace(".", "-")
 
 
 def build_plugin_manager(

@@ -5,8 +5,12 @@ group. ``CTFRAME_PLUGINS`` (comma-separated entry point names; empty for none) s
 
 Plugins are isolated from each other. One that fails to import, implements an unknown hook or raises
 in any of its registration hooks (commands included) is recorded as broken, its registrations are
-dropped and it is unregistered, so none of its hooks runs again; the others carry on. A component
-name that two plugins register is a clash, refused only for the recipes that name it.
+dropped and it is unregistered, so none of its hooks runs again; the others carry on.
+
+A component name that several plugins register is a clash. When one of them is built in, the built-in
+keeps the name and the others are reachable qualified by plugin (``"myplugin:accuracy"``), with a
+warning naming both. Otherwise no plugin gets the bare name: every one is reachable qualified, and only
+the recipes that name it bare are refused, in one line naming the plugins and the qualified names.
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ from ctframe.registry.manager import (
 )
 
 REGISTER_HOOKS: dict[Kind, str] = {Kind(kind.name): kind.hook for kind in KINDS}
+QUALIFIER = ":"
+"""Separates a plugin's name from its component's: ``component = "myplugin:accuracy"``."""
+
+
+def qualified(plugin: str, name: str) -> str:
+    return f"{plugin}{QUALIFIER}{name}"
 
 
 @dataclass
@@ -44,33 +54,61 @@ class Registry:
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     components: dict[Kind, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in Kind})
     clashes: dict[tuple[Kind, str], tuple[str, ...]] = field(default_factory=dict)
-    """Names registered by several healthy plugins, with those plugins: left out, never guessed."""
+    """Names registered by several healthy plugins, none built in, with those plugins: the bare name is
+    left out, never guessed."""
+    shadowed: dict[tuple[Kind, str], tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    """Names a built-in plugin keeps although other plugins register them too: (built-in, others)."""
+    qualified: dict[Kind, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in Kind})
+    """Components reachable only as ``plugin:name`` (their bare name clashes); ``name`` is that form."""
     dropped: dict[tuple[Kind, str], str] = field(default_factory=dict)
     """Names registered by a plugin that then broke, with that plugin (so errors can name it)."""
     commands: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Healthy plugins' commands: plugin -> command name -> click command."""
 
     def get(self, kind: Kind, name: str) -> Component | None:
-        return self.components[kind].get(name)
+        """The component a recipe means by ``name``: a bare name, or ``plugin:name`` for any plugin's."""
+        if QUALIFIER not in name:
+            return self.components[kind].get(name)
+        plugin, _, bare = name.partition(QUALIFIER)
+        owner = self.components[kind].get(bare)
+        if owner is not None and owner.plugin == plugin:  # named as written, so it stays that plugin's
+            return replace(owner, name=name)
+        return self.qualified[kind].get(name)
 
     def names(self, kind: Kind) -> list[str]:
         return sorted(self.components[kind])
+
+    def qualified_names(self, kind: Kind) -> list[str]:
+        """The names only reachable qualified (``plugin:name``), because their bare name clashes."""
+        return sorted(self.qualified[kind])
 
     def broken(self) -> list[PluginInfo]:
         return [info for info in self.plugins.values() if info.error]
 
     def all_components(self) -> list[Component]:
-        return [c for kind in Kind for c in sorted(self.components[kind].values(), key=lambda c: c.name)]
+        """Every usable component: each bare name, then each ``plugin:name`` of a clashing one."""
+        ordered = [c for kind in Kind for c in sorted(self.components[kind].values(), key=lambda c: c.name)]
+        return ordered + [c for kind in Kind for _, c in sorted(self.qualified[kind].items())]
 
     def clash_message(self, kind: Kind, name: str) -> str | None:
         """One line naming the plugins that all register ``name``; ``None`` when it does not clash."""
         plugins = self.clashes.get((kind, name))
         if not plugins:
             return None
+        forms = " or ".join(repr(qualified(plugin, name)) for plugin in sorted(plugins))
         return (
-            f"{kind} {name!r} is registered by {several(plugins)}; "
-            f"uninstall one or exclude it with {PLUGINS_ENV}"
+            f"{kind} {name!r} is registered by {several(plugins)}; name one of them as {forms}, "
+            f"or exclude one with {PLUGINS_ENV}"
         )
+
+    def warnings(self) -> list[str]:
+        """One line per plugin whose component name a built-in plugin keeps."""
+        return [
+            f"{kind} {name!r} is registered by built-in plugin {built_in!r} and by plugin {other!r}; "
+            f"the built-in keeps the name, name plugin {other!r}'s as {qualified(other, name)!r}"
+            for (kind, name), (built_in, others) in sorted(self.shadowed.items())
+            for other in others
+        ]
 
 
 def several(plugins: Collection[str]) -> str:
@@ -158,7 +196,8 @@ def build_registry(
 
     A plugin whose hook raises is marked broken: everything it registered is dropped and it is
     unregistered from the manager, so its audit and command hooks are never called. A name that
-    several healthy plugins register is recorded in ``clashes`` and left out.
+    several healthy plugins register goes to the one built-in among them (``shadowed``) or to none
+    (``clashes``); each other one is reachable as ``plugin:name``.
     """
     manager, plugins = build_plugin_manager(extra, selection, use_environment)
     registry = Registry(manager, plugins)
@@ -187,14 +226,30 @@ def build_registry(
             else:
                 owners.setdefault(key, []).append(component)
     for (kind, name), components in owners.items():
-        if len(components) == 1:
-            registry.components[kind][name] = components[0]
-        else:
-            registry.clashes[(kind, name)] = tuple(sorted(c.plugin for c in components))
+        _settle_name(registry, kind, name, components)
     for name, info in plugins.items():
         if info.error and manager.get_plugin(name) is not None:
             manager.unregister(name=name)
     return registry
+
+
+def _settle_name(registry: Registry, kind: Kind, name: str, components: list[Component]) -> None:
+    """Who gets ``name``: its one plugin; else the one built-in plugin among several, the others then
+    reachable qualified; else nobody, every one reachable qualified."""
+    if len(components) == 1:
+        registry.components[kind][name] = components[0]
+        return
+    built_in = [c for c in components if registry.plugins[c.plugin].built_in]
+    keeper = built_in[0] if len(built_in) == 1 else None
+    others = sorted((c for c in components if c is not keeper), key=lambda c: c.plugin)
+    for component in others:
+        form = qualified(component.plugin, name)
+        registry.qualified[kind][form] = replace(component, name=form)
+    if keeper is None:
+        registry.clashes[(kind, name)] = tuple(c.plugin for c in others)
+    else:
+        registry.components[kind][name] = keeper
+        registry.shadowed[(kind, name)] = (keeper.plugin, tuple(c.plugin for c in others))
 
 
 _cached: dict[str | None, Registry] = {}

@@ -16,7 +16,7 @@ from ctframe.base.contracts import Component, Kind
 from ctframe.base.errors import RecipeError
 from ctframe.base.kinds import KindSpec, recipe_kinds
 from ctframe.base.options import Options
-from ctframe.registry.plugins import Registry, get_registry
+from ctframe.registry.plugins import QUALIFIER, Registry, get_registry, qualified
 from ctframe.registry.settings import EvaluationSettings, RunSettings
 from ctframe.registry.validation import suggest, validate_options
 
@@ -97,15 +97,21 @@ def _drop_none(value: Any) -> Any:
 # ---------------------------------------------------------------- reading and overrides
 
 
-def read_recipe_file(path: Path) -> dict[str, Any]:
+def read_recipe_text(path: Path) -> str:
     path = Path(path)
     if not path.is_file():
         hint = "it is a folder; name a .toml file" if path.is_dir() else "check the path"
         raise RecipeError(f"{path}: recipe file not found ({hint})")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise RecipeError(f"{path}: cannot read the recipe: {error}") from None
+
+
+def read_recipe_file(path: Path, text: str | None = None) -> dict[str, Any]:
+    """The recipe at ``path`` as a mapping; ``text``, when given, is its content read earlier."""
+    path = Path(path)
+    text = read_recipe_text(path) if text is None else text
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -152,7 +158,7 @@ def _unknown_component_message(registry: Registry, kind: Kind, name: str) -> str
     owner = registry.dropped.get((kind, name))
     if owner:
         return f"{kind} {name!r} comes from plugin {owner!r}, which failed: {registry.plugins[owner].error}"
-    available = registry.names(kind)
+    available = registry.names(kind) + registry.qualified_names(kind)
     message = f"unknown {kind} component {name!r}{suggest(name, available)}"
     message += f"; available: {', '.join(available) if available else 'none installed'}"
     broken = registry.broken()
@@ -216,8 +222,9 @@ def _section(kind: KindSpec, data: Mapping[str, Any], path: Path, registry: Regi
         component_config(registry, Kind(kind.name), f"{section}[{i}]", entry, path)
         for i, entry in enumerate(_list_entries(kind, data.get(section), path, registry))
     )
-    names = [c.component.name for c in configs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    # one component named twice, bare and qualified ("accuracy", "classification_metrics:accuracy")
+    names = [qualified(c.component.plugin, c.component.name.rpartition(QUALIFIER)[2]) for c in configs]
+    duplicates = sorted({c.component.name for c, n in zip(configs, names, strict=True) if names.count(n) > 1})
     if duplicates:
         raise RecipeError(
             f"{path}: {section}: {', '.join(duplicates)} listed twice; keep one entry per {kind.name}"
@@ -263,9 +270,15 @@ def _expanded(output: Path, path: Path) -> Path:
         ) from None
 
 
-def load_recipe(path: Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Recipe:
-    """Read, override and validate a recipe file. Raises :class:`RecipeError` with one line."""
+def load_recipe(
+    path: Path, overrides: Sequence[str] = (), registry: Registry | None = None, text: str | None = None
+) -> Recipe:
+    """Read, override and validate a recipe file. Raises :class:`RecipeError` with one line.
+
+    ``text`` is the recipe's content kept from earlier (``ctframe cv`` stores it): the file is then not
+    read, and ``path`` only names the recipe and places its relative paths.
+    """
     registry = get_registry() if registry is None else registry
     path = Path(path)
-    data = apply_overrides(read_recipe_file(path), overrides, path)
+    data = apply_overrides(read_recipe_file(path, text), overrides, path)
     return validate_recipe(data, path, registry)

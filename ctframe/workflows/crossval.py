@@ -3,9 +3,10 @@
 Each fold is an ordinary run in ``CV/fold-<k>/`` whose recipe says which fold it is (``[run] cv_fold``,
 ``cv_folds``): its dataset makes that fold the test split and takes validation from the other folds
 by the same grouping, so every image is tested exactly once, by a model that never saw its group.
-A fold resumes like any run. ``CV/`` then holds the folds side by side (``folds.json``: every fold's
-metrics, their mean and sd) and the pooled out-of-fold predictions evaluated once, with bootstrap CIs
-that resample groups when the dataset has them; ``ctframe compare`` reads it like a run.
+A fold resumes like any run; the cross-validation resumes from the plan it stored (``cv_plan``).
+``CV/`` then holds the folds side by side (``folds.json``: every fold's metrics, their mean and sd) and
+the pooled out-of-fold predictions evaluated once, with bootstrap CIs that resample groups when the
+dataset has them; ``ctframe compare`` reads it like a run.
 """
 
 from __future__ import annotations
@@ -23,21 +24,20 @@ from ctframe.base.errors import RunError
 from ctframe.evaluation import Aggregation, EvaluationData, ThresholdChoice, evaluate
 from ctframe.evaluation.results import ModelPredictions
 from ctframe.registry.plugins import get_registry
-from ctframe.registry.recipe import load_recipe
+from ctframe.registry.recipe import load_recipe, read_recipe_text
 from ctframe.report import build_report
 from ctframe.storage.files import atomic_open
 from ctframe.storage.layout import (
     CV_FOLD,
     CV_FOLDS,
-    CV_PLAN,
     METRICS,
     OOF_PREDICTIONS,
     PREDICTIONS,
     RECIPE,
-    STATUS,
 )
 from ctframe.storage.rundir import RunDirectory
-from ctframe.workflows.assembly import build_metrics, make_context, precheck
+from ctframe.workflows.assembly import build_data, build_metrics, make_context, precheck
+from ctframe.workflows.cv_plan import CvPlan, check_folds, completed, read_plan, write_plan
 from ctframe.workflows.engine import resume_run, start_run
 from ctframe.workflows.scoring import read_predictions
 
@@ -51,25 +51,14 @@ def _fold_path(root: Path, fold: int) -> Path:
     return CV_FOLD.path(root, fold)
 
 
-def _completed(run: Path) -> bool:
-    try:
-        return json.loads(STATUS.path(run).read_text(encoding="utf-8")).get("state") == "completed"
-    except (OSError, ValueError):
-        return False
-
-
-def _run_fold(
-    plan: dict[str, Any], root: Path, fold: int, registry: Registry, console: Console | None
-) -> None:
-
+def _run_fold(plan: CvPlan, root: Path, fold: int, registry: Registry, console: Console | None) -> None:
     run = _fold_path(root, fold)
-    if _completed(run):
+    if completed(run):
         return
     if RECIPE.path(run).is_file():
         resume_run(run, registry=registry, console=console)
         return
-    overrides = [*plan["overrides"], f"run.cv_folds={plan['folds']}", f"run.cv_fold={fold}"]
-    recipe = load_recipe(Path(plan["recipe"]), overrides, registry=registry)
+    recipe = plan.recipe_for(fold, registry)
     if run.exists():  # created, then killed before its recipe was written: nothing in it to keep
         shutil.rmtree(run)
     start_run(recipe, registry=registry, console=console, run_path=run)
@@ -83,35 +72,41 @@ def start_cv(
     registry: Registry | None = None,
     console: Console | None = None,
 ) -> Path:
-    """Validate the recipe, create ``<output>/<stem>-cv<K>-<stamp>/`` and run every fold."""
+    """Validate the recipe and the fold plan, create ``<output>/<stem>-cv<K>-<stamp>/``, run every fold.
 
-    if folds < 2:
+    Everything that can fail before training is checked before the folder exists: the recipe, the
+    components' checks, and the data split into ``folds`` folds (the dataset builds fold 0 once).
+    """
+
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise RunError(f"--folds {folds}: cross-validation needs at least 2 folds")
     registry = registry or get_registry()
-    recipe = load_recipe(
-        recipe_path, [*overrides, f"run.cv_folds={folds}", "run.cv_fold=0"], registry=registry
-    )
-    precheck(recipe, make_context(recipe, run_dir=None))  # before anything is created
+    path = Path(recipe_path).absolute()
+    plan = CvPlan(path, read_recipe_text(path), tuple(overrides), folds)
+    recipe = plan.recipe_for(0, registry)
+    context = make_context(recipe, run_dir=None)
+    precheck(recipe, context)
+    build_data(recipe, context)  # a fold plan the data cannot satisfy fails here, not in fold-0/
     root = RunDirectory.create(Path(output) if output else recipe.run.output, f"{recipe.stem}-cv{folds}")
-    plan = {"recipe": str(Path(recipe_path).absolute()), "overrides": list(overrides), "folds": folds}
-    root.write_json(CV_PLAN, plan)
+    write_plan(root.path, plan)
     return _run_all(plan, root.path, registry, console)
 
 
 def resume_cv(root: Path, registry: Registry | None = None, console: Console | None = None) -> Path:
-    """Finish an interrupted cross-validation: completed folds are kept, the others resume or start."""
+    """Finish an interrupted cross-validation from the plan it stored: completed folds are kept, the
+    others resume or start. The plan and every fold folder are checked before anything is written."""
 
-    try:
-        plan = json.loads(CV_PLAN.path(root).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise RunError(f"{root}: not a cross-validation folder (no readable {CV_PLAN.name})") from None
-    return _run_all(plan, Path(root), registry or get_registry(), console)
+    root = Path(root)
+    plan = read_plan(root)
+    registry = registry or get_registry()
+    check_folds(root, plan, registry)
+    return _run_all(plan, root, registry, console)
 
 
-def _run_all(plan: dict[str, Any], root: Path, registry: Registry, console: Console | None) -> Path:
-    for fold in range(int(plan["folds"])):
+def _run_all(plan: CvPlan, root: Path, registry: Registry, console: Console | None) -> Path:
+    for fold in range(plan.folds):
         _run_fold(plan, root, fold, registry, console)
-    summarise(root, console)
+    summarise(root, plan.folds, console)
     return root
 
 
@@ -207,13 +202,12 @@ def _median_choice(thresholds: Sequence[float | None], median: float | None) -> 
     return ThresholdChoice(method, median)
 
 
-def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
+def summarise(root: Path, folds: int, console: Console | None = None) -> dict[str, Any]:
     """Per-fold metrics with mean and sd, and the pooled out-of-fold predictions evaluated once."""
 
     root = Path(root)
-    plan = json.loads(CV_PLAN.path(root).read_text(encoding="utf-8"))
-    runs = [_fold_path(root, fold) for fold in range(int(plan["folds"]))]
-    unfinished = [run.name for run in runs if not _completed(run)]
+    runs = [_fold_path(root, fold) for fold in range(folds)]
+    unfinished = [run.name for run in runs if not completed(run)]
     if unfinished:
         raise RunError(f"{root}: fold(s) {', '.join(unfinished)} not completed; ctframe cv --resume {root}")
     per_fold = [_fold_metrics(run) for run in runs]
@@ -225,7 +219,7 @@ def summarise(root: Path, console: Console | None = None) -> dict[str, Any]:
     scored = [model for model, _ in pooled]
     recipe = load_recipe(RECIPE.path(runs[0]))
 
-    summary = {"folds": int(plan["folds"]), "runs": [run.name for run in runs], "per_fold": table}
+    summary = {"folds": folds, "runs": [run.name for run in runs], "per_fold": table}
     if group_table:
         summary["per_fold_group_level"] = group_table
     RunDirectory(root).write_json(CV_FOLDS, summary)

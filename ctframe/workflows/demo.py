@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ctframe.base.errors import CtframeError, PluginError
-from ctframe.registry.plugins import Registry, get_registry
+from ctframe.registry.plugins import QUALIFIER, Registry, get_registry, qualified
 
 HOOK = "ctframe_demo_data"
 NAME = re.compile(r"[a-z][a-z0-9-]*")
@@ -23,9 +23,11 @@ class DemoFormat:
 
 
 def demo_formats(registry: Registry | None = None) -> tuple[dict[str, DemoFormat], list[str]]:
-    """Every offered format by name, and one line per problem: a format two plugins offer goes to
-    neither, and a plugin whose hook raises loses only its own formats."""
-    manager = (registry or get_registry()).manager
+    """Every offered format by name, and one line per problem. A format several plugins offer goes to
+    the one built-in among them, or to none; each other one is offered as ``plugin:format``. A plugin
+    whose hook raises loses only its own formats."""
+    registry = registry or get_registry()
+    manager = registry.manager
     offered: dict[str, list[DemoFormat]] = {}
     problems: list[str] = []
     for impl in getattr(manager.hook, HOOK).get_hookimpls():
@@ -46,10 +48,27 @@ def demo_formats(registry: Registry | None = None) -> tuple[dict[str, DemoFormat
             continue
         for demo in found:
             offered.setdefault(demo.name, []).append(demo)
-    for name, demos in offered.items():
-        if len(demos) > 1:
-            problems.append(f"format {name!r} is offered by {' and '.join(d.plugin for d in demos)}")
-    return {name: demos[0] for name, demos in sorted(offered.items()) if len(demos) == 1}, problems
+    formats: dict[str, DemoFormat] = {}
+    for name, demos in sorted(offered.items()):
+        built_in = [d for d in demos if _built_in(registry, d.plugin)] if len(demos) > 1 else demos
+        keeper = built_in[0] if len(built_in) == 1 else None
+        if keeper is not None:
+            formats[name] = keeper
+        others = [d for d in demos if d is not keeper]
+        for demo in others:  # a clashing format stays reachable qualified by its plugin
+            formats[qualified(demo.plugin, name)] = replace(demo, name=qualified(demo.plugin, name))
+        if others:
+            kept = f"built-in {keeper.plugin} keeps it" if keeper else "neither gets it"
+            forms = " or ".join(qualified(d.plugin, name) for d in others)
+            problems.append(
+                f"format {name!r} is offered by {' and '.join(d.plugin for d in demos)}; {kept}, name {forms}"
+            )
+    return formats, problems
+
+
+def _built_in(registry: Registry, plugin: str) -> bool:
+    info = registry.plugins.get(plugin)
+    return info is not None and info.built_in
 
 
 def write_demo(
@@ -65,7 +84,7 @@ def write_demo(
         raise CtframeError("--count and --size must be positive")
     formats, problems = demo_formats(registry)
     if format not in formats:
-        known = ", ".join(formats) or "none (no plugin offers demo data)"
+        known = ", ".join(n for n in formats if QUALIFIER not in n) or "none (no plugin offers demo data)"
         aside = f" ({'; '.join(problems)})" if problems else ""
         raise CtframeError(f"no demo data format {format!r}; choose one of: {known}{aside}")
     return formats[format].write(Path(folder), count=count, size=size, seed=seed)

@@ -7,6 +7,8 @@ report is built from the run's files; :mod:`~ctframe.workflows.runlog` keeps the
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,18 +22,19 @@ from ctframe.base.errors import CtframeError, RunError, note_log
 from ctframe.base.training import TrainedModel, Trainer
 from ctframe.registry.plugins import Registry, get_registry
 from ctframe.registry.recipe import Recipe, load_recipe
-from ctframe.report import build_report
+from ctframe.report import PlotWriter, ReportContext, read_run, render
 from ctframe.runtime import distributed, restarts
 from ctframe.runtime.environment import describe_environment, seed_everything
 from ctframe.runtime.performance import release_memory
 from ctframe.runtime.precision import cpu_bf16_features, resolve
 from ctframe.storage import checkpoints, integrity
-from ctframe.storage.files import first_line, remove_stale_temporaries
+from ctframe.storage.files import first_line, remove_stale_temporaries, write_text
 from ctframe.storage.layout import (
     ENVIRONMENT,
     ENVIRONMENT_RESUME,
     LOG,
     RECIPE,
+    REPORT,
     SPLIT_SUMMARY,
     STATUS,
 )
@@ -48,6 +51,9 @@ from ctframe.workflows.assembly import (
 from ctframe.workflows.runlog import FILE_ONLY, logging_to
 from ctframe.workflows.scored import as_built, predict_and_evaluate
 
+EVALUATED = "evaluated"
+"""The state between the evaluation and ``completed``: predictions, metrics and model files are written."""
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -56,11 +62,37 @@ class RunResult:
     evaluation: Any
 
 
+def _status(state: str, **extra: Any) -> dict[str, Any]:
+    return {"state": state, "updated": datetime.now(UTC).isoformat(timespec="seconds"), **extra}
+
+
 def _write_status(run_dir: RunDirectory, state: str, **extra: Any) -> None:
+    if distributed.is_main():
+        run_dir.write_json(STATUS, _status(state, **extra))
+
+
+def _finish(run_dir: RunDirectory, registry: Registry, logger: logging.Logger) -> None:
+    """The last steps of a run whose evaluation is written: the report, then ``completed``.
+
+    The report is drawn as the completed run shows it, so a run whose ``completed`` a kill prevented
+    resumes to the same report; ``completed`` on disk always means the report is there too.
+    """
     if not distributed.is_main():
         return
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    run_dir.write_json(STATUS, {"state": state, "updated": now, **extra})
+    run = read_run(run_dir.path)
+    run.status = _status("completed")
+    report = write_text(REPORT.path(run_dir), render(ReportContext(run, PlotWriter(run_dir.path), registry)))
+    logger.info("report: %s", report)
+    run_dir.write_json(STATUS, run.status)
+
+
+def _evaluated(run_dir: RunDirectory) -> bool:
+    """Whether the run stopped after its evaluation was written (only the report was left to do)."""
+    try:
+        status = json.loads(STATUS.path(run_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(status, dict) and (status.get("state") == EVALUATED or status.get(EVALUATED) is True)
 
 
 def _split_summary(data: DataSplits) -> dict[str, Any]:
@@ -93,9 +125,12 @@ def execute(
             for stale in remove_stale_temporaries(run_dir.path):  # left by a kill during an atomic write
                 logger.info("removed the stale temporary file %s", stale)
         plugins = {p.name: f"{p.package} {p.version}" for p in registry.plugins.values() if not p.error}
+        for line in registry.warnings():  # the console had them from the command line already
+            logger.warning(line, extra={FILE_ONLY: True})
         environment = describe_environment(context.device, recipe.run.seed, recipe.path.parent, plugins)
         _write_status(run_dir, "running")
         seed_everything(recipe.run.seed)
+        evaluated: dict[str, bool] = {}  # once set, a resume only has the report left to build
         try:
             with distributed.main_goes_first():  # rank 0 fills shared caches; the others then read them
                 # only rank 0 lets the dataset write into the run directory (manifest, leakage check)
@@ -117,21 +152,21 @@ def execute(
             trained = trainer.fit(model, data.for_training(), context) or as_built(model, logger)
             release_memory()  # the trainer's caches, activations and optimizer state
             evaluation = predict_and_evaluate(recipe, run_dir, data, model, trained, context, console)
-            _write_status(run_dir, "completed")
+            evaluated = {EVALUATED: True}
+            _write_status(run_dir, EVALUATED)
             del model, trainer  # the report reads the model files; the weights stay in `trained`
             release_memory()
-            if distributed.is_main():
-                report = build_report(run_dir.path)
-                logger.info("report: %s", report)
+            _finish(run_dir, registry, logger)
         except KeyboardInterrupt:
-            _write_status(run_dir, "interrupted")
+            _write_status(run_dir, "interrupted", **evaluated)
             logger.warning("interrupted; resume with: ctframe run --resume %s", run_dir.path)
             raise
         except CtframeError as error:
-            _write_status(run_dir, "failed", error=str(error))
+            _write_status(run_dir, "failed", error=str(error), **evaluated)
             raise
         except Exception as error:
-            _write_status(run_dir, "failed", error=f"{type(error).__name__}: {first_line(error)}")
+            why = f"{type(error).__name__}: {first_line(error)}"
+            _write_status(run_dir, "failed", error=why, **evaluated)
             logger.error("internal failure", exc_info=True, extra={FILE_ONLY: True})
             if distributed.is_main():
                 note_log(error, LOG.path(run_dir))  # the CLI prints this path, not the traceback
@@ -193,6 +228,8 @@ def resume_run(path: Path, registry: Registry | None = None, console: Console | 
     checkpoints.verify_run(run_dir)
     registry = registry or get_registry()
     recipe = load_recipe(recipe_file, registry=registry)
+    if _evaluated(run_dir):  # stopped after the evaluation: the report is all that is left
+        return _resume_report(run_dir, registry, console)
     distributed.join(recipe.run.distributed, resolved_device(recipe))  # under torchrun only
     precheck(recipe, make_context(recipe, run_dir=None))
     distributed.barrier()  # every process has verified the run before rank 0 writes to it
@@ -202,3 +239,17 @@ def resume_run(path: Path, registry: Registry | None = None, console: Console | 
     restarts.forget_run(run_dir.path)
     distributed.leave()
     return result
+
+
+def _resume_report(run_dir: RunDirectory, registry: Registry, console: Console | None) -> RunResult:
+    """Finish a run whose evaluation is on disk (and verified): build the report, then ``completed``."""
+    with logging_to(run_dir, console) as logger:
+        logger.info("resuming run %s: its evaluation is complete, building the report", run_dir.path)
+        if distributed.is_main():
+            integrity.settle(run_dir)
+            for stale in remove_stale_temporaries(run_dir.path):
+                logger.info("removed the stale temporary file %s", stale)
+        _finish(run_dir, registry, logger)
+        logger.info("finished: %s", run_dir.path)
+    restarts.forget_run(run_dir.path)
+    return RunResult(run_dir, [], None)

@@ -118,15 +118,16 @@ CASES = {
         "bad_metric",
         "not loaded: plugin 'bad'",
     ),
-    "name clash with a built-in": Case(
+    "name clash with a built-in": Case(  # the built-in keeps the name; the other is reachable qualified
         {"bad": _metrics("accuracy", "bad_own")},
-        "bad",
-        "metric 'accuracy' is also registered by plugin 'classification_metrics'; recipes naming it are "
-        "refused",
-        "accuracy",
-        "metric 'accuracy' is registered by two plugins: 'bad' and 'classification_metrics'; "
-        f"uninstall one or exclude it with {PLUGINS_ENV}",
-        commands={"validate --quick {recipe} --set metrics=['bad_own']": (0, "OK")},
+        None,
+        component="accuracy",
+        commands={
+            "validate --quick {recipe} --set metrics=['bad_own']": (0, "OK"),
+            "validate --quick {recipe} --set metrics=['bad:accuracy']": (0, "OK"),
+        },
+        warning="warning: metric 'accuracy' is registered by built-in plugin 'classification_metrics' and "
+        "by plugin 'bad'; the built-in keeps the name, name plugin 'bad''s as 'bad:accuracy'",
     ),
     "name clash between two third-party plugins": Case(
         {"bad": _metrics("shared_metric"), "bad2": _metrics("shared_metric")},
@@ -302,17 +303,14 @@ def test_the_console_script_shows_no_traceback(tmp_path, toy_site):
     assert ctframe("--version").returncode == 0
     listing = ctframe("list-plugins", "--json")
     assert listing.returncode == 0
-    assert {entry["plugin"] for entry in json.loads(listing.stdout)["broken"]} == {
-        "typo",
-        "dupe",
-        "crash",
-        "classification_metrics",  # its 'accuracy' clashes with dupe's
-    }
+    assert {entry["plugin"] for entry in json.loads(listing.stdout)["broken"]} == {"typo", "crash"}
+    (warning,) = json.loads(listing.stdout)["warnings"]  # the built-in keeps 'accuracy' from dupe
+    assert "built-in plugin 'classification_metrics' and by plugin 'dupe'" in warning
     listed = ctframe("list-plugins")
     assert listed.returncode == 0
+    assert f"warning: {warning}" in listed.stderr
     reasons = {
         "typo": "failed: implements unknown hook 'ctframe_register_metric'",
-        "dupe": "failed: metric 'accuracy' is also registered by plugin 'classification_metrics'",
         "crash": "failed: RuntimeError: boom",
     }
     for plugin, reason in reasons.items():

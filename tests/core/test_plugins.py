@@ -40,8 +40,9 @@ def test_duplicate_component_names_are_left_out_and_name_both_plugins():
     assert registry.names("metric") == ["m2"] and not registry.broken()
     assert registry.clash_message("metric", "m1") == (
         "metric 'm1' is registered by two plugins: 'alpha' and 'beta'; "
-        "uninstall one or exclude it with CTFRAME_PLUGINS"
+        "name one of them as 'alpha:m1' or 'beta:m1', or exclude one with CTFRAME_PLUGINS"
     )
+    assert registry.get("metric", "beta:m1").description == "m1 from beta"  # reachable qualified
 
 
 def test_a_plugin_failing_to_register_is_reported_and_the_others_load():
