@@ -1,4 +1,9 @@
-"""Rebuild the classifier a model file describes: components from the registry, weights from safetensors."""
+"""Rebuild the classifier a model file describes: components from the registry, weights from safetensors.
+
+:func:`ctframe.storage.modelfile.read_model_info` checks the file's fields and integrity; here the stored
+component options are checked against the installed plugins, the dataset's too (predict and explain read
+images with them), each mismatch one line naming the field (``input.dataset.options.image_size``).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from ctframe.registry.plugins import Registry, get_registry
 from ctframe.runtime.model import Classifier
 from ctframe.storage.checkpoints import check_state_fits
 from ctframe.storage.files import first_line
-from ctframe.storage.modelfile import ModelFileError, ModelInfo, read_model_info
+from ctframe.storage.modelfile import ModelFileError, ModelInfo, read_model_info, warn_unverified
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,34 @@ class LoadedModel:
     classifier: Classifier
 
 
-def _build(registry: Registry, kind: Kind, record: Mapping[str, Any], where: Path, *args: Any) -> Any:
+def _stored_options(component: Any, record: Mapping[str, Any], where: Path, field: str) -> Any:
+    """The component's options from the model file, or one line naming the first field that does not fit."""
+    # an option the component has since moved elsewhere (removed_options) no longer shapes the model
+    removed = getattr(component.options, "removed_options", {})
+    stored = {key: value for key, value in dict(record.get("options", {})).items() if key not in removed}
+    try:
+        return component.options.model_validate(stored)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        at = ".".join(str(p) for p in first["loc"])
+        raise ModelFileError(
+            f"{where}: field {field}.options{'.' + at if at else ''} does not fit {component.kind} "
+            f"{component.name!r} ({first['msg']}); the model file was edited, or install the plugin version "
+            "that wrote it"
+        ) from None
+
+
+def check_reading(registry: Registry, info: ModelInfo) -> None:
+    """The stored dataset options, checked as the reader will take them (when the dataset is installed)."""
+    record = info.reading["dataset"]
+    component = registry.get(Kind.DATASET, str(record.get("component")))
+    if component is not None:
+        _stored_options(component, record, info.path, "input.dataset")
+
+
+def _build(
+    registry: Registry, kind: Kind, record: Mapping[str, Any], where: Path, field: str, *args: Any
+) -> Any:
     name = record.get("component")
     component = registry.get(kind, str(name))
     if component is None:
@@ -35,18 +67,7 @@ def _build(registry: Registry, kind: Kind, record: Mapping[str, Any], where: Pat
             f"{where}: the model needs {kind} {name!r} from plugin {plugin!r}, which is not installed "
             "(ctframe list-plugins shows what is)"
         )
-    # an option the component has since moved elsewhere (removed_options) no longer shapes the model
-    removed = getattr(component.options, "removed_options", {})
-    stored = {key: value for key, value in dict(record.get("options", {})).items() if key not in removed}
-    try:
-        options = component.options.model_validate(stored)
-    except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        at = ".".join(str(p) for p in first["loc"]) or "(options)"
-        raise ModelFileError(
-            f"{where}: the stored {kind} options no longer fit {kind} {name!r} ({at}: {first['msg']}); "
-            "install the plugin version that wrote the model"
-        ) from None
+    options = _stored_options(component, record, where, field)
     context = BuildContext(seed=0, device="cpu", recipe_dir=where.parent, restoring=True)
     return component.factory(options, context, *args)
 
@@ -65,14 +86,18 @@ def _load_state(classifier: Classifier, state: Mapping[str, Any], where: Path) -
 def load_model(path: Path, registry: Registry | None = None, device: str = "cpu") -> LoadedModel:
     """Rebuild the classifier a model file describes and load its weights (safetensors, no pickle)."""
     registry = get_registry() if registry is None else registry
-    info = read_model_info(path)
+    info = read_model_info(path, warn=False)  # said once the model is built: one line if it is not
     classes = info.class_names
-    backbone = _build(registry, Kind.BACKBONE, info.metadata["backbone"], info.path)
-    head = _build(registry, Kind.HEAD, info.metadata["head"], info.path, backbone.out_features, len(classes))
+    metadata = info.metadata
+    backbone = _build(registry, Kind.BACKBONE, metadata["backbone"], info.path, "backbone")
+    width = backbone.out_features
+    head = _build(registry, Kind.HEAD, metadata["head"], info.path, "head", width, len(classes))
+    check_reading(registry, info)
     classifier = Classifier(backbone, head, classes)
     try:
         state = load_file(str(info.weights_path))
     except (SafetensorError, OSError, ValueError) as error:
         raise ModelFileError(f"{info.weights_path}: not a safetensors file ({first_line(error)})") from None
     _load_state(classifier, state, info.path)
+    warn_unverified(info)
     return LoadedModel(info, classifier.to(device).eval())

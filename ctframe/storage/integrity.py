@@ -7,9 +7,12 @@ file that differs from its record, or a recorded file that is gone, is a one-lin
 
 A record is updated around the write in two steps, ``pending`` (the new hash) before the file is renamed
 into place and ``sha256`` after, so a process killed at any moment leaves a state that verifies: the
-old file with its ``sha256``, or the new one with its ``pending`` hash. This guards against edits and
-damage, not against someone who rewrites ``integrity.json`` too (checkpoints are still loaded
-weights-only, and model weights are checked against the hash in their own JSON file).
+old file with its ``sha256``, or the new one with its ``pending`` hash. Unsigned, this guards against
+edits and damage, not against someone who rewrites ``integrity.json`` too; with a signing key
+(:mod:`ctframe.storage.signing`) the record carries a ``signature`` over its files, and a key set when
+the run is verified refuses an unsigned or wrongly signed record. Model files are checked against the
+record wherever they are read (:func:`check_recorded`), so one edit cannot repair a model file and its
+record together.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from ctframe.base.errors import RunError
 from ctframe.storage.files import first_line, sha256_bytes, sha256_file, write_bytes, write_json
 from ctframe.storage.layout import INTEGRITY
+from ctframe.storage.signing import KEY_ENV, KEYED, SigningKey, digest, same, signing_key
 
 FORMAT = 1
 ANY = "*"
@@ -42,9 +46,22 @@ def is_recording(run_dir: Any) -> bool:
     return INTEGRITY.path(run_dir).is_file()
 
 
+def _write(root: Path, files: dict[str, dict[str, Any]]) -> Path:
+    """Write the record, signed when a signing key is set."""
+    ledger: dict[str, Any] = {"format": FORMAT, "files": files}
+    key = signing_key()
+    if key is not None:
+        ledger["signature"] = {"method": KEYED, "key_id": key.key_id, "digest": _signature(files, key)}
+    return write_json(INTEGRITY.path(root), ledger)
+
+
+def _signature(files: dict[str, dict[str, Any]], key: SigningKey) -> str:
+    return digest("ctframe-integrity", {"format": FORMAT, "files": files}, key)
+
+
 def start(run_dir: Any) -> Path:
     """Create the empty record of a new run; later writes through :func:`write_recorded` fill it."""
-    return write_json(INTEGRITY.path(run_dir), {"format": FORMAT, "files": {}})
+    return _write(_root(run_dir), {})
 
 
 def _name(root: Path, path: Path) -> str:
@@ -54,8 +71,9 @@ def _name(root: Path, path: Path) -> str:
         raise ValueError(f"{path} is not inside the run directory {root}") from None
 
 
-def _read(root: Path) -> dict[str, dict[str, Any]]:
-    """The ``files`` mapping of ``root``'s record; a :class:`RunError` when it is not a valid one."""
+def _read(root: Path, signed: bool = False) -> dict[str, dict[str, Any]]:
+    """The ``files`` mapping of ``root``'s record; a :class:`RunError` when it is not a valid one.
+    ``signed``: also check the record's signature (see :func:`_check_signature`)."""
     where = INTEGRITY.path(root)
     try:
         ledger = json.loads(where.read_text(encoding="utf-8"))
@@ -72,7 +90,28 @@ def _read(root: Path) -> dict[str, dict[str, Any]]:
         pure = PurePosixPath(name)
         if pure.is_absolute() or ".." in pure.parts or not name or not isinstance(entry, dict):
             raise RunError(f"{where} has an invalid entry {name!r}; this run cannot be verified")
+    if signed:
+        _check_signature(where, ledger.get("signature"), files)
     return files
+
+
+def _check_signature(where: Path, signature: Any, files: dict[str, dict[str, Any]]) -> None:
+    """With a key set: refuse a record that is unsigned, signed with another key, or edited since. Without
+    one: refuse a signed record, since a resume would write it back unsigned."""
+    key = signing_key()
+    if key is None:
+        if signature is not None:
+            raise RunError(f"{where} is signed; set {KEY_ENV} (the key that signed it) to use this run")
+        return
+    if not isinstance(signature, dict):
+        raise RunError(
+            f"{where} is not signed, and a signing key is set ({key.where}): refusing an unsigned run; "
+            f"unset {KEY_ENV} to use it unverified"
+        )
+    if signature.get("key_id") != key.key_id:
+        raise RunError(f"{where} was signed with another key (key id {str(signature.get('key_id'))[:16]!r})")
+    if not same(signature.get("digest"), _signature(files, key)):
+        raise RunError(f"{where} changed since it was signed (signature mismatch); this run is not trusted")
 
 
 def _update(root: Path, name: str, **values: Any) -> None:
@@ -82,7 +121,7 @@ def _update(root: Path, name: str, **values: Any) -> None:
         entry.update(values)
         for key in [k for k, v in entry.items() if v is None and k != "sha256"]:
             del entry[key]
-        write_json(INTEGRITY.path(root), {"format": FORMAT, "files": files})
+        _write(root, files)
 
 
 def write_recorded(path: Path, data: bytes, run_dir: Any, kind: str = "file") -> Path:
@@ -137,7 +176,7 @@ def verify(run_dir: Any) -> None:
     checkpoint still opens weights-only.
     """
     root = _root(run_dir)
-    for name, entry in sorted(_read(root).items()):
+    for name, entry in sorted(_read(root, signed=True).items()):
         problem = _problem(root, name, entry)
         if problem:
             raise RunError(f"{problem}: it was edited or damaged; restore it, or start a new run")
@@ -166,4 +205,20 @@ def settle(run_dir: Any) -> None:
                 del entry["pending"]
             else:
                 del files[name]  # its first write never completed
-        write_json(INTEGRITY.path(root), {"format": FORMAT, "files": files})
+        _write(root, files)
+
+
+def check_recorded(path: Path) -> str | None:
+    """When ``path`` is a file of a run directory (``RUN/models/<key>.json``) that the run's record
+    lists: why it no longer matches the record (one line), else ``None``. Files elsewhere: ``None``."""
+    path = Path(path)
+    for root in path.absolute().parents[:2]:
+        if not is_recording(root):
+            continue
+        try:  # without a key a signed record's hashes still count; the model file warns it is unverified
+            entry = _read(root, signed=signing_key() is not None).get(_name(root, path))
+        except RunError as error:
+            return str(error)
+        problem = None if entry is None else _problem(root, _name(root, path), entry)
+        return None if problem is None else f"{problem}: the file or the run's record was edited"
+    return None

@@ -5,9 +5,12 @@ backbone and head components with their options, the classes, the positive class
 threshold chosen on validation, the group rule (``group_rule``: how image probabilities become one per
 patient or series, and that level's threshold; absent in files written before it), the recalibration
 (``calibration``) and conformal rule (``conformal``) fitted on validation (absent: none), how images were
-read (the dataset component and its options, the input shape), versions and the run it came from.
-``load_model`` rebuilds the classifier from the plugins and loads the weights with safetensors (no
-pickle), after checking their sha256.
+read (the dataset component and its options, the input shape), versions and the run it came from, and
+an ``integrity`` block: a digest of all the other fields, the weights' sha256 included, signed when a
+signing key is set (:mod:`ctframe.storage.model_seal`). Every read checks each field
+(:mod:`ctframe.storage.model_fields`), the digest, the run's ``integrity.json`` when the file sits in a run
+directory, and the weights' sha256; ``load_model`` then rebuilds the classifier from the plugins and
+loads the weights with safetensors (no pickle).
 
 This module reads and writes the files; :mod:`ctframe.runtime.loading` rebuilds the classifier.
 """
@@ -15,25 +18,28 @@ This module reads and writes the files; :mod:`ctframe.runtime.loading` rebuilds 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctframe.base.errors import CtframeError
 from ctframe.base.version import __version__
+from ctframe.storage import integrity
 from ctframe.storage.files import first_line, sha256_file, write_bytes, write_json
 from ctframe.storage.layout import MODEL_INDEX, MODEL_INFO, MODEL_WEIGHTS, MODELS
+from ctframe.storage.model_fields import ModelFileError, check_fields
+from ctframe.storage.model_seal import LEGACY_VERSION, check_seal, seal
+from ctframe.storage.signing import signing_key
 
 if TYPE_CHECKING:
     from torch import nn
 
 FORMAT = "ctframe-model"
-FORMAT_VERSION = 1
-
-
-class ModelFileError(CtframeError):
-    """A model file that is missing, damaged, tampered with, or no longer fits the installed plugins."""
+FORMAT_VERSION = 2
+"""2: with the ``integrity`` block; files of version 1 are still read (:mod:`ctframe.storage.model_seal`)."""
+logger = logging.getLogger("ctframe")
+_warned: set[tuple[str, str]] = set()  # a warning about one file is said once per process, not per read
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class ModelInfo:
     path: Path
     """The ``.json`` file."""
     metadata: Mapping[str, Any]
+    unverified: str | None = None
+    """Why the file was accepted without verifying its digest (older file, signed but no key), or None."""
 
     @property
     def key(self) -> str:
@@ -121,7 +129,17 @@ def save_model(
         **metadata,
         "weights": {"file": weights.name, "sha256": sha256_file(weights), "tensors": len(state)},
     }
-    return write_json(MODEL_INFO.path(run_path, key), record)
+    return write_json(MODEL_INFO.path(run_path, key), seal(record, signing_key()))
+
+
+def reseal_model_file(path: Path) -> Path:
+    """Write ``path``'s integrity block anew (signed when a signing key is set), after a deliberate edit by
+    whoever holds the key; every field must still be valid. The weights' sha256 is recomputed too."""
+    info = _read_info(path)
+    record = dict(info.metadata)
+    record["weights"] = {**record["weights"], "sha256": sha256_file(info.weights_path)}
+    record["format_version"] = FORMAT_VERSION
+    return write_json(info.path, seal(record, signing_key()))
 
 
 def model_metadata(
@@ -181,25 +199,28 @@ def _read_info(path: Path) -> ModelInfo:
         raise ModelFileError(f"{path}: not a ctframe model file (unreadable JSON: {reason})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ModelFileError(f'{path}: not a ctframe model file (no "format": "{FORMAT}")')
-    if metadata.get("format_version") != FORMAT_VERSION:
+    version = metadata.get("format_version")
+    if isinstance(version, bool) or version not in (LEGACY_VERSION, FORMAT_VERSION):
         raise ModelFileError(
-            f"{path}: model format version {metadata.get('format_version')!r}; this ctframe reads "
+            f"{path}: field format_version is {version!r}; this ctframe reads {LEGACY_VERSION} and "
             f"{FORMAT_VERSION}: use the ctframe version that wrote it"
         )
-    missing = [
-        k
-        for k in ("key", "backbone", "head", "class_names", "positive_class", "weights", "input")
-        if k not in metadata
-    ]
-    if missing:
-        raise ModelFileError(f"{path}: model file lacks {', '.join(missing)}; it was damaged or edited")
+    check_fields(path, metadata)
     return ModelInfo(path, metadata)
 
 
-def read_model_info(path: Path, verify: bool = True) -> ModelInfo:
-    """The metadata of a model file; ``verify`` also checks the weights file's sha256."""
+def read_model_info(path: Path, verify: bool = True, warn: bool = True) -> ModelInfo:
+    """The metadata of a model file, every field checked, and its integrity block against the fields
+    (signed with the signing key when one is set); ``verify`` also checks it against the run's
+    ``integrity.json`` (when in a run directory) and the weights file's sha256. ``warn``: log
+    ``unverified`` now (else the caller calls :func:`warn_unverified` once it has used the file)."""
     info = _read_info(path)
+    warning = check_seal(info.path, info.metadata, signing_key())
+    info = ModelInfo(info.path, info.metadata, warning)
     if verify:
+        problem = integrity.check_recorded(info.path)
+        if problem:
+            raise ModelFileError(problem)
         weights = info.weights_path
         if not weights.is_file():
             raise ModelFileError(f"{info.path}: its weights file {weights} is missing")
@@ -208,7 +229,17 @@ def read_model_info(path: Path, verify: bool = True) -> ModelInfo:
                 f"{weights}: sha256 differs from the one recorded in {info.path.name}; the weights were "
                 "changed after the run wrote them: refusing to load them"
             )
+    if warn:
+        warn_unverified(info)
     return info
+
+
+def warn_unverified(info: ModelInfo) -> None:
+    """Log why ``info``'s file was accepted unverified, once per file and process."""
+    said = (str(info.path.absolute()), info.unverified)
+    if info.unverified and said not in _warned:
+        _warned.add(said)
+        logger.warning("%s", info.unverified)
 
 
 def models_of_run(run_path: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from ctframe.registry.plugins import get_registry
 from ctframe.runtime.inference import read_files
 from ctframe.runtime.loading import load_model
 from ctframe.runtime.predict import predict_dataset
-from ctframe.storage.modelfile import find_model
+from ctframe.storage.modelfile import find_model, reseal_model_file
 from ctframe.workflows.export import TOLERANCE
 from tests.conftest import REPO, install_distribution
 
@@ -155,6 +155,7 @@ def test_a_compiled_backbone_exports_its_eager_module(tmp_path_factory, tmp_path
     record = json.loads(source.read_text())
     record["backbone"]["options"]["compile"] = True
     model.write_text(json.dumps(record))
+    reseal_model_file(model)  # a deliberate edit, sealed again as its owner would
     assert load_model(model).classifier.backbone._compiled_call_impl is not None  # really compiled
     out = tmp_path / "compiled.pt2"
     # Away from its run, the model has no test predictions: the check images must be given.

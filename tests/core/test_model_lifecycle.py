@@ -121,11 +121,9 @@ def test_tampered_or_pickled_weights_are_refused(finished_run, tmp_path, capsys)
             return (Path.touch, (tmp_path / "pwned",))
 
     weights.write_bytes(pickle.dumps({"backbone.x": Payload()}))
-    metadata = json.loads((copy / "finetuned.json").read_text())
-    from ctframe.storage.files import sha256_file
+    from ctframe.storage.modelfile import reseal_model_file
 
-    metadata["weights"]["sha256"] = sha256_file(weights)  # a consistent forgery: the sha256 matches
-    (copy / "finetuned.json").write_text(json.dumps(metadata))
+    reseal_model_file(copy / "finetuned.json")  # a consistent forgery: sha256 and unkeyed digest match
     assert main(["predict", str(copy / "finetuned.json"), str(tmp_path), "-o", str(tmp_path / "p.csv")]) == 2
     message = capsys.readouterr().err
     assert "not a safetensors file" in message and "weights_only" not in message
