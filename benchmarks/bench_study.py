@@ -41,6 +41,11 @@ PHASES = ("initial", "finetuned")
 # name -> minimum speed-up of the whole run against Keras (issue 15's targets, native-bf16 CPU)
 TARGETS = {"ctframe as shipped": 3.0, "ctframe + augmentation bank": 5.0}
 MAX_RSS_GB = 3.0
+STEPS = ("start-up", "data", "model", "phase 1", "phase 2", "predictions", "evaluation", "report", "exit")
+"""A ctframe run's wall time, cut at its run.log lines: process start -> "starting run" (imports,
+registry) -> "data:" (decoding, split) -> phase 1 opens (model building, weights) -> phase 1 -> phase 2
+-> "predicted validation and test" -> "evaluated" (metrics, intervals, plots' data) -> "finished"
+(model files, report) -> process exit."""
 
 
 @dataclass
@@ -52,14 +57,18 @@ class Result:
     phase_seconds: dict[str, float] = field(default_factory=dict)
     phase_images: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    steps: dict[str, float] = field(default_factory=dict)
+    """Where a ctframe run's wall time went (:data:`STEPS`), seconds."""
 
     def images_per_s(self, phase: str) -> float | None:
         seconds = self.phase_seconds.get(phase)
         return self.phase_images[phase] / seconds if seconds else None
 
 
-def run_measured(command: list[str], environment: dict[str, str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (bytes) of the process itself, and its stdout."""
+def run_measured(command: list[str], environment: dict[str, str]) -> tuple[float, int, str, float]:
+    """Wall seconds, peak RSS (bytes) of the process itself, its stdout, and when it started (wall clock,
+    to set against run.log's timestamps)."""
+    launched = time.time()
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, env=environment, text=True)
@@ -71,7 +80,7 @@ def run_measured(command: list[str], environment: dict[str, str]) -> tuple[float
         stdout, stderr = out.read(), err.read()
     if process.returncode != 0:
         raise SystemExit(f"{command[1]} failed ({process.returncode}):\n{stderr[-3000:]}")
-    return wall, usage.ru_maxrss * 1024, stdout  # ru_maxrss is KiB on Linux
+    return wall, usage.ru_maxrss * 1024, stdout, launched  # ru_maxrss is KiB on Linux
 
 
 def keras_study(args: argparse.Namespace, environment: dict[str, str]) -> Result:
@@ -79,7 +88,7 @@ def keras_study(args: argparse.Namespace, environment: dict[str, str]) -> Result
     command += ["--size", str(args.size), "--batch-size", str(args.batch_size)]
     command += ["--threads", str(args.threads), "--initial-epochs", str(args.initial_epochs)]
     command += ["--finetuned-epochs", str(args.finetuned_epochs)] + ["--eager"] * args.smoke
-    wall, rss, stdout = run_measured(command, {**environment, "KERAS_BACKEND": "tensorflow"})
+    wall, rss, stdout, _ = run_measured(command, {**environment, "KERAS_BACKEND": "tensorflow"})
     answer = json.loads(stdout.strip().splitlines()[-1])
     result = Result("keras", wall, rss, note=f"keras {answer['keras_version']}, split {answer['split']}")
     for phase in PHASES:
@@ -111,10 +120,11 @@ def ctframe_study(name: str, extra: list[str], args: argparse.Namespace, environ
     command = [str(Path(sys.executable).with_name("ctframe")), "run", str(REPO / "recipes" / "covid_ct.toml")]
     for override in overrides:
         command += ["--set", override]
-    wall, rss, _ = run_measured(command, environment)
+    wall, rss, _, launched = run_measured(command, environment)
     (run_dir,) = [path for path in output.iterdir() if path.is_dir()]
     result = Result(name, wall, rss)
     result.phase_seconds, result.phase_images = phase_times(run_dir)
+    result.steps = run_steps(run_dir, launched, launched + wall)
     precision = json.loads((run_dir / "environment.json").read_text()).get("precision", {})
     result.note = f"training precision {precision.get('training', {}).get('resolved', '?')}"
     return result
@@ -191,6 +201,35 @@ def _ratio(value: float | None, reference: float | None) -> str:
     return f"{value / reference:6.2f}x" if value and reference else "      -"
 
 
+def run_steps(run_dir: Path, started: float, ended: float) -> dict[str, float]:
+    """Seconds per step of :data:`STEPS`, from run.log's timestamps; {} when a line is missing."""
+    lines = (run_dir / "run.log").read_text().splitlines()
+
+    def first(pattern: str) -> float | None:
+        found = next((line for line in lines if re.search(pattern, line)), None)
+        return _logged_at(found) if found else None
+
+    def last(pattern: str) -> float | None:
+        found = [line for line in lines if re.search(pattern, line)]
+        return _logged_at(found[-1]) if found else None
+
+    marks = [
+        started,
+        first(r" (starting|resuming) run "),
+        first(r" data: \d+ train"),
+        first(rf" {PHASES[0]}: .*folded into") or first(rf" {PHASES[0]} epoch 1/"),
+        last(rf" {PHASES[0]} epoch \d+/"),
+        last(rf" {PHASES[1]} epoch \d+/"),
+        first(r" predicted validation and test of "),
+        first(r" evaluated in "),
+        first(r" finished: "),
+        ended,
+    ]
+    if any(mark is None for mark in marks):
+        return {}
+    return {step: marks[k + 1] - marks[k] for k, step in enumerate(STEPS)}
+
+
 def main() -> None:
     args = parse_arguments()
     threads = str(args.threads)
@@ -234,6 +273,16 @@ def main() -> None:
         print(f"{result.name:30s} {cells[0]} {cells[1]} {result.wall:8.1f} "
               f"{(f'{speedup:7.2f}x' if speedup else '       -'):>8s} {result.peak_rss / 1e9:11.2f} "
               f"{_ratio(result.peak_rss, keras.peak_rss if keras else None):>7s}  {verdict}")
+    print()
+    print("where the wall time went (s): " + ", ".join(STEPS))
+    print(f"{'run':30s} " + " ".join(f"{step[:11]:>11s}" for step in STEPS))
+    for result in results:
+        if result.steps:
+            print(f"{result.name:30s} " + " ".join(f"{result.steps[step]:11.1f}" for step in STEPS))
+        elif result.name == "keras":
+            phases = " ".join(f"{result.phase_seconds.get(p, 0):11.1f}" for p in PHASES)
+            outside = result.wall - sum(result.phase_seconds.get(p, 0) for p in PHASES)
+            print(f"{result.name:30s} {'':11s} {'':11s} {'':11s} {phases}   outside fit: {outside:.1f}")
     print(f"load average after: {os.getloadavg()[0]:.1f} (a shared machine makes these numbers noisy)")
 
 

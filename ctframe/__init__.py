@@ -8,13 +8,14 @@ from ctframe.api import *  # noqa: F403 - the public face is the plugin API
 from ctframe.api import __all__ as _api
 from ctframe.base.version import __version__
 
-__all__ = [*_api, "__version__", "load_model"]  # noqa: F405 - load_model: __getattr__
+__all__ = [*_api, "__version__", "load_model", "run"]  # noqa: F405 - load_model, run: __getattr__
 
 
 def __getattr__(name: str):
-    # load_model needs torch; importing ctframe must stay cheap, so it is resolved on first use (PEP 562)
-    if name == "load_model":
-        from ctframe.runtime.loading import load_model
+    # load_model and run need torch; importing ctframe must stay cheap, so they are resolved on first use
+    # (PEP 562); ctframe.workflows.python_api, docs/python.md
+    if name in ("load_model", "run"):
+        from ctframe.workflows import python_api
 
-        return load_model
+        return getattr(python_api, name)
     raise AttributeError(f"module 'ctframe' has no attribute {name!r}")

@@ -30,7 +30,15 @@ from ctframe.base.contracts import (
     ReadFiles,
     Segment,
 )
-from ctframe.base.errors import CtframeError, DataError, PluginError, RecipeError, RunError, WeightsError
+from ctframe.base.errors import (
+    BadFileError,
+    CtframeError,
+    DataError,
+    PluginError,
+    RecipeError,
+    RunError,
+    WeightsError,
+)
 from ctframe.base.filenames import ensure_escaped, escape_path, unescape_name
 from ctframe.base.hookspecs import Register, RegisterSection, hookimpl
 from ctframe.base.kinds import KINDS, Kind
@@ -103,6 +111,7 @@ __all__ = [
     "AuditReport",
     "AuditSection",
     "Backbone",
+    "BadFileError",
     "BuildContext",
     "Component",
     "CtframeError",

@@ -107,6 +107,11 @@ class DataSplits:
     group as well as per image (docs/metrics.md, "The unit of decision")."""
     group_unit: str = "group"
     """What one group is ("patient", "study", "series", "sequence"): names the group-level results."""
+    attributes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Subgroup variable -> (sample id -> value): facts about each sample that results should be broken
+    down by (scanner manufacturer, reconstruction kernel, slice thickness band, site). Values are short
+    display strings the dataset has already binned; never anything that identifies a person. The run
+    scores its test split per value (``subgroups.json``; ``[evaluation] subgroups``)."""
 
     @property
     def positive_index(self) -> int:
@@ -146,6 +151,9 @@ class ReadFiles:
     ``--groups CSV`` replaces it."""
     group_unit: str = "group"
     """What one of ``groups`` is ("series")."""
+    attributes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Subgroup variable -> (sample id -> value), as :attr:`DataSplits.attributes`: ``ctframe evaluate``
+    scores per value unless ``--subgroups CSV`` replaces them."""
 
 
 @runtime_checkable

@@ -31,6 +31,19 @@ class DataError(CtframeError):
     """Input data that is missing, empty or unreadable."""
 
 
+class BadFileError(DataError):
+    """One input file that cannot be used (damaged, not an image, not a regular file). A reader's images
+    raise it from ``__getitem__`` when only decoding finds the damage: ``ctframe predict`` then names the
+    file, or with ``--on-bad-image skip`` leaves it out and lists ``file`` and ``reason``."""
+
+    def __init__(self, file: str, reason: str, hint: str = "remove it or pass --on-bad-image skip"):
+        super().__init__(f"{file}: {reason}; {hint}")
+        self.file, self.reason, self.hint = file, reason, hint
+
+    def __reduce__(self):  # picklable although __init__ takes other arguments than the message
+        return type(self), (self.file, self.reason, self.hint)
+
+
 class RunError(CtframeError):
     """A run directory that cannot be used (nothing to resume, edited or damaged files)."""
 

@@ -8,12 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from ctframe.commands import shared
-from ctframe.commands.shared import app
+from ctframe.commands.shared import ForceOption, app
 
 
 @app.command("demo-data")
 def demo_data(
-    folder: Annotated[Path, typer.Argument(help="folder to write into (created; safe to re-run)")],
+    folder: Annotated[
+        Path, typer.Argument(help="folder to write into (created; one that holds files only with --force)")
+    ],
     format: Annotated[
         str,
         typer.Option(
@@ -33,8 +35,12 @@ def demo_data(
     seed: Annotated[
         int, typer.Option("--seed", help="random seed (the same seed writes the same files)")
     ] = 0,
+    force: ForceOption = False,
 ) -> None:
     """Write a small deterministic synthetic data set that a shipped recipe can train on."""
+    from ctframe.storage.outputs import claim_folder
     from ctframe.workflows.demo import write_demo
+
+    claim_folder(folder, force=force, option="FOLDER")
 
     shared.out.print(write_demo(folder, format, count, size, seed), markup=False)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ctframe.commands import shared
-from ctframe.commands.shared import OnBadImage, SubgroupColumnOption, SubgroupsOption, app
+from ctframe.commands.shared import ForceOption, OnBadImage, SubgroupColumnOption, SubgroupsOption, app
 
 
 @app.command("evaluate")
@@ -23,7 +23,10 @@ def evaluate_command(
     ] = None,
     name: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--name", help="results go to RUN/external/NAME (default: the data folder's name)"),
+        typer.Option(
+            "--name",
+            help="results go to RUN/external/NAME (default: the data folder's name; existing: --force)",
+        ),
     ] = None,
     on_bad_image: OnBadImage = "error",
     groups: Annotated[
@@ -33,21 +36,38 @@ def evaluate_command(
             help="CSV of file,group (or patient_id, ...), e.g. UCSD's patients.csv: also report per group",
         ),
     ] = None,
+    classes: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--classes",
+            help="the class sub-folders to read, comma-separated (default: every sub-folder holding images)",
+        ),
+    ] = None,
     subgroups: SubgroupsOption = None,
     subgroup_column: SubgroupColumnOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Evaluate every model of a run on external labelled data, at each model's stored threshold."""
-    from ctframe.workflows.external import evaluate_external
+    from ctframe.storage.layout import EXTERNAL_EVALUATION
+    from ctframe.storage.outputs import claim_folder, plain_name, replacing
+    from ctframe.workflows.external import _folder_name, evaluate_external
 
-    folder = evaluate_external(
-        run_dir,
-        data,
-        class_map=class_map,
-        name=name,
-        on_bad_image=shared.on_bad_image(on_bad_image),
-        groups=groups,
-        subgroups=subgroups,
-        subgroup_columns=subgroup_column or (),
-        console=shared.err,
+    # claimed before any image is read; with --force the old results go only once the new ones stand
+    target = EXTERNAL_EVALUATION.path(
+        run_dir, _folder_name(None if name is None else plain_name(name, "--name"), data)
     )
+    claim_folder(target, force=force, option="--name", owned=(EXTERNAL_EVALUATION,))
+    with replacing(target, run_dir / f".replaced-external-{target.name}"):
+        folder = evaluate_external(
+            run_dir,
+            data,
+            class_map=class_map,
+            name=target.name,
+            on_bad_image=shared.on_bad_image(on_bad_image),
+            groups=groups,
+            classes=[name.strip() for name in (classes or "").split(",") if name.strip()],
+            subgroups=subgroups,
+            subgroup_columns=subgroup_column or (),
+            console=shared.err,
+        )
     shared.out.print(f"external evaluation: {folder}")

@@ -15,6 +15,7 @@ from ctframe.commands import shared
 from ctframe.commands.shared import (
     BatchSize,
     ComponentSet,
+    ForceOption,
     ImagePaths,
     ModelArgument,
     ModelKey,
@@ -27,7 +28,10 @@ from ctframe.commands.shared import (
 def explain_command(  # one parameter per command-line option
     model: ModelArgument,
     paths: ImagePaths,
-    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the overlays and the CSV")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="folder for the overlays and the CSV (new or empty; or --force)"),
+    ],
     method: Annotated[
         str,
         typer.Option("--method", help="gradcam, gradcam++, scorecam, ... (list-plugins --kind explainer)"),
@@ -41,6 +45,7 @@ def explain_command(  # one parameter per command-line option
     batch_size: BatchSize = 16,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, mps")] = "cpu",
     overrides: ComponentSet = None,
+    force: ForceOption = False,
 ) -> None:
     """Class activation maps over images: one overlay PNG per image and class, and a CSV."""
     from ctframe.runtime.model import resolve_device
@@ -61,6 +66,7 @@ def explain_command(  # one parameter per command-line option
         on_bad_image=shared.on_bad_image(on_bad_image),
         batch_size=batch_size,
         device=device,
+        force=force,
         console=shared.err,
     )
     shared.print_skipped(result.skipped)

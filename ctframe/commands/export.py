@@ -12,7 +12,7 @@ import typer
 
 from ctframe.base.errors import CtframeError
 from ctframe.commands import shared
-from ctframe.commands.shared import ComponentSet, ModelArgument, ModelKey, app, pairs
+from ctframe.commands.shared import ComponentSet, ForceOption, ModelArgument, ModelKey, app, pairs
 
 
 @app.command("export")
@@ -23,7 +23,9 @@ def export_command(  # one parameter per command-line option
     ],
     output: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--output", "-o", help="file to write (default: <model key>.<format> here)"),
+        typer.Option(
+            "--output", "-o", help="file to write (default: <model key>.<format> here; existing: --force)"
+        ),
     ] = None,
     key: ModelKey = None,
     opset: Annotated[
@@ -45,6 +47,7 @@ def export_command(  # one parameter per command-line option
         ),
     ] = False,
     overrides: ComponentSet = None,
+    force: ForceOption = False,
 ) -> None:
     """Export a trained model (uint8 RGB in, probabilities out) and check it against PyTorch."""
     from ctframe.workflows.export import export_model
@@ -63,6 +66,7 @@ def export_command(  # one parameter per command-line option
         images=images or (),
         tolerance=tolerance,
         decision=decision,
+        force=force,
     )
     shared.out.print(result.summary(), markup=False)
     shared.out.print(f"wrote {result.path} and {result.sidecar}", markup=False)

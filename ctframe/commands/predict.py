@@ -8,14 +8,24 @@ from typing import Annotated, Optional
 import typer
 
 from ctframe.commands import shared
-from ctframe.commands.shared import BatchSize, ImagePaths, ModelArgument, ModelKey, OnBadImage, app
+from ctframe.commands.shared import (
+    BatchSize,
+    ForceOption,
+    ImagePaths,
+    ModelArgument,
+    ModelKey,
+    OnBadImage,
+    app,
+)
 
 
 @app.command()
 def predict(
     model: ModelArgument,
     paths: ImagePaths,
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write")] = Path("predictions.csv"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="CSV to write (an existing one only with --force)")
+    ] = Path("predictions.csv"),
     key: ModelKey = None,
     on_bad_image: OnBadImage = "error",
     batch_size: BatchSize = 32,
@@ -26,6 +36,7 @@ def predict(
             help="CSV of file,group (or patient_id, ...): also one row per group, to <output>_<unit>.csv",
         ),
     ] = None,
+    force: ForceOption = False,
 ) -> None:
     """Predict class probabilities for new images with a trained model (per image, and per group when
     the files' groups are known)."""
@@ -40,6 +51,7 @@ def predict(
         on_bad_image=shared.on_bad_image(on_bad_image),
         batch_size=batch_size,
         groups=groups,
+        force=force,
         console=shared.err,
     )
     shared.print_skipped(result.skipped)

@@ -60,6 +60,9 @@ ModelKey = Annotated[
     typer.Option("--model", "-m", help="which model of a run (default: the last one, e.g. finetuned)"),
 ]
 ImagePaths = Annotated[list[Path], typer.Argument(help="image files or folders (searched recursively)")]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="replace an existing output (never a run's own files)")
+]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="images per step")]
 ComponentSet = Annotated[
     Optional[list[str]],  # noqa: UP045

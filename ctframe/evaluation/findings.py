@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.stats import rankdata
+from sklearn.metrics import roc_curve
 
 from ctframe.base.training import Predictions
 
@@ -69,13 +70,11 @@ def _balanced_accuracy(labels: np.ndarray, decided: np.ndarray) -> float:
 
 
 def _best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """The threshold with the highest balanced accuracy on these rows, and that accuracy."""
-    best = (0.5, -1.0)
-    for cut in np.unique(scores):
-        value = _balanced_accuracy(labels, (scores >= cut).astype(int))
-        if value > best[1]:
-            best = (float(cut), value)
-    return best
+    """The threshold with the highest balanced accuracy on these rows, and that accuracy: the ROC
+    point farthest above the diagonal, since balanced accuracy is (TPR + 1 - FPR) / 2 (n log n)."""
+    fpr, tpr, cuts = roc_curve(labels, scores)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(cuts[best], 1.0)), float((tpr[best] + 1 - fpr[best]) / 2)
 
 
 def _one_class(title: str, key: str, test: Predictions, predicted: np.ndarray, names: Sequence[str],

@@ -152,6 +152,12 @@ class EvaluationSettings(Options):
         description='split-conformal prediction sets, e.g. { alpha = 0.1, method = "class_conditional" }; '
         "a set of more than one class is an abstention (absent: off)",
     )
+    subgroups: bool = Field(
+        True,
+        description="score the test split per value of each subgroup variable the dataset offers "
+        "(ct_volumes: scanner manufacturer, reconstruction kernel, slice thickness band) into "
+        "subgroups.json; false: only with evaluate/metrics --subgroups CSV",
+    )
     precision: Literal["fp32", "auto", "bf16"] = Field(
         "fp32",
         description="precision of every reported prediction (validation, test, predict, evaluate); fp32 "

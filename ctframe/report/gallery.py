@@ -31,6 +31,7 @@ from ctframe.report.artifacts import RunArtifacts, number
 from ctframe.runtime.explaining import overlays
 from ctframe.runtime.inference import file_reader
 from ctframe.runtime.loading import load_model
+from ctframe.runtime.unreadable import Guarded, Unreadable
 from ctframe.storage.layout import EXTERNAL, MODELS
 from ctframe.storage.modelfile import find_model, read_model_info
 
@@ -148,7 +149,8 @@ def read_image(reader: Any, row: dict[str, str]) -> tuple[Any, str | None]:
         read = reader.read([Path(unescape_name(row["file"]))], on_bad_image="skip")
         if len(read.images) == 0:
             return None, read.skipped[0][1] if read.skipped else "not readable"
-        return read.images[0][0], None
+        item = Guarded(read.images)[0]  # damage that only decoding finds: its reason, not a whole error
+        return (None, item.reason) if isinstance(item, Unreadable) else (item[0], None)
     except Exception as error:  # a moved or unreadable file costs one thumbnail
         return None, " ".join(str(error).split())
 

@@ -16,10 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from ctframe.base.contracts import BuildContext, Kind, ReadFiles
 from ctframe.base.errors import PluginError
-from ctframe.runtime.loading import LoadedModel
+from ctframe.runtime.loading import LoadedModel, check_reading
 from ctframe.runtime.predict import PredictSettings, predict_dataset
 from ctframe.runtime.recalibration import calibrated_probabilities
-from ctframe.storage.modelfile import ModelFileError, ModelInfo
+from ctframe.runtime.shared_prefix import predict_shared, shared_segments
+from ctframe.storage.modelfile import ModelInfo
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -45,12 +46,8 @@ def file_reader(info: ModelInfo, registry: Registry) -> Any:
             f"dataset {name!r} (plugin {component.plugin!r}) cannot read single files (it registers no "
             "reader), so ctframe cannot predict on files for models trained on it"
         )
-    try:
-        options = component.options.model_validate(dict(record.get("options", {})))
-    except Exception as error:
-        raise ModelFileError(
-            f"{info.path}: the stored dataset options no longer fit {name!r}: {error}"
-        ) from None
+    check_reading(registry, info)  # one line naming the first stored option that does not fit
+    options = component.options.model_validate(dict(record.get("options", {})))
     context = BuildContext(seed=0, device="cpu", recipe_dir=info.path.parent)
     return component.reader(options, context)
 
@@ -61,21 +58,69 @@ def read_files(info: ModelInfo, paths: Sequence[Path], on_bad_image: str, regist
     return file_reader(info, registry).read(list(map(Path, paths)), on_bad_image=on_bad_image)
 
 
+# the loop's five inputs and the one optional record of skipped files that every consumer shares
 def predict_with_progress(
-    loaded: LoadedModel, images: Any, settings: PredictSettings, console: Console | None, label: str
+    loaded: LoadedModel,
+    images: Any,
+    settings: PredictSettings,
+    console: Console | None,
+    label: str,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> Predictions:
     """The core prediction loop, with a progress bar on ``console`` when it is a terminal, and the model
-    file's recalibration applied: every consumer of a stored model gets its calibrated probabilities."""
-    info = loaded.info
+    file's recalibration applied: every consumer of a stored model gets its calibrated probabilities.
 
-    def run(on_batch: Callable[[int], None] | None = None) -> Predictions:
-        raw = predict_dataset(loaded.classifier, images, **asdict(settings), on_batch=on_batch)
-        calibrated = calibrated_probabilities(raw.probabilities, info.calibration, info.positive_index)
-        return replace(raw, probabilities=calibrated)
+    An image that only decoding finds unreadable stops with a one-line DataError naming its file; with
+    ``skipped`` (``--on-bad-image skip``) it is left out and ``(file, reason)`` appended to it instead
+    (:mod:`~ctframe.runtime.unreadable`)."""
+    return predict_models_with_progress([loaded], images, settings, console, label, skipped)[0]
+
+
+def _same_architecture(models: Sequence[LoadedModel]) -> bool:
+    first = models[0].classifier.state_dict()
+    for model in models[1:]:
+        state = model.classifier.state_dict()
+        if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
+            return False
+    return True
+
+
+def predict_models_with_progress(
+    models: Sequence[LoadedModel],
+    images: Any,
+    settings: PredictSettings,
+    console: Console | None,
+    label: str,
+    skipped: list[tuple[str, str]] | None = None,
+) -> list[Predictions]:
+    """:func:`predict_with_progress` for several models of one architecture at once: the leading
+    backbone segments they share bit for bit run once per batch (:mod:`~ctframe.runtime.shared_prefix`),
+    and an unreadable image is reported once."""
+    on_unreadable = None if skipped is None else (lambda file, reason: skipped.append((file, reason)))
+    states = [model.classifier.state_dict() for model in models]
+    shared = shared_segments(models[0].classifier, states) if _same_architecture(models) else 0
+
+    def run(on_batch: Callable[[int], None] | None = None) -> list[Predictions]:
+        how = {**asdict(settings), "on_unreadable": on_unreadable}
+        if shared:
+            raw = predict_shared(
+                models[0].classifier, states, images, shared=shared, on_batch=on_batch, **how
+            )
+        else:
+            raw = [predict_dataset(m.classifier, images, on_batch=on_batch, **how) for m in models]
+        calibrated = []
+        for model, predictions in zip(models, raw, strict=True):
+            info = model.info
+            probabilities = calibrated_probabilities(
+                predictions.probabilities, info.calibration, info.positive_index
+            )
+            calibrated.append(replace(predictions, probabilities=probabilities))
+        return calibrated
 
     if console is None or not console.is_terminal:
         return run()
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    passes = 1 if shared or len(models) == 1 else len(models)
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(label, total=len(images))
+        task = progress.add_task(label, total=len(images) * passes)
         return run(lambda count: progress.advance(task, count))

@@ -34,6 +34,8 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     path = Path(path)
     if path.is_dir():  # else os.replace fails at the end, naming the temporary file instead of the target
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if path.is_file() and not path.stat().st_mode & 0o222:  # a rename would replace it regardless
+        raise PermissionError(errno.EACCES, "read-only file, not replaced", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -195,8 +195,9 @@ GROUP_PREDICTIONS = _core("predictions_{key}_{unit}.csv", "file", "csv", _EVALUA
                           "one model's test predictions per group (patient, series): aggregated "
                           "probabilities, decision, group threshold, top images", places=_EVALUATED)
 SUBGROUPS = _core("subgroups.json", "file", "json", "ctframe.evaluation.subgroups",
-                  "test metrics with CIs and calibration per subgroup of a --subgroups CSV",
-                  "ctframe.report.subgroups", places=("evaluate", "metrics"))
+                  "test metrics with CIs and calibration per subgroup of a --subgroups CSV or of "
+                  "the dataset's attributes", "ctframe.report.subgroups",
+                  places=("run", "evaluate", "metrics"))
 MODEL_CARD = _core("model_card.md", "file", "markdown", "ctframe.workflows.card",
                    "the model card (ctframe card): data, training, results, each citing its file", _REPORT)
 # fmt: on

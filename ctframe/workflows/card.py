@@ -16,6 +16,8 @@ from ctframe.base.errors import DataError, RunError
 from ctframe.report.artifacts import RunArtifacts, read_run
 from ctframe.storage.files import write_text
 from ctframe.storage.layout import MODEL_CARD, RECIPE
+from ctframe.storage.modelfile import models_of_run, read_model_info
+from ctframe.storage.outputs import claim_file
 from ctframe.workflows import card_data, card_results, card_training
 from ctframe.workflows.card_text import TO_COMPLETE, safe, table
 
@@ -159,14 +161,21 @@ def _user_section(heading: str, user: dict[str, str]) -> list[str]:
     return [f"## {heading}", "", body, ""]
 
 
-def write_card(run_dir: Path, output: Path | None = None, intended_use: Path | None = None) -> Path:
-    """Write the card of ``run_dir`` to ``output`` (default: the run's model_card.md); return its path."""
+def write_card(
+    run_dir: Path, output: Path | None = None, intended_use: Path | None = None, force: bool = False
+) -> Path:
+    """Write the card of ``run_dir`` to ``output`` (default: the run's model_card.md; an existing card
+    only with ``force``); return its path."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not RECIPE.path(run_dir).is_file():
         raise RunError(
             f"{run_dir} is not a run directory (no {RECIPE.name}); pass a folder `ctframe run` created"
         )
-    user = read_user_text(intended_use)
-    return write_text(
-        Path(output) if output else MODEL_CARD.path(run_dir), card_text(read_run(run_dir), user)
+    for model in models_of_run(run_dir):  # a card must not describe an edited or damaged model file
+        read_model_info(model)
+    given = [intended_use] if intended_use else []
+    target = claim_file(
+        Path(output) if output else MODEL_CARD.path(run_dir), force=force, inputs=given, owned=(MODEL_CARD,)
     )
+    user = read_user_text(intended_use)
+    return write_text(target, card_text(read_run(run_dir), user))

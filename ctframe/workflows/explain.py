@@ -32,8 +32,10 @@ from ctframe.runtime.explaining import (
 from ctframe.runtime.inference import predict_with_progress, read_files
 from ctframe.runtime.loading import load_model
 from ctframe.runtime.predict import PredictSettings
+from ctframe.runtime.unreadable import decoded_items
 from ctframe.storage.files import atomic_open, write_bytes
 from ctframe.storage.modelfile import ModelFileError, ModelInfo, find_model
+from ctframe.storage.outputs import claim_folder
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -88,12 +90,16 @@ def _png(rgb: np.ndarray) -> bytes:
 
 def _read_images(
     info: ModelInfo, paths: Sequence[Path], on_bad_image: str, registry: Registry
-) -> tuple[ReadFiles, torch.Tensor]:
-    """The image files under ``paths`` as the model's dataset reads them, and the images stacked."""
+) -> tuple[ReadFiles, list[tuple[str, str]], list[Any], torch.Tensor]:
+    """The image files under ``paths`` as the model's dataset reads them: the files, those skipped, the
+    readable items (decoded once, here) and their images stacked."""
     read = read_files(info, paths, on_bad_image, registry)
-    if len(read.images) == 0:
-        raise ModelFileError("no image files to explain" + (" (all were skipped)" if read.skipped else ""))
-    return read, torch.stack([torch.as_tensor(read.images[i][0]) for i in range(len(read.images))])
+    skipped = list(read.skipped)
+    late = (lambda file, reason: skipped.append((file, reason))) if on_bad_image == "skip" else None
+    items = decoded_items(read.images, late)
+    if not items:
+        raise ModelFileError("no image files to explain" + (" (all were skipped)" if skipped else ""))
+    return read, skipped, items, torch.stack([torch.as_tensor(item[0]) for item in items])
 
 
 def _class_maps(
@@ -147,23 +153,26 @@ def explain_files(
     on_bad_image: str = "error",
     batch_size: int = 16,
     device: str = "cpu",
+    force: bool = False,
     registry: Registry | None = None,
     console: Console | None = None,
 ) -> ExplainResult:
     """Overlay PNGs (one per image and target class) and ``explanations.csv`` (files, probabilities,
-    predicted class, overlay per class) in the folder ``output``."""
+    predicted class, overlay per class) in the folder ``output``: a new or empty one, or with ``force``
+    any folder outside a run (same-named files in it are replaced)."""
     registry = registry or get_registry()
     explainer = make_explainer(method, options, registry)
-    loaded = load_model(find_model(model_or_run, model_key), registry, device=device)
+    model_file = find_model(model_or_run, model_key)
+    output = claim_folder(output, force=force, inputs=paths)
+    loaded = load_model(model_file, registry, device=device)
     info = loaded.info
-    read, images = _read_images(info, paths, on_bad_image, registry)
+    read, skipped, items, images = _read_images(info, paths, on_bad_image, registry)
     map_size = feature_map_size(loaded.classifier, images.shape[1:])  # fails early without a cam_layer
     settings = PredictSettings(device, "fp32", batch_size)
-    predictions = predict_with_progress(loaded, read.images, settings, console, f"predict ({info.key})")
+    predictions = predict_with_progress(loaded, items, settings, console, f"predict ({info.key})")
     threshold = 0.5 if info.threshold is None else info.threshold
     predicted = predicted_labels(predictions.probabilities, info.positive_index, threshold)
     wanted = target_classes(targets, info.class_names, predicted)
-    output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     stems = [Path(read.files.get(sample_id, sample_id)).stem for sample_id in predictions.sample_ids]
     written: dict[tuple[int, int], str] = {}
@@ -175,4 +184,4 @@ def explain_files(
             written[(row, class_index)] = name
     table = _write_table(output / CSV_NAME, info, predictions, predicted, read.files, written)
     image_size = (int(images.shape[-2]), int(images.shape[-1]))
-    return ExplainResult(table, len(images), len(written), list(read.skipped), map_size, image_size)
+    return ExplainResult(table, len(images), len(written), skipped, map_size, image_size)

@@ -38,7 +38,8 @@ from ctframe.runtime.inference import read_files
 from ctframe.runtime.loading import LoadedModel, load_model
 from ctframe.storage.files import first_line, write_json
 from ctframe.storage.layout import MODELS, PREDICTIONS
-from ctframe.storage.modelfile import ModelInfo, find_model
+from ctframe.storage.modelfile import ModelInfo, find_model, read_model_info
+from ctframe.storage.outputs import claim_file
 from ctframe.workflows.export_module import DecisionRule, ExportError, exportable, probabilities_of
 from ctframe.workflows.export_record import export_record, string_metadata
 
@@ -169,12 +170,13 @@ def _failures_as(message: str) -> Iterator[None]:
         raise ExportError(f"{message}: {type(error).__name__}: {first_line(error)}") from error
 
 
-def _output_file(output: Path | None, default: str) -> Path:
-    """The file to write (``default`` in the current folder when none is named), its folder made."""
+def _output_file(output: Path | None, default: str, model: Path, force: bool) -> Path:
+    """The file to write (``default`` in the current folder when none is named) and its sidecar, both
+    claimed before the export (:mod:`ctframe.storage.outputs`)."""
     output = Path(output) if output is not None else Path(default)
-    if output.is_dir():
-        raise ExportError(f"{output}: a folder; --output names the file to write")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    inputs = (model, model.with_suffix(".safetensors"))
+    claim_file(output, force=force, inputs=inputs)
+    claim_file(Path(f"{output}{SIDECAR_SUFFIX}"), force=force, inputs=inputs)
     return output
 
 
@@ -209,24 +211,28 @@ def export_model(
     images: Sequence[Path] = (),
     tolerance: float = TOLERANCE,
     decision: bool = False,
+    force: bool = False,
     registry: Registry | None = None,
 ) -> ExportResult:
     """Export one model with the exporter named ``format`` and check the file (see the module docs).
 
     The file is written under a temporary name and renamed to ``output`` (default ``<key><suffix>`` in
-    the current folder) only when the check passes; the sidecar ``<output>.json`` follows it.
+    the current folder) only when the check passes; the sidecar ``<output>.json`` follows it. Either
+    existing is replaced only with ``force``.
     """
 
     registry = registry or get_registry()
     component, exporter_options = build_component(registry, Kind.EXPORTER, format, options, "--format")
-    loaded: LoadedModel = load_model(find_model(model_or_run, model_key), registry)
+    model_file = find_model(model_or_run, model_key)
+    exporter = component.factory(exporter_options, component_context())
+    key = read_model_info(model_file).key
+    output = _output_file(output, f"{key}{exporter.suffix}", model_file, force)  # before any work
+    loaded: LoadedModel = load_model(model_file, registry)
     info = loaded.info
     module = exportable(
         loaded.classifier, info.calibration, info.positive_index, decision_rule(info) if decision else None
     )
     pictures, source = check_images(info, images, registry)
-    exporter = component.factory(exporter_options, component_context())
-    output = _output_file(output, f"{info.key}{exporter.suffix}")
     partial = output.with_name(f".partial-{output.name}")
     record = export_record(info, format, registry, input_spec(info), module.output_names)
     start = time.perf_counter()

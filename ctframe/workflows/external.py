@@ -22,11 +22,12 @@ from ctframe.evaluation.conformal import ConformalRule
 from ctframe.evaluation.given_groups import groups_from_csv
 from ctframe.evaluation.group_rule import rule_of
 from ctframe.evaluation.results import ModelPredictions
-from ctframe.evaluation.subgroups import evaluate_subgroups, subgroups_from_csv
+from ctframe.evaluation.subgroup_sources import subgroups_from_attributes, subgroups_from_csv
+from ctframe.evaluation.subgroups import evaluate_subgroups
 from ctframe.registry.plugins import get_registry
 from ctframe.registry.recipe import load_recipe
 from ctframe.report import build_report
-from ctframe.runtime.inference import predict_with_progress
+from ctframe.runtime.inference import predict_models_with_progress
 from ctframe.runtime.loading import load_model
 from ctframe.runtime.predict import PredictSettings
 from ctframe.storage.layout import EXTERNAL, EXTERNAL_EVALUATION, MODELS, RECIPE, SOURCE
@@ -79,17 +80,24 @@ def _stored_threshold(info: ModelInfo) -> ThresholdChoice:
     )
 
 
-def _scored(
-    info: ModelInfo,
+def _all_scored(
+    infos: Sequence[ModelInfo],
     external: ExternalSet,
     settings: EvaluationSettings,
     registry: Registry,
     console: Console | None,
-) -> ModelPredictions:
-    """One model's predictions of the external images, at its stored thresholds and group rule."""
-    loaded = load_model(info.path, registry)
+    skipped: list[tuple[str, str]] | None = None,
+) -> list[ModelPredictions]:
+    """Every model's predictions of the external images (through their shared frozen prefix once)."""
+    loaded = [load_model(info.path, registry) for info in infos]
     how = PredictSettings("cpu", settings.precision, settings.batch_size, external.num_workers)
-    predictions = predict_with_progress(loaded, external.images, how, console, info.key)
+    label = "predict (" + ", ".join(info.key for info in infos) + ")"
+    found = predict_models_with_progress(loaded, external.images, how, console, label, skipped)
+    return [_scored(info, external, predictions) for info, predictions in zip(infos, found, strict=True)]
+
+
+def _scored(info: ModelInfo, external: ExternalSet, predictions: Predictions) -> ModelPredictions:
+    """One model's predictions of the external images, at its stored thresholds and group rule."""
     test = Predictions(predictions.sample_ids, predictions.labels, predictions.probabilities)
     rule = rule_of(info) if external.groups else None
     return ModelPredictions(
@@ -106,6 +114,28 @@ def _scored(
     )
 
 
+def _subgroup_table(
+    external: ExternalSet,
+    csv: Path | None,
+    columns: Sequence[str],
+    logger: logging.Logger,
+    predicted: Sequence[str] | None = None,
+) -> tuple[dict[str, dict[str, str]], str]:
+    """The subgroup table and its source: the CSV, else the data's own attributes (acquisition fields of
+    CT series), else none. ``predicted`` restricts both to the evaluated samples."""
+    files, groups = external.files, external.groups
+    if predicted is not None:
+        files = {s: files[s] for s in predicted if s in files}
+        groups = {s: groups[s] for s in predicted if s in groups}
+    if csv is not None:
+        shown = escape_path(Path(csv).absolute())
+        return subgroups_from_csv(csv, files, groups, columns), shown
+    table, constant = subgroups_from_attributes(external.attributes, list(files))
+    for variable, value in constant.items():
+        logger.info("subgroups: every image has %s %s; not broken down by it", variable, value)
+    return table, "the data's own attributes (the reader's)"
+
+
 # keyword-only options with defaults, one per option of `ctframe evaluate`: the command's library face
 def evaluate_external(
     run_path: Path,
@@ -115,6 +145,7 @@ def evaluate_external(
     name: str | None = None,
     on_bad_image: str = "error",
     groups: Path | None = None,
+    classes: Sequence[str] = (),
     subgroups: Path | None = None,
     subgroup_columns: Sequence[str] = (),
     registry: Registry | None = None,
@@ -140,16 +171,26 @@ def evaluate_external(
     if data.suffix == ".toml":
         external = dataset_file_set(first, data, mapping, registry, recipe.run.seed, logger)
     else:
-        external = folder_set(first, data, mapping, on_bad_image, registry)
+        external = folder_set(first, data, mapping, on_bad_image, registry, classes)
+    if external.ignored:
+        logger.warning("ignored sub-folders without image files: %s", ", ".join(external.ignored))
     for path, reason in external.skipped:
         logger.warning("skipped %s: %s", path, reason)
     if groups is not None:
         given, unit = groups_from_csv(groups, external.files)
         external = replace(external, groups=given, group_unit=unit)
-    table = None
-    if subgroups is not None:  # checked before any image is predicted
-        table = subgroups_from_csv(subgroups, external.files, external.groups, subgroup_columns)
-    scored = [_scored(info, external, recipe.evaluation, registry, console) for info in infos]
+    if not external.files_beyond_test:  # a CSV is checked before any image is predicted
+        table, source = _subgroup_table(external, subgroups, subgroup_columns, logger)
+    late: list[tuple[str, str]] | None = [] if on_bad_image == "skip" else None  # found by decoding
+    scored = _all_scored(infos, external, recipe.evaluation, registry, console, late)
+    if late:  # every model left out the same files: list them once, count classes from predictions
+        late = list(dict.fromkeys(late))
+        for path, reason in late:
+            logger.warning("skipped %s: %s", path, reason)
+        external = replace(external, skipped=[*external.skipped, *late], class_counts=None)
+    if external.files_beyond_test:
+        predicted = scored[0].test.sample_ids
+        table, source = _subgroup_table(external, subgroups, subgroup_columns, logger, predicted)
     target = RunDirectory(EXTERNAL_EVALUATION.path(run_path, name))
     target.path.mkdir(parents=True, exist_ok=True)
     target.write_json(
@@ -159,6 +200,7 @@ def evaluate_external(
             "class_map": mapping,
             "class_counts": dict(external.class_counts or _counts(scored[0].test, first.class_names)),
             "skipped": [list(item) for item in external.skipped],
+            "ignored_folders": list(external.ignored),
             "models": [info.key for info in infos],
             "threshold": "each model's stored threshold (chosen on the run's validation split)",
             "groups": _groups_record(external, groups),
@@ -173,9 +215,9 @@ def evaluate_external(
     )
     metrics = build_metrics(recipe, make_context(recipe, run_dir=None))
     result = evaluate(scored, data_info, metrics, recipe.evaluation, target, recipe.run.seed, console)
-    if table is not None and subgroups is not None:
+    if table:
         tests = {model.key: model.test for model in scored}
-        evaluate_subgroups(result, tests, data_info, metrics, table, subgroups, target, console)
+        evaluate_subgroups(result, tests, data_info, metrics, table, source, target, console)
     build_report(target.path)
     build_report(run_path)  # the run's report lists its external evaluations
     return target.path

@@ -4,7 +4,7 @@ dataset component's test split from a TOML ``[dataset]`` table; data classes map
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,13 @@ class ExternalSet:
     groups: Mapping[str, str] = field(default_factory=dict)
     """Sample id -> group (patient, series), when the data or ``--groups`` says: both levels are reported."""
     group_unit: str = "group"
+    attributes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Subgroup variable -> (sample id -> value), from the reader or dataset (``ReadFiles.attributes``)."""
+    ignored: tuple[str, ...] = ()
+    """Sub-folders left out because they hold no image file."""
+    files_beyond_test: bool = False
+    """``files`` also names samples that are not evaluated (a dataset file's train and val splits):
+    what is evaluated is known only once predicted."""
 
 
 class _Labelled:
@@ -113,20 +120,49 @@ def _map_classes(found: Sequence[str], model_classes: Sequence[str], mapping: Ma
     return resolved
 
 
-def folder_set(
-    info: ModelInfo, folder: Path, mapping: Mapping[str, str], on_bad_image: str, registry: Registry
-) -> ExternalSet:
-
+def _class_folders(folder: Path, classes: Sequence[str]) -> list[str]:
+    """The sub-folders to read: ``classes`` (each must exist), else every visible one."""
     if not folder.is_dir():
         raise DataError(f"{escape_path(folder)}: not a folder; pass a folder with one sub-folder per class")
     found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not found:
+    missing = [name for name in classes if name not in found]
+    if missing:
+        raise DataError(
+            f"--classes {missing[0]!r}: no such sub-folder of {escape_path(folder)}; its sub-folders: "
+            f"{', '.join(found) or 'none'}"
+        )
+    if not (classes or found):
         raise DataError(f"{escape_path(folder)} has no class sub-folders (one folder of images per class)")
-    resolved = _map_classes(found, info.class_names, mapping)
+    return list(dict.fromkeys(classes)) or found
+
+
+def folder_set(
+    info: ModelInfo,
+    folder: Path,
+    mapping: Mapping[str, str],
+    on_bad_image: str,
+    registry: Registry,
+    classes: Sequence[str] = (),
+) -> ExternalSet:
+    """Class sub-folders of ``folder`` read by the model's reader. Sub-folders without any image file
+    (metadata, split lists) are left out and listed in ``ignored``; ``classes`` names the sub-folders to
+    read instead of all."""
     reader = file_reader(info, registry)
+    reads = {
+        name: reader.read([folder / name], on_bad_image=on_bad_image)
+        for name in _class_folders(folder, classes)
+    }
+    ignored = tuple(name for name, read in reads.items() if len(read.images) == 0 and not read.skipped)
+    reads = {name: read for name, read in reads.items() if name not in ignored}
+    if not reads:
+        raise DataError(
+            f"{escape_path(folder)}: no sub-folder holds image files ({', '.join(ignored)}); pass a folder "
+            "with one sub-folder of images per class"
+        )
+    resolved = _map_classes(list(reads), info.class_names, mapping)
     parts, files, skipped, counts, workers, groups, unit = [], {}, [], {}, 0, {}, "group"
-    for name in found:
-        read = reader.read([folder / name], on_bad_image=on_bad_image)
+    attributes: dict[str, dict[str, str]] = {}
+    for name, read in reads.items():
         if len(read.images) == 0:
             raise DataError(f"{escape_path(folder / name)} holds no readable images")
         label = info.class_names.index(resolved[name])
@@ -137,8 +173,11 @@ def folder_set(
         workers = max(workers, read.num_workers)
         groups.update(read.groups)
         unit = read.group_unit if read.groups else unit
+        for variable, values in read.attributes.items():
+            attributes.setdefault(variable, {}).update(values)
     images = _Labelled(parts)
-    return ExternalSet(images, files, counts, skipped, workers, groups, unit)
+    found = ExternalSet(images, files, counts, skipped, workers, groups, unit, attributes)
+    return replace(found, ignored=ignored)
 
 
 def dataset_file_set(
@@ -165,5 +204,16 @@ def dataset_file_set(
         )
     resolved = _map_classes(list(data.class_names), info.class_names, mapping)
     images = _Relabelled(data.test, [info.class_names.index(resolved[name]) for name in data.class_names])
-    groups = dict(data.groups)
-    return ExternalSet(images, dict(data.files), None, (), data.num_workers, groups, data.group_unit)
+    groups, attributes = dict(data.groups), {k: dict(v) for k, v in data.attributes.items()}
+    beyond = bool(len(data.train) or len(data.val))
+    return ExternalSet(
+        images,
+        dict(data.files),
+        None,
+        (),
+        data.num_workers,
+        groups,
+        data.group_unit,
+        attributes,
+        files_beyond_test=beyond,
+    )

@@ -25,6 +25,7 @@ from ctframe.runtime.loading import load_model
 from ctframe.runtime.predict import PredictSettings
 from ctframe.storage.layout import unit_in_names
 from ctframe.storage.modelfile import ModelFileError, ModelInfo, find_model
+from ctframe.storage.outputs import claim_file
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -61,15 +62,20 @@ def predict_files(
     precision: str = "fp32",
     device: str = "cpu",
     groups: Path | None = None,
+    force: bool = False,
     registry: Registry | None = None,
     console: Console | None = None,
 ) -> PredictRun:
     """Predict every image file under ``paths`` into the CSV ``output``; when their groups are known
     (the reader's, or the ``groups`` CSV, which wins) also one row per group into ``<output>_<unit>.csv``,
-    by the model's own group rule."""
+    by the model's own group rule. An existing output is replaced only with ``force``
+    (:mod:`ctframe.storage.outputs`)."""
     registry = registry or get_registry()
     started = time.perf_counter()
-    loaded = load_model(find_model(model_or_run, model_key), registry, device=device)
+    model_file = find_model(model_or_run, model_key)
+    inputs = [model_file, model_file.with_suffix(".safetensors"), *paths, *([groups] if groups else [])]
+    output = claim_file(output, force=force, inputs=inputs)
+    loaded = load_model(model_file, registry, device=device)
     loaded_at = time.perf_counter()
     info = loaded.info
     read = read_files(info, paths, on_bad_image, registry)
@@ -78,8 +84,14 @@ def predict_files(
     sample_groups, unit = read.groups, read.group_unit
     if groups is not None:  # before predicting: a CSV that does not fit is one line, not a wasted pass
         sample_groups, unit = groups_from_csv(groups, read.files)
+    if sample_groups:
+        claim_file(group_output_path(output, unit), force=force, inputs=inputs)
     settings = PredictSettings(device, precision, batch_size, read.num_workers)
-    predictions = predict_with_progress(loaded, read.images, settings, console, f"predict ({info.key})")
+    skipped = list(read.skipped)  # and those that only decoding finds unreadable, with skip
+    late = skipped if on_bad_image == "skip" else None
+    predictions = predict_with_progress(loaded, read.images, settings, console, f"predict ({info.key})", late)
+    if len(predictions.sample_ids) == 0:
+        raise ModelFileError("no image files to predict on (all were skipped)")
     threshold = info.threshold
     decision = 0.5 if threshold is None else threshold
     predicted = (
@@ -92,14 +104,14 @@ def predict_files(
     stored_rule = info.conformal
     rule = None if stored_rule is None else ConformalRule.from_record(stored_rule, info.class_names)
     sets = None if rule is None else rule.labels(predictions.probabilities)
-    write_predictions_csv(Path(output), predictions, predicted, data, threshold, labelled=False, sets=sets)
+    write_predictions_csv(output, predictions, predicted, data, threshold, labelled=False, sets=sets)
     group_output, answered = None, 0
     if sample_groups:
-        group_output, answered = _write_groups(info, predictions, data, Path(output))
+        group_output, answered = _write_groups(info, predictions, data, output)
     finished = time.perf_counter()
     count = len(predictions.sample_ids)
     timing = (loaded_at - started, finished - loaded_at)
-    return PredictRun(Path(output), count, list(read.skipped), *timing, group_output, answered, unit)
+    return PredictRun(output, count, skipped, *timing, group_output, answered, unit)
 
 
 def group_output_path(output: Path, unit: str) -> Path:

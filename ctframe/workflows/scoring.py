@@ -19,12 +19,14 @@ import numpy as np
 
 from ctframe.base.contracts import Kind
 from ctframe.base.errors import DataError
+from ctframe.base.filenames import escape_path
 from ctframe.base.training import Predictions
 from ctframe.evaluation import EvaluationData, EvaluationSettings, ThresholdChoice, evaluate
 from ctframe.evaluation.group_outputs import GROUP_FILE_COLUMNS
 from ctframe.evaluation.outputs import PROBABILITY_PREFIX
 from ctframe.evaluation.results import ModelPredictions
-from ctframe.evaluation.subgroups import evaluate_subgroups, subgroups_from_csv
+from ctframe.evaluation.subgroup_sources import subgroups_from_csv
+from ctframe.evaluation.subgroups import evaluate_subgroups
 from ctframe.registry.plugins import get_registry
 from ctframe.report import build_report
 from ctframe.storage.rundir import RunDirectory
@@ -171,6 +173,7 @@ def score_predictions(
     result = evaluate([model], read.data(), metrics, settings, folder, seed, console)
     if table is not None and subgroups is not None:
         tests = {key: read.predictions}
-        evaluate_subgroups(result, tests, read.data(), metrics, table, subgroups, folder, console)
+        shown = escape_path(Path(subgroups).absolute())
+        evaluate_subgroups(result, tests, read.data(), metrics, table, shown, folder, console)
     build_report(folder.path)
     return folder.path

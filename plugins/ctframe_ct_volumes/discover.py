@@ -11,6 +11,7 @@ announces.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections import Counter
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ AXIAL_MIN_NORMAL_Z = 0.85  # |normal . z| below this (about 32 degrees off) is n
 
 # Skip reasons (the keys of ``Discovery.skipped``).
 NOT_MEDICAL = "neither DICOM nor NIfTI"
+NOT_REGULAR = "not a regular file"  # FIFO, socket, device: never opened (a FIFO would block)
 DICOMDIR = "DICOMDIR"
 UNREADABLE = "unreadable or corrupt DICOM"
 TRUNCATED = "truncated pixel data"
@@ -86,6 +88,15 @@ class Discovery:
         return f"{len(self.series)} DICOM series, {len(self.nifti)} NIfTI file(s) under {self.root}" + (
             f"; skipped {skipped}" if skipped else ""
         )
+
+
+def is_regular(path: str | Path) -> bool:
+    """Whether ``path`` (symlinks followed) is a regular file, from its metadata alone; a path that
+    cannot be stat-ed counts as regular, so that reading it says why it cannot be read."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
 
 
 def _is_nifti(path: str | Path) -> bool:
@@ -205,7 +216,9 @@ def _headers(root: Path, found: Discovery) -> list[SliceHeader]:
     headers = []
     shared = SharedValues()  # the slices of a series hold one copy of what they have in common
     for path in _walk(root):
-        if _is_nifti(path):
+        if not is_regular(path):
+            found.skip(NOT_REGULAR, path)
+        elif _is_nifti(path):
             found.nifti.append(Path(path))
         elif os.path.basename(path).upper() != "DICOMDIR" and not _has_preamble(path):
             found.skip(NOT_MEDICAL, path)

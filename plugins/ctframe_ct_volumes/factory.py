@@ -22,6 +22,7 @@ from ctframe_ct_volumes.labels import label_volumes
 from ctframe_ct_volumes.manifest import manifest_rows, record_manifest
 from ctframe_ct_volumes.options import CtVolumesOptions
 from ctframe_ct_volumes.pseudonym import Pseudonymizer, load_key, make_pseudonymizer
+from ctframe_ct_volumes.subgroups import attributes
 from ctframe_ct_volumes.volumes import Volume, sample_id, slice_images, volumes_of
 
 SPLITS = ("train", "val", "test")
@@ -143,12 +144,13 @@ def build(options: CtVolumesOptions, context: BuildContext) -> DataSplits:
         record_manifest(context.run_dir, manifest_rows(volumes, indices, names, splits))
     datasets, counts = _datasets(options, kept, labels, splits)
     summary = _summary(options, context, volumes, splits, counts, skipped)
-    groups = {
-        sample: volume.patient
+    of_sample = {
+        sample: volumes[position]
         for split in SPLITS
         for sample, (position, _) in zip(datasets[split].sample_ids, datasets[split].entries, strict=True)
-        for volume in (volumes[position],)
     }
+    groups = {sample: volume.patient for sample, volume in of_sample.items()}
+    offered = attributes(((s, v.technical) for s, v in of_sample.items()), options.subgroups)
     return DataSplits(
         class_names=tuple(options.classes),
         positive_class=options.positive,
@@ -159,6 +161,7 @@ def build(options: CtVolumesOptions, context: BuildContext) -> DataSplits:
         summary=summary,
         groups=groups,
         group_unit="patient",
+        attributes=offered,
     )
 
 

@@ -73,6 +73,11 @@ class CtVolumesOptions(Options):
         description="Folder of the slice cache (default: $CTFRAME_CACHE_DIR/ct_volumes, else "
         "$XDG_CACHE_HOME/ctframe/ct_volumes, else ~/.cache/ctframe/ct_volumes)",
     )
+    subgroups: list[Literal["manufacturer", "kernel", "slice_thickness"]] = Field(
+        ["manufacturer", "kernel", "slice_thickness"],
+        description="Acquisition fields offered as subgroup variables: test metrics per scanner "
+        "manufacturer, reconstruction kernel and slice thickness band (<= 1.5, 1.5-3, > 3 mm); [] for none",
+    )
 
     @field_validator("classes")
     @classmethod

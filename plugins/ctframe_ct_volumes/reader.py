@@ -17,11 +17,21 @@ import torch
 
 from ctframe import BuildContext, DataError
 from ctframe.api import ReadFiles, escape_path
-from ctframe_ct_volumes.discover import TRUNCATED, UNREADABLE, Discovery, _is_nifti, _read_header, discover
+from ctframe_ct_volumes.discover import (
+    NOT_REGULAR,
+    TRUNCATED,
+    UNREADABLE,
+    Discovery,
+    _is_nifti,
+    _read_header,
+    discover,
+    is_regular,
+)
 from ctframe_ct_volumes.grouping import group_series
 from ctframe_ct_volumes.options import CtVolumesOptions
 from ctframe_ct_volumes.pseudonym import Pseudonymizer, make_pseudonymizer
 from ctframe_ct_volumes.series import SliceHeader, quiet_pydicom
+from ctframe_ct_volumes.subgroups import attributes
 from ctframe_ct_volumes.volumes import Volume, nifti_volume, sample_id, slice_images, volumes_of
 
 _SAMPLE_NAME = re.compile(r"^(?P<series>.+)/(?P<index>[0-9]{4})$")
@@ -43,12 +53,14 @@ class CtVolumesReader:
         self.options = options
         self.pseudonym = pseudonym
         self._root_volumes: dict[str, Volume] | None = None
+        self._technical: dict[str, dict] = {}  # sample id -> its series' technical fields (subgroups)
 
     def _volumes_of(self, path: Path) -> tuple[list[Volume], list[str]]:
         """The volumes a folder or NIfTI file holds, and the problems of unreadable DICOM files inside."""
         if path.is_dir():
             found = discover(path)
-            bad = [reason for reason in (UNREADABLE, TRUNCATED) for _ in range(found.skipped[reason])]
+            reasons = (UNREADABLE, TRUNCATED, NOT_REGULAR)
+            bad = [reason for reason in reasons for _ in range(found.skipped[reason])]
             return volumes_of(found, self.pseudonym), bad
         return [nifti_volume(path, self.pseudonym)], []
 
@@ -67,7 +79,9 @@ class CtVolumesReader:
         slices = slice_images(
             volume.load(), options.channel_windows(), options.slices, options.slice_step, options.image_size
         )
-        return [(sample_id(volume.name, index), image) for index, image in slices if only in (None, index)]
+        found = [(sample_id(volume.name, index), image) for index, image in slices if only in (None, index)]
+        self._technical.update((name, volume.technical) for name, _ in found)
+        return found
 
     def _read_one(self, path: Path) -> tuple[list[tuple[str, torch.Tensor]], list[str]]:
         named = None if path.exists() else self._by_name(path.as_posix())
@@ -94,6 +108,9 @@ class CtVolumesReader:
 
         for path in map(Path, paths):
             shown = escape_path(path)
+            if not path.is_dir() and not is_regular(path):
+                refuse(shown, NOT_REGULAR)
+                continue
             if path.is_file() and not _is_nifti(path):
                 dataset, reason = _read_header(path)
                 if reason is not None:
@@ -116,12 +133,15 @@ class CtVolumesReader:
             for volume in volumes_of(found, self.pseudonym):
                 read.update((name, image) for name, image in self._images(volume) if name not in read)
         ids = list(read)
+        technical, self._technical = self._technical, {}
+        offered = attributes(((name, technical.get(name, {})) for name in ids), self.options.subgroups)
         return ReadFiles(
             _Images([read[name] for name in ids], ids),
             {name: name for name in ids},
             skipped,
             groups={name: name.rsplit("/", 1)[0] for name in ids},  # <series pseudonym>/<slice index>
             group_unit="series",
+            attributes=offered,
         )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,22 @@ from ctframe.api import INPUT_NAME, OUTPUT_NAME
 from .options import OnnxOptions
 
 NEEDS = "onnx export needs onnx, onnxscript and onnxruntime: pip install 'ctframe[export]'"
+CONVERTER_LOGGERS = ("onnxscript", "torch.onnx")
+"""Where torch.onnx and its opset converter log; what they say is judged by the written opset instead."""
+
+
+@contextlib.contextmanager
+def _quiet(names: Sequence[str]) -> Iterator[None]:
+    """Keep these loggers' records (tracebacks included) off the console for the block."""
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [(logger.propagate, logger.handlers[:]) for logger in loggers]
+    for logger in loggers:
+        logger.propagate, logger.handlers = False, [logging.NullHandler()]
+    try:
+        yield
+    finally:
+        for logger, (propagate, handlers) in zip(loggers, saved, strict=True):
+            logger.propagate, logger.handlers = propagate, handlers
 
 
 class OnnxExporter:
@@ -32,17 +50,24 @@ class OnnxExporter:
         self, module: nn.Module, example: torch.Tensor, path: Path, metadata: Mapping[str, str]
     ) -> None:
         batch = torch.export.Dim("batch", min=1)
-        program = torch.onnx.export(
-            module,
-            (example,),
-            dynamo=True,
-            dynamic_shapes=({0: batch},),
-            input_names=[INPUT_NAME],
-            output_names=list(getattr(module, "output_names", (OUTPUT_NAME,))),
-            opset_version=self.options.opset,
-            optimize=self.options.optimize,
-            verbose=False,
-        )
+        with _quiet(CONVERTER_LOGGERS):  # a failed opset conversion is logged with a traceback, then kept
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                dynamic_shapes=({0: batch},),
+                input_names=[INPUT_NAME],
+                output_names=list(getattr(module, "output_names", (OUTPUT_NAME,))),
+                opset_version=self.options.opset,
+                optimize=self.options.optimize,
+                verbose=False,
+            )
+        asked, written = self.options.opset, program.model.opset_imports.get("")
+        if asked is not None and written != asked:
+            raise CtframeError(
+                f"--opset {asked}: torch.onnx could not convert this model to opset {asked} (it gave "
+                f"opset {written}); ask for opset {written} or newer, or leave --opset out"
+            )
         program.model.metadata_props.update(metadata)
         # One self-contained file: exported ctframe models are far below protobuf's 2 GB limit.
         program.save(str(path), external_data=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import stat
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,13 +175,44 @@ class NotAnImage(Exception):
     """The first bytes match no supported image format."""
 
 
+NOT_REGULAR = "not a regular file"
+
+
+class NotARegularFile(OSError):
+    """A FIFO, socket, device or folder where a file was expected: never opened, or it could block."""
+
+    def __init__(self, path: Path):
+        super().__init__(errno.EINVAL, NOT_REGULAR, str(path))
+
+
+def is_regular(path: Path) -> bool:
+    """Whether ``path`` (symlinks followed) is a regular file, from its metadata alone: nothing is
+    opened, so a FIFO cannot block. A path that cannot be stat-ed counts as regular here: reading it
+    then says why it cannot be read."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
+
+
+def open_nonblocking(path: str, flags: int) -> int:
+    """An ``opener`` for :func:`open` that never waits for a FIFO's writer."""
+    return os.open(path, flags | os.O_NONBLOCK)  # no effect on a regular file
+
+
 def read_file(path: Path, images_only: bool = False) -> bytes:
-    """The file's bytes; raises OSError with a readable reason.
+    """The file's bytes; raises OSError with a readable reason (:class:`NotARegularFile` for a FIFO,
+    socket or device, which is checked before opening and again on the opened file, in case it was
+    swapped in between).
 
     With ``images_only``, a non-empty file whose first bytes are no image signature raises
     :class:`NotAnImage` after reading only those bytes (a stray archive is never loaded whole).
     """
-    with open(path, "rb") as handle:
+    if not is_regular(path):
+        raise NotARegularFile(path)
+    with open(path, "rb", opener=open_nonblocking) as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise NotARegularFile(path)
         head = handle.read(16)
         if images_only and head and sniff_format(head) is None:
             raise NotAnImage(str(path))

@@ -10,33 +10,41 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ctframe import BuildContext, DataError
+from ctframe import BadFileError, BuildContext, DataError
 from ctframe.api import ReadFiles, escape_path
 from ctframe_folder_split.decode import BadImage, decode_canonical, verify_image
-from ctframe_folder_split.files import NotAnImage, read_file, sniff_format
+from ctframe_folder_split.files import NotAnImage, is_regular, open_nonblocking, read_file, sniff_format
 from ctframe_folder_split.options import FolderSplitOptions
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+"""A file in a folder with one of these names is reported when it is no image (an empty or text
+``.png`` is a failed copy, not a stray file); a file of another name is judged by its content alone."""
 
 
 def _expand(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders walked in name order, hidden entries skipped, non-images left out."""
+    """Files as given; folders walked in name order, hidden entries skipped, non-images left out
+    (unless named as images). FIFOs, sockets and devices are kept, so that reading reports them as not
+    regular files, but never opened."""
     found: list[Path] = []
     for path in map(Path, paths):
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
+        if path.is_dir():
             for folder, dirs, files in os.walk(path, followlinks=False):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     if not name.startswith(".") and _looks_like_image(Path(folder) / name):
                         found.append(Path(folder) / name)
+        elif path.exists() or path.is_symlink():
+            found.append(path)
         else:
             raise DataError(f"{escape_path(path)}: no such file or folder; check the path")
     return found
 
 
 def _looks_like_image(path: Path) -> bool:
+    if path.suffix.lower() in IMAGE_SUFFIXES or not is_regular(path):
+        return True  # reading says what is wrong (a FIFO is never opened: it would wait for a writer)
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb", opener=open_nonblocking) as handle:
             return sniff_format(handle.read(16)) is not None
     except OSError:
         return True  # let reading report why it cannot be read
@@ -55,8 +63,10 @@ class _FilesToDecode(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
         try:
             array, _ = decode_canonical(read_file(self.paths[index]), self.image_size, self.max_pixels)
-        except (BadImage, OSError) as error:  # damage that only a full decode reveals
-            raise DataError(f"{self.sample_ids[index]}: {error}; remove it and predict again") from None
+        except BadImage as error:  # damage that only a full decode reveals
+            raise BadFileError(self.sample_ids[index], str(error)) from None
+        except OSError as error:  # removed or replaced since it was read
+            raise BadFileError(self.sample_ids[index], error.strerror or str(error)) from None
         return torch.from_numpy(array), -1, self.sample_ids[index]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ctframe_folder_split.cache import Store
 from ctframe_folder_split.decode import NOT_AN_IMAGE, BadImage, ImageInfo, decode_canonical, verify_image
-from ctframe_folder_split.files import Entry, NotAnImage, read_file
+from ctframe_folder_split.files import NOT_REGULAR, Entry, NotAnImage, NotARegularFile, read_file
 from ctframe_folder_split.sequence import thumbnail
 
 
@@ -33,6 +33,8 @@ class Record:
 
 
 def _read_reason(error: OSError) -> str:
+    if isinstance(error, NotARegularFile):  # swapped for a FIFO or device after the folder walk
+        return NOT_REGULAR
     if isinstance(error, PermissionError):
         return "unreadable (permission denied)"
     return f"unreadable ({error.strerror or type(error).__name__})"

@@ -37,6 +37,7 @@ TABLES = {
         "ctframe as shipped ",
         "ctframe fp32 ",
         "ctframe + augmentation bank ",
+        "where the wall time went (s): start-up, data, model, phase 1, phase 2, predictions, evaluation",
         "load average after:",
     ],
     "bench_feature_cache.py": [
@@ -83,6 +84,21 @@ TABLES = {
         "load average after:",
     ],
     "bench_eval_precision.py": ["precision     img/s", "fp32 ", "bf16 ", "fp32 / bf16 time:"],
+    "bench_metrics_memory.py": ["rows bootstrap  file MB  peak MiB  wall s  KiB/row", "load average after:"],
+    "bench_phase2_memory.py": [
+        "precision  checkpointing  peak GB estimate GB  s / step",
+        "fp32                  on ",
+        "bf16                 off ",
+        "precision  plain s / step  checkpointed / plain",
+        "load average after:",
+    ],
+    "bench_shared_prediction.py": [
+        "path                                 s  img/s per model  ratio",
+        "each model on its own (ref)",
+        "shared prefix once",
+        "largest probability difference:",
+        "load average after:",
+    ],
     "bench_predict.py": ["bare forward (decoded images in memory)", "ctframe predict (files", "predict /"],
     "evaluation_bootstrap.py": ["vectorised s", "roc_auc", "f1 (macro)", "all ", "evaluate(): 2 models"],
     "sequence_evidence.py": [

@@ -37,7 +37,7 @@ def sections(text: str) -> dict[str, str]:
 
 
 def test_the_card_lists_every_section_cites_its_files_and_marks_missing_input(card_run):
-    assert main(["card", str(card_run)]) == 0
+    assert main(["card", str(card_run), "--force"]) == 0  # the module shares one run
     text = MODEL_CARD.path(card_run).read_text(encoding="utf-8")
     found = sections(text)
     assert list(found) == HEADINGS
@@ -69,7 +69,7 @@ def test_the_card_lists_every_section_cites_its_files_and_marks_missing_input(ca
 
 
 def test_the_card_holds_no_absolute_path(card_run):
-    assert main(["card", str(card_run)]) == 0
+    assert main(["card", str(card_run), "--force"]) == 0  # the module shares one run
     text = MODEL_CARD.path(card_run).read_text(encoding="utf-8")
     assert str(card_run) not in text and str(card_run.parent.parent) not in text
     assert ABSOLUTE_PATH.search(text) is None, ABSOLUTE_PATH.search(text)
@@ -110,7 +110,7 @@ def test_blocks_added_later_and_external_evaluations_are_shown(card_run, tmp_pat
     }
     metrics["models"]["finetuned"]["calibration_fit"] = {"method": "platt", "ece_after": 0.05}
     METRICS.path(run).write_text(json.dumps(metrics))
-    assert main(["card", str(run)]) == 0
+    assert main(["card", str(run), "--force"]) == 0  # the copy holds the earlier card
     found = sections(MODEL_CARD.path(run).read_text())
     assert "coverage.COVID: 0.910 (CI 0.800-0.970)" in found["Conformal prediction"]
     assert "method: platt" in found["Calibration"] and "not computed" not in found["Calibration"]
@@ -128,7 +128,7 @@ def test_the_report_section_summarises_the_card(card_run, tmp_path):
     empty = tmp_path / "run"
     empty.mkdir()
     assert "No model card yet" in card_view(read_run(empty))
-    assert main(["card", str(card_run)]) == 0
+    assert main(["card", str(card_run), "--force"]) == 0  # the module shares one run
     view = card_view(read_run(card_run))
     assert MODEL_CARD.name in view and "to be completed: Intended use" in view and "<pre>" in view
 

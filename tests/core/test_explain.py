@@ -286,7 +286,7 @@ def test_explain_writes_an_overlay_per_image_and_class_and_a_csv(
                 assert picture.mode == "RGB" and picture.size == (64, 64)
     assert len(list(output.glob("*.png"))) == 6
 
-    assert main([*arguments[:-2], "--target", "pneumonia"]) == 2
+    assert main([*arguments[:-2], "--target", "pneumonia", "--force"]) == 2  # --force: cams/ holds files
     assert "--target 'pneumonia': not a class of this model; choose from predicted, all, COVID" in (
         capsys.readouterr().err
     )

@@ -216,7 +216,7 @@ def test_predict_with_groups_writes_one_row_per_group_by_the_models_rule(run, fi
         assert float(row["p_bright"]) == pytest.approx(float(ran[row["group"]]["p_bright"]), abs=1e-6)
         assert row["threshold"] == ran[row["group"]]["threshold"]
     # without --groups the reader's own groups (one per folder) answer; --groups replaced them above
-    assert main(["predict", str(run), str(images), "-o", str(out)]) == 0
+    assert main(["predict", str(run), str(images), "-o", str(out), "--force"]) == 0  # replaces preds.csv
     by_folder = _rows(tmp_path / "preds_folder.csv")
     assert sorted(row["group"] for row in by_folder) == ["bright", "dark"]
     assert {row["images"] for row in by_folder} == {"16"}

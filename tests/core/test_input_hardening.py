@@ -60,5 +60,5 @@ def test_schema_output_onto_a_folder_is_one_line_naming_it(tmp_path, monkeypatch
     monkeypatch.setenv("CTFRAME_PLUGINS", "folder_split")
     code, line = _cli("schema", "--output", str(tmp_path))
     assert code == 2
-    assert line == f"error: Is a directory: {tmp_path}; check the path and its permissions"
+    assert line == f"error: {tmp_path}: a folder; --output names the file to write"
     assert not [p for p in Path(tmp_path).iterdir() if p.name.endswith(".tmp")]

@@ -167,8 +167,11 @@ def test_evaluate_on_an_external_folder_with_and_without_a_class_map(finished_ru
 
     shutil.rmtree(external / "CT_NonCOVID")
     shutil.copytree(demo / "non-COVID", external / "Other")
-    assert main(["evaluate", str(finished_run), "--data", str(external), "--class-map", mapping]) == 2
+    again = ["evaluate", str(finished_run), "--data", str(external), "--class-map", mapping]
+    assert main(again) == 2 and "--force" in capsys.readouterr().err  # ucsd-like/ holds the results above
+    assert main([*again, "--force"]) == 2
     assert "CT_NonCOVID" in capsys.readouterr().err
+    assert (result / "metrics.json").is_file()  # a failed --force keeps the earlier results
 
 
 def test_metrics_on_a_csv_from_a_known_confusion_matrix(tmp_path):

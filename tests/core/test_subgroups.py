@@ -17,7 +17,8 @@ from ctframe.base.contracts import MetricInput
 from ctframe.commands.main import main
 from ctframe.evaluation import EvaluationData, EvaluationSettings
 from ctframe.evaluation.scores import score
-from ctframe.evaluation.subgroups import MIN_IMAGES, model_subgroups, subgroup_tables, subgroups_from_csv
+from ctframe.evaluation.subgroup_sources import subgroups_from_csv
+from ctframe.evaluation.subgroups import MIN_IMAGES, model_subgroups, subgroup_tables
 from ctframe.report.artifacts import RunArtifacts
 from ctframe.report.subgroups import subgroups_view
 from tests.core.test_group_predictions import files, run, toy  # noqa: F401  (module fixtures)

@@ -26,6 +26,9 @@ class ToyDataOptions(Options):
     positive_class: str = Field("bright", description="the positive class")
     require_file: RecipePath | None = Field(None, description="a file that must exist (exercises checks)")
     delay_s: float = Field(0.0, ge=0, le=1, description="sleep per image read (epochs long enough to kill)")
+    sites: int = Field(
+        0, ge=0, le=8, description="offer subgroups: 'site' with this many values, 'scanner' (0: none)"
+    )
 
 
 def check_data(options: ToyDataOptions, context) -> None:
@@ -60,6 +63,13 @@ def build_data(options: ToyDataOptions, context) -> DataSplits:
         for offset, name in enumerate(("train", "val", "test"))
     }
     files = {sid: f"{sid}.png" for split in splits.values() for sid in split.ids}
+    attributes = {}
+    if options.sites:  # pairs of consecutive images share a site, so each site holds both classes
+        ids = [sid for split in splits.values() for sid in split.ids]
+        attributes = {
+            "site": {sid: f"site {int(sid.rsplit('/', 1)[1]) // 2 % options.sites}" for sid in ids},
+            "scanner": dict.fromkeys(ids, "toy scanner"),
+        }
     return DataSplits(
         tuple(options.classes),
         options.positive_class,
@@ -68,6 +78,7 @@ def build_data(options: ToyDataOptions, context) -> DataSplits:
         splits["test"],
         files=files,
         summary={"generator": "toy"},
+        attributes=attributes,
     )
 
 
