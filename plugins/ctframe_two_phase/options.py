@@ -98,10 +98,26 @@ class TwoPhaseOptions(Options):
         description="auto: store what the prefix computes (fp32, or bf16 under bf16 training: exact); "
         "bf16: half the size in an fp32 run, at bf16 rounding of the activations",
     )
+    prefix_bank: Literal["off"] | int = Field(
+        "off",
+        description="phase 2 with augmentation: store the frozen prefix's activations of this many "
+        "augmented views per training image once (where and how prefix_cache stores them) and train "
+        "each epoch on one view per image, drawn from the epoch's seed; off: augment and run the prefix "
+        "every step",
+    )
+    activation_checkpointing: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="phase 2: keep only each trainable backbone segment's input and recompute the rest "
+        "in the backward (less memory, one more forward of the suffix); auto: on when the estimated step "
+        "peak exceeds memory_limit_gb",
+    )
+    memory_limit_gb: float | None = Field(
+        None, gt=0.0, description="memory (GB, 10^9 bytes) phase 2 should stay under; unset: no limit"
+    )
     progress: bool = Field(True, description="rich progress bar per epoch (only on a terminal)")
     tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
 
-    @field_validator("augmentation_bank", mode="before")
+    @field_validator("augmentation_bank", "prefix_bank", mode="before")
     @classmethod
     def _views(cls, value: object) -> object:
         # true would silently mean 1 view; --set passes "8" as text, which the int branch then reads
@@ -109,11 +125,11 @@ class TwoPhaseOptions(Options):
             raise ValueError("give a number of views per image, 'auto' or 'off'")
         return value
 
-    @field_validator("augmentation_bank")
+    @field_validator("augmentation_bank", "prefix_bank")
     @classmethod
     def _positive_views(cls, value: str | int) -> str | int:
         if isinstance(value, int) and value < 1:
-            raise ValueError("an augmentation bank needs at least 1 view per image ('off' turns it off)")
+            raise ValueError("a bank needs at least 1 view per image ('off' turns it off)")
         return value
 
     @field_validator("batch_size")

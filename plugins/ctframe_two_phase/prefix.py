@@ -130,10 +130,11 @@ def _allocate(shape: tuple[int, ...], dtype: torch.dtype, path: Path | None) -> 
     return torch.from_file(str(path), shared=True, size=count, dtype=dtype).view(shape)
 
 
-def _new_cache(
+def new_cache(
     first: torch.Tensor, count: int, storage: str, store_bf16: bool, path: Path | None
 ) -> tuple[torch.Tensor, bool]:
-    """Room for ``count`` activations shaped like the ``first`` batch's, and whether it is on disk."""
+    """Room for ``count`` activations shaped like the ``first`` batch's, and whether it is on disk (the
+    prefix cache and the prefix bank store alike)."""
     dtype = torch.bfloat16 if store_bf16 else first.dtype
     shape = (count, *first.shape[1:])
     size = torch.Size(shape).numel() * dtype.itemsize
@@ -176,7 +177,7 @@ def build_activation_cache(
                     output = module(output)
             if cache is None:
                 feed_dtype = output.dtype
-                cache, on_disk = _new_cache(output, len(images), storage, store_bf16, path)
+                cache, on_disk = new_cache(output, len(images), storage, store_bf16, path)
             cache[len(ids) : len(ids) + len(batch_ids)] = output.to("cpu", cache.dtype)
             labels.append(batch_labels.cpu())
             ids.extend(batch_ids)

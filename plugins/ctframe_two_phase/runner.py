@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ctframe.api.training import Classifier, distributed
+from ctframe_two_phase.activation_checkpointing import checkpoint_suffix
 from ctframe_two_phase.bank import BankSource, bank_views, build_bank, view_seed
 from ctframe_two_phase.checkpoints import seed_everything
 from ctframe_two_phase.features import backbone_is_frozen, compute_features_shared
@@ -36,6 +37,7 @@ from ctframe_two_phase.prefix import (
     frozen_prefix,
     human_size,
 )
+from ctframe_two_phase.prefix_bank import prefix_bank_sources
 from ctframe_two_phase.run_files import CACHE
 
 
@@ -92,8 +94,9 @@ class EpochRunner:
 def build_runner(job: PhaseJob, model: Classifier, cleanup: contextlib.ExitStack) -> EpochRunner:
     """Batch sources and forward function of a phase: cached features when the backbone is frozen
     (with the augmentation bank when augmenting), cached prefix activations when only its last
-    layers train and nothing is augmented, images through the whole model otherwise. ``cleanup``
-    closes (and deletes) an on-disk cache when the phase ends."""
+    layers train and nothing is augmented (the prefix bank when augmenting and asked for), images
+    through the whole model otherwise; activation checkpointing of the trainable segments as set.
+    ``cleanup`` closes (and deletes) an on-disk cache and ends checkpointing when the phase ends."""
     data, options, logger = job.data, job.options, job.context.logger
     frozen = backbone_is_frozen(model.backbone)
     train: BatchSource = job.images(data.train, data.augment)
@@ -114,13 +117,20 @@ def build_runner(job: PhaseJob, model: Classifier, cleanup: contextlib.ExitStack
     elif frozen and data.augment is not None and views:
         train, val = _bank(job, model, train, val, views)
         cached = True
-    elif not frozen and data.augment is None and options.prefix_cache != "off":
+    elif not frozen and options.prefix_cache != "off":
+        # without augmentation the prefix cache; with it, the prefix bank when one is asked for
         cut = frozen_prefix(model.backbone)
-        if cut is not None:
-            train, val = _prefix_cache(job, cut, train, val)
+        prefix_views = 0 if options.prefix_bank == "off" else int(options.prefix_bank)
+        if cut is not None and (data.augment is None or prefix_views):
+            if data.augment is None:
+                train, val = _prefix_cache(job, cut, train, val)
+            else:
+                train, val = prefix_bank_sources(job, cut, train, val, prefix_views)
             cleanup.callback(train.close)
             cleanup.callback(val.close)
             trainable, cached = SuffixClassifier(cut.suffix, model.head), True
+    if not frozen:  # the probe of "auto" runs the model itself, not its DDP wrapper
+        checkpoint_suffix(job, model, trainable if cached else model_forward(model, frozen), train, cleanup)
     # DDP under torchrun (the module itself otherwise), wrapped again in every phase because the
     # trainable parameters change
     trained = distributed.wrap(trainable)
