@@ -9,6 +9,7 @@ options from them), so it may have more than the ~6 parameters other functions k
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,8 +28,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Written to a file or a pipe, tables keep their full width instead of rich's 80 columns (log lines on
+# such a console wrap at ctframe.workflows.runlog.LOG_WIDTH instead)
+PIPE_WIDTH = 1000
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
 # typer reads these annotations to build the options, and it needs Optional (not X | None) in them
 SetOption = Annotated[

@@ -39,7 +39,7 @@ from ctframe.storage.rundir import RunDirectory
 from ctframe.workflows.assembly import build_data, build_metrics, make_context, precheck
 from ctframe.workflows.cv_plan import CvPlan, check_folds, completed, read_plan, write_plan
 from ctframe.workflows.engine import resume_run, start_run
-from ctframe.workflows.scoring import read_predictions
+from ctframe.workflows.prediction_files import read_predictions
 
 if TYPE_CHECKING:
     from rich.console import Console

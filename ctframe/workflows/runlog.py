@@ -14,6 +14,9 @@ from ctframe.storage.layout import LOG
 from ctframe.storage.rundir import RunDirectory
 from ctframe.workflows.assembly import LOGGER_NAME
 
+LOG_WIDTH = 120
+"""Log lines on a console that is not a terminal wrap here (rich pads each to the console's width)."""
+
 FILE_ONLY = "ctframe_file_only"
 """Set in a log record's ``extra`` to keep it out of the console (a traceback goes to run.log only)."""
 
@@ -40,6 +43,8 @@ def logging_to(run_dir: RunDirectory, console: Console | None) -> Iterator[loggi
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers = [file_handler]
     if console is not None and distributed.is_main():
+        if not console.is_terminal and console.width > LOG_WIDTH:  # a wide pipe keeps tables whole; a log
+            console = Console(file=console.file, width=LOG_WIDTH, highlight=False)  # line is not padded to it
         console_handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
         console_handler.setFormatter(_ConsoleFormatter())
         console_handler.addFilter(_console_wanted)
