@@ -9,7 +9,7 @@ import typer
 
 from ctframe.base.errors import CtframeError
 from ctframe.commands import shared
-from ctframe.commands.shared import SetOption, app
+from ctframe.commands.shared import JsonOption, SetOption, app
 
 
 @app.command()
@@ -24,6 +24,7 @@ def cv(
         Optional[Path],  # noqa: UP045
         typer.Option("--resume", help="finish the interrupted cross-validation in this folder"),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Cross-validate RECIPE on K stratified, group-disjoint folds; pooled out-of-fold metrics."""
     from ctframe.runtime.distributed import world_size
@@ -39,4 +40,4 @@ def cv(
         raise CtframeError("name a recipe file (ctframe cv RECIPE --folds K) or use --resume CV_DIR")
     else:
         folder = start_cv(recipe, folds, overrides or (), output=output, console=shared.err)
-    shared.out.print(f"cross-validation: {folder}")
+    shared.print_result("cross-validation", folder, as_json)

@@ -8,7 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from ctframe.commands import shared
-from ctframe.commands.shared import ForceOption, OnBadImage, SubgroupColumnOption, SubgroupsOption, app
+from ctframe.commands.shared import (
+    ForceOption,
+    JsonOption,
+    OnBadImage,
+    SubgroupColumnOption,
+    SubgroupsOption,
+    app,
+)
 
 
 @app.command("evaluate")
@@ -46,6 +53,7 @@ def evaluate_command(
     subgroups: SubgroupsOption = None,
     subgroup_column: SubgroupColumnOption = None,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Evaluate every model of a run on external labelled data, at each model's stored threshold."""
     from ctframe.storage.layout import EXTERNAL_EVALUATION
@@ -70,4 +78,4 @@ def evaluate_command(
             subgroup_columns=subgroup_column or (),
             console=shared.err,
         )
-    shared.out.print(f"external evaluation: {folder}")
+    shared.print_result("external evaluation", folder, as_json)

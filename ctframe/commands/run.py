@@ -9,7 +9,7 @@ import typer
 
 from ctframe.base.errors import CtframeError
 from ctframe.commands import shared
-from ctframe.commands.shared import SetOption, app
+from ctframe.commands.shared import JsonOption, SetOption, app
 
 
 @app.command()
@@ -22,6 +22,7 @@ def run(
     resume: Annotated[
         Optional[Path], typer.Option("--resume", help="continue the interrupted run in this folder")  # noqa: UP045
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Validate RECIPE, then train and evaluate it inside a new run directory."""
     from ctframe.registry.recipe import load_recipe
@@ -37,4 +38,4 @@ def run(
     else:
         result = start_run(load_recipe(recipe, overrides or ()), output=output, console=shared.err)
     if is_main():  # under torchrun the other processes stay quiet
-        shared.out.print(f"run directory: {result.run_dir.path}")
+        shared.print_result("run directory", result.run_dir.path, as_json)

@@ -9,6 +9,7 @@ options from them), so it may have more than the ~6 parameters other functions k
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -90,6 +91,20 @@ def on_bad_image(value: str) -> str:
     if value not in ("error", "skip"):
         raise CtframeError(f"--on-bad-image takes 'error' or 'skip', not {value!r}")
     return value
+
+
+def print_result(kind: str, folder: Path, as_json: bool) -> None:
+    """The last line of a command that evaluated something: ``<kind>: FOLDER``, or with ``--json`` the
+    folder and its ``metrics.json`` as one JSON object on stdout (the tables went to stderr)."""
+    if not as_json:
+        out.print(f"{kind}: {folder}", markup=False, highlight=False)
+        return
+    metrics = folder / "metrics.json"
+    try:
+        record = json.loads(metrics.read_text(encoding="utf-8")) if metrics.is_file() else None
+    except (OSError, ValueError):
+        record = None
+    print(json.dumps({kind.replace(" ", "_"): str(folder), "metrics": record}, indent=2))
 
 
 def print_skipped(skipped: Iterable[tuple[str, str]]) -> None:
