@@ -31,6 +31,11 @@ class DataError(CtframeError):
     """Input data that is missing, empty or unreadable."""
 
 
+class MissingExtraError(CtframeError):
+    """An optional package a feature needs is not installed. The message names the feature and the
+    install command; the report shows it as a note, once, never as a failure."""
+
+
 class BadFileError(DataError):
     """One input file that cannot be used (damaged, not an image, not a regular file). A reader's images
     raise it from ``__getitem__`` when only decoding finds the damage: ``ctframe predict`` then names the

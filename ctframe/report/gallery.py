@@ -23,12 +23,13 @@ import torch
 from PIL import Image
 
 from ctframe.base.contracts import Kind
+from ctframe.base.errors import MissingExtraError
 from ctframe.base.filenames import unescape_name
 from ctframe.evaluation.outputs import PROBABILITY_PREFIX
 from ctframe.registry.plugins import Registry
 from ctframe.report import html
 from ctframe.report.artifacts import RunArtifacts, number
-from ctframe.runtime.explaining import overlays
+from ctframe.runtime.explaining import make_explainer, overlays
 from ctframe.runtime.inference import file_reader
 from ctframe.runtime.loading import load_model
 from ctframe.runtime.unreadable import Guarded, Unreadable
@@ -127,6 +128,10 @@ def overlay_function(registry: Registry) -> tuple[Callable[..., Any] | None, str
             None,
             "Grad-CAM overlays left out: no explainer component is installed (e.g. the gradcam plugin).",
         )
+    try:
+        make_explainer(registry=registry)  # an optional package missing is a note here, not a failure
+    except MissingExtraError as error:
+        return None, f"Grad-CAM overlays left out: {error}"
 
     def draw(loaded: Any, images: list, targets: list[int]) -> list[np.ndarray]:
         result = list(overlays(loaded, torch.stack(images).to(torch.uint8), targets, registry=registry))

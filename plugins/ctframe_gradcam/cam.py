@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctframe import CtframeError
+from ctframe import MissingExtraError
 
 from .options import GradientCamOptions
 
-NEEDS = "explanations need the grad-cam package: pip install 'ctframe[explain]'"
+NEEDS = "Grad-CAM explanations need the grad-cam package: pip install 'ctframe[explain]'"
 
 
 class CamExplainer:
@@ -20,7 +20,7 @@ class CamExplainer:
         try:
             import pytorch_grad_cam
         except ImportError:
-            raise CtframeError(NEEDS) from None
+            raise MissingExtraError(NEEDS) from None
         self.method = getattr(pytorch_grad_cam, class_name)
         self.options = options
 

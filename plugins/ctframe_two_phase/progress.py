@@ -13,6 +13,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+_SAID: list[bool] = []
+"""Whether the missing tensorboard package was already named in this process."""
+
 
 class EpochProgress:
     """A transient bar over one epoch's batches with the running loss and images/s.
@@ -84,7 +87,12 @@ class TensorBoardLog:
             from tensorboard.compat.proto import event_pb2, summary_pb2
             from tensorboard.summary.writer.record_writer import RecordWriter
         except ImportError:
-            logger.debug("tensorboard is not installed; no event files written")
+            if not _SAID:  # once per process: both phases would say it
+                _SAID.append(True)
+                logger.info(
+                    "TensorBoard event files not written: the tensorboard package is not installed "
+                    "(pip install 'ctframe[tensorboard]', or trainer.tensorboard = false to say nothing)"
+                )
             return
         self._event, self._summary = event_pb2.Event, summary_pb2.Summary
         folder.mkdir(parents=True, exist_ok=True)
