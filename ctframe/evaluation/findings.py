@@ -17,6 +17,8 @@ the report, in ``metrics.json`` (``findings``) and on the console. The rules and
   value is at least :data:`WORSE_BY` lower.
 * ``small_validation``: a class has fewer than :data:`MIN_VALIDATION` validation images: the threshold,
   recalibration, conformal quantile and early stopping chosen on it are unreliable.
+* ``data_differs``: an external evaluation's data differs from the training data in a way the numbers
+  do not show (mapped class names, groups missing or of another unit: ``EvaluationData.differences``).
 
 The ROC AUC here is the Mann-Whitney statistic with ties counted half (the same value as scikit-learn's
 ``roc_auc_score``), computed on the recalibrated probabilities the model decides with.

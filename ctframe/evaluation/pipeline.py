@@ -206,6 +206,7 @@ def evaluate(
                 _write_group_predictions(run_dir, model, evaluation.group, data_info)
     differences = paired_differences(trained, evaluations, resampled, settings)
     found += worse_than_before(differences, {e.key: e.title for e in evaluations})
+    found += [Finding("data_differs", said) for said in data_info.differences]
     result = EvaluationResult(
         tuple(evaluations),
         data_info.class_names,

@@ -38,6 +38,9 @@ class EvaluationData:
     sample_unit: str = "image"
     """What one sample is: "image", or a group unit when the predictions are already one per group
     (``ctframe metrics`` on a group-level file): titles and the bootstrap then say so."""
+    differences: tuple[str, ...] = ()
+    """How this data differs from what the models were trained on (external evaluation: mapped class
+    names, groups missing or of another unit): reported as findings (``data_differs``)."""
 
     def __post_init__(self) -> None:
         if self.positive_class not in self.class_names:

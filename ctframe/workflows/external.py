@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,30 @@ def _groups_record(external: ExternalSet, csv: Path | None) -> dict[str, Any] | 
         "unit": external.group_unit,
         "from": "the data" if csv is None else escape_path(Path(csv).absolute()),
     }
+
+
+def data_differences(info: ModelInfo, external: ExternalSet, mapping: Mapping[str, str]) -> tuple[str, ...]:
+    """How the external data differs from the model's training data, one sentence each."""
+    said = []
+    mapped = {data: model for data, model in mapping.items() if data != model}
+    if mapped:
+        pairs = ", ".join(f"{data} -> {model}" for data, model in mapped.items())
+        said.append(
+            f"the external classes were mapped onto the model's ({pairs}): check that each means the same "
+            "finding as in training"
+        )
+    trained_unit = (info.metadata.get("group_rule") or {}).get("unit")
+    if trained_unit and not external.groups:
+        said.append(
+            f"the models were trained and evaluated per {trained_unit}, but this data has no groups: results "
+            f"are per image only, with intervals that treat images as independent; pass --groups CSV"
+        )
+    elif trained_unit and external.groups and external.group_unit != trained_unit:
+        said.append(
+            f"the models decide per {trained_unit} but this data is grouped per {external.group_unit}: "
+            "the group results aggregate over another unit than the one their rule was chosen for"
+        )
+    return tuple(said)
 
 
 def _stored_threshold(info: ModelInfo) -> ThresholdChoice:
@@ -212,6 +236,7 @@ def evaluate_external(
         dict(external.files),
         dict(external.groups),
         external.group_unit,
+        differences=data_differences(first, external, mapping),
     )
     metrics = build_metrics(recipe, make_context(recipe, run_dir=None))
     result = evaluate(scored, data_info, metrics, recipe.evaluation, target, recipe.run.seed, console)

@@ -59,3 +59,19 @@ def test_a_class_that_is_no_sub_folder_is_one_line(run, files, tmp_path, monkeyp
     )
     refused(code, out, err, ["--classes 'cats'", "no such sub-folder", "bright, dark"])
     assert tree(tmp_path) == before
+
+
+def test_a_mapped_class_and_another_group_unit_are_findings(run, files, tmp_path):  # noqa: F811
+    images, _ = files
+    data = tmp_path / "renamed"
+    shutil.copytree(images / "dark", data / "CT_dark")
+    shutil.copytree(images / "bright", data / "bright")
+    argv = ["evaluate", str(run), "--data", str(data), "--name", "mapped", "--class-map", "CT_dark=dark"]
+    assert main(argv) == 0
+    findings = json.loads((run / "external" / "mapped" / "metrics.json").read_text())["findings"]
+    said = [f["message"] for f in findings if f["code"] == "data_differs"]
+    assert any("mapped onto the model's (CT_dark -> dark)" in line for line in said), said
+    key = next(iter(json.loads((run / "metrics.json").read_text())["models"]))
+    trained = json.loads((run / "models" / f"{key}.json").read_text())
+    unit = trained["group_rule"]["unit"]
+    assert any(f"decide per {unit} but this data is grouped per folder" in line for line in said), said
