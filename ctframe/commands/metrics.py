@@ -8,7 +8,39 @@ from typing import Annotated, Optional
 import typer
 
 from ctframe.commands import shared
-from ctframe.commands.shared import SubgroupColumnOption, SubgroupsOption, app
+from ctframe.commands.shared import ForceOption, SubgroupColumnOption, SubgroupsOption, app
+
+LARGE_FILE_ROWS = 1_000_000
+"""Above this many rows ``metrics`` first states its estimated peak memory (docs/metrics.md, Memory)."""
+BYTES_PER_ROW = 1200
+"""Reading, scoring and reporting hold each row as Python objects: ~1.1 KiB a row, measured with
+benchmarks/bench_metrics_memory.py (3.5M rows without bootstrap: 4.5 GiB)."""
+BASE_BYTES = 800 * 2**20  # the libraries imported before any row is read
+
+
+def _count_rows(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(2**24), b"")) - 1
+
+
+def _state_memory(path: Path, bootstrap: int) -> None:
+    """One info line for a large file: what the run will take, before it takes it."""
+    from ctframe.base.filenames import escape_path
+    from ctframe.evaluation.bootstrap import bootstrap_peak_bytes
+
+    if not path.is_file() or path.stat().st_size < 4 * LARGE_FILE_ROWS:  # a row takes 4 bytes or more
+        return
+    rows = _count_rows(path)
+    if rows <= LARGE_FILE_ROWS:
+        return
+    rows_bytes, resampling = BASE_BYTES + rows * BYTES_PER_ROW, bootstrap_peak_bytes(rows, bootstrap)
+    peak = (rows_bytes + resampling) / 2**30
+    shared.err.print(
+        f"info: {escape_path(path)}: {rows:,} rows, estimated peak memory {peak:.1f} GiB "
+        f"({rows_bytes / 2**30:.1f} GiB for the rows, {resampling / 2**30:.1f} GiB for the bootstrap "
+        "whatever the number of resamples)",
+        markup=False,
+    )
 
 
 @app.command()
@@ -24,7 +56,11 @@ def metrics(
     ] = None,
     output: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--output", "-o", help="folder for metrics and report (default: <file>_metrics)"),
+        typer.Option(
+            "--output",
+            "-o",
+            help="folder for metrics and report (default: <file>_metrics; one that holds files: --force)",
+        ),
     ] = None,
     metric: Annotated[
         Optional[list[str]],  # noqa: UP045
@@ -33,10 +69,16 @@ def metrics(
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="bootstrap resamples for CIs")] = 1000,
     subgroups: SubgroupsOption = None,
     subgroup_column: SubgroupColumnOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Score any predictions file: metrics with bootstrap CIs, calibration and an HTML report."""
+    from ctframe.storage.outputs import claim_folder
     from ctframe.workflows.scoring import score_predictions
 
+    output = output or predictions.with_name(f"{predictions.stem}_metrics")  # score_predictions' default
+    inputs = [predictions, *([subgroups] if subgroups else [])]
+    claim_folder(output, force=force, inputs=inputs)
+    _state_memory(predictions, bootstrap)
     folder = score_predictions(
         predictions,
         positive=positive,

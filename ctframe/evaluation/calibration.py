@@ -54,14 +54,38 @@ def expected_calibration_error(confidence: np.ndarray, outcome: np.ndarray, bins
     )
 
 
+@dataclass(frozen=True)
+class BinnedGaps:
+    """Per-sample gaps (outcome - confidence) in bin order, with where each non-empty bin starts:
+    computed once, then the ECE of many weight rows needs no (N, bins) matrix and no sort."""
+
+    order: np.ndarray
+    starts: np.ndarray
+    gaps: np.ndarray
+
+
+def binned_gaps(confidence: np.ndarray, outcome: np.ndarray, bins: int) -> BinnedGaps:
+    index = bin_index(confidence, bins)
+    order = np.argsort(index, kind="stable")
+    ordered = index[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return BinnedGaps(order, starts, (np.asarray(outcome) - np.asarray(confidence))[order])
+
+
+def binned_expected_calibration_error(binned: BinnedGaps, weights: np.ndarray) -> np.ndarray:
+    """ECE per row of ``weights`` (B, N). Row by row sums, no matrix product: a row's value does not
+    depend on how many rows come with it, so bootstrap intervals do not depend on the block size."""
+    weighted = weights[:, binned.order]
+    weighted *= binned.gaps
+    gap_per_bin = np.add.reduceat(weighted, binned.starts, axis=1)
+    return np.abs(gap_per_bin).sum(axis=1) / weights.sum(axis=1)
+
+
 def weighted_expected_calibration_error(
     confidence: np.ndarray, outcome: np.ndarray, bins: int, weights: np.ndarray
 ) -> np.ndarray:
     """ECE for each row of sample ``weights`` (B, N) (bootstrap counts), vectorised: (B,)."""
-    one_hot = np.zeros((len(outcome), bins))
-    one_hot[np.arange(len(outcome)), bin_index(confidence, bins)] = 1.0
-    gap_per_bin = weights @ (one_hot * (outcome - confidence)[:, None])
-    return np.abs(gap_per_bin).sum(axis=1) / weights.sum(axis=1)
+    return binned_expected_calibration_error(binned_gaps(confidence, outcome, bins), weights)
 
 
 def squared_errors(labels: np.ndarray, probabilities: np.ndarray, positive_index: int) -> np.ndarray:
@@ -85,4 +109,9 @@ def brier_score(labels: np.ndarray, probabilities: np.ndarray, positive_index: i
 def weighted_brier_score(
     labels: np.ndarray, probabilities: np.ndarray, positive_index: int, weights: np.ndarray
 ) -> np.ndarray:
-    return weights @ squared_errors(labels, probabilities, positive_index) / weights.sum(axis=1)
+    return weighted_mean(squared_errors(labels, probabilities, positive_index), weights)
+
+
+def weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean of per-sample ``values`` under each row of ``weights`` (B, N), summed row by row as the ECE is."""
+    return (weights * values).sum(axis=1) / weights.sum(axis=1)

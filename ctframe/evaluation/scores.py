@@ -66,9 +66,13 @@ def bootstrap_values(
     groups: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Resampled values per scalar name (metrics and calibration), all from the same resamples:
-    whole groups when ``groups`` is given (a cluster bootstrap), single samples otherwise."""
+    whole groups when ``groups`` is given (a cluster bootstrap), single samples otherwise. The weights
+    come in blocks sized from the test set (:data:`~ctframe.evaluation.bootstrap.BLOCK_BYTES`) and
+    only the values per resample are kept, so memory does not grow with the resamples."""
     labels, probabilities = inputs.labels, inputs.probabilities
     confidence, outcome = calibration.calibration_target(labels, probabilities, inputs.positive_index)
+    binned = calibration.binned_gaps(confidence, outcome, settings.calibration_bins)
+    squared = calibration.squared_errors(labels, probabilities, inputs.positive_index)
     samples: dict[str, list[np.ndarray]] = {}
     batched = [getattr(metric, "batched", None) or looped(metric) for _, metric in metrics]
     blocks_of_weights = (
@@ -80,12 +84,8 @@ def bootstrap_values(
         blocks: dict[str, np.ndarray] = {}
         for compute in batched:
             blocks.update({k: v for k, v in compute(inputs, weights).items() if k != WARNINGS_KEY})
-        blocks["ece"] = calibration.weighted_expected_calibration_error(
-            confidence, outcome, settings.calibration_bins, weights
-        )
-        blocks["brier"] = calibration.weighted_brier_score(
-            labels, probabilities, inputs.positive_index, weights
-        )
+        blocks["ece"] = calibration.binned_expected_calibration_error(binned, weights)
+        blocks["brier"] = calibration.weighted_mean(squared, weights)
         for name, block in blocks.items():
             samples.setdefault(name, []).append(np.asarray(block, dtype=np.float64))
     return {name: np.concatenate(blocks) for name, blocks in samples.items()}

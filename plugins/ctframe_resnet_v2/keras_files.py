@@ -37,8 +37,69 @@ VARIABLES = {
 }
 
 
+# A .keras archive is checked before anything is inflated. Keras writes three members (metadata.json,
+# config.json, model.weights.h5; a ResNet101V2 is ~170 MB): the caps leave room for the largest Keras
+# applications and refuse what only a zip bomb does.
+ARCHIVE_LIMIT = 4 * 2**30
+"""Most all members may inflate to: ConvNeXtXLarge, the largest Keras application, is ~1.4 GB of weights."""
+RATIO_LIMIT = 200
+"""Most a member may inflate per compressed byte: float32 weights compress ~1.1x and JSON ~10-20x."""
+RATIO_FLOOR = 2**20
+"""Members up to this size may compress better (a tiny metadata.json): they cannot hurt."""
+MEMBER_LIMIT = 1000
+READ_CHUNK = 2**20
+
+
 class KerasFileError(ValueError):
     """A file that is not a Keras weight file this reader understands."""
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count < 2**30 else f"{count / 2**30:.2f} GiB"
+
+
+def _check_members(archive: zipfile.ZipFile) -> None:
+    """Refuse, from the declared sizes alone, an archive that would inflate beyond the caps."""
+    members = archive.infolist()
+    if len(members) > MEMBER_LIMIT:
+        raise KerasFileError(
+            f"the archive holds {len(members)} members (a .keras holds a few, at most {MEMBER_LIMIT})"
+        )
+    total = sum(member.file_size for member in members)
+    if total > ARCHIVE_LIMIT:
+        raise KerasFileError(
+            f"the archive declares {_size(total)} inflated, over the {_size(ARCHIVE_LIMIT)} limit"
+        )
+    for member in members:
+        if member.file_size > RATIO_FLOOR and member.file_size > RATIO_LIMIT * max(member.compress_size, 1):
+            inflated = _size(member.file_size)
+            raise KerasFileError(
+                f"member {member.filename} inflates {member.compress_size} bytes to {inflated} "
+                f"(over {RATIO_LIMIT}x): a zip bomb, not a model"
+            )
+
+
+def check_archive(path: Path) -> None:
+    """Raise :class:`KerasFileError` when ``path`` is a zip archive over the size caps; other files pass."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            _check_members(archive)
+    except zipfile.BadZipFile as error:
+        raise KerasFileError(f"a damaged .keras archive ({error})") from None
+
+
+def _read_member(archive: zipfile.ZipFile, name: str) -> bytes:
+    """One member, inflated in chunks and never past its declared size (checked by :func:`_check_members`)."""
+    member = archive.getinfo(name)
+    buffer = io.BytesIO()
+    with archive.open(member) as handle:
+        while chunk := handle.read(READ_CHUNK):
+            if buffer.tell() + len(chunk) > member.file_size:
+                raise KerasFileError(f"member {name} inflates past its declared {member.file_size} bytes")
+            buffer.write(chunk)
+    return buffer.getvalue()
 
 
 def _attribute_list(group, name: str) -> list[str]:
@@ -122,9 +183,10 @@ def read_keras_weights(path: Path, layer_order: dict[str, Sequence[str]] | None 
 def _archive_member(path: Path, member: str) -> bytes:
     try:
         with zipfile.ZipFile(path) as archive:
+            _check_members(archive)
             if member not in archive.namelist():
                 raise KerasFileError(f"the archive has no {member} (is it a Keras 3 .keras file?)")
-            return archive.read(member)
+            return _read_member(archive, member)
     except zipfile.BadZipFile as error:
         raise KerasFileError(f"a damaged .keras archive ({error})") from None
 
@@ -149,7 +211,10 @@ def read_keras_config(path: Path) -> dict[str, Any] | None:
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
-                text: Any = archive.read("config.json") if "config.json" in archive.namelist() else None
+                _check_members(archive)
+                text: Any = (
+                    _read_member(archive, "config.json") if "config.json" in archive.namelist() else None
+                )
         else:
             with h5py.File(path, "r") as handle:
                 text = handle.attrs.get("model_config")

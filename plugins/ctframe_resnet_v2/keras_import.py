@@ -50,7 +50,7 @@ def import_keras_classifier(
     from ctframe.api import write_bytes
     from ctframe.api.recipes import build_model, make_context
 
-    from .keras_files import KerasFileError, read_keras_layers
+    from .keras_files import KerasFileError, check_archive, read_keras_layers
     from .model import ResNetV2
     from .weights import copy_keras_weights, keras_layer_order
 
@@ -59,6 +59,10 @@ def import_keras_classifier(
         raise KerasImportError(f"{source} does not exist; give a Keras .h5 (model.save) or .keras file")
     if output.suffix != ".safetensors":
         raise KerasImportError(f"--output {output}: name a .safetensors file (what [run] weights reads)")
+    try:  # a hostile archive is refused before a model is built
+        check_archive(source)
+    except KerasFileError as error:
+        raise KerasImportError(f"cannot read Keras weights from {source}: {error}") from None
     names = tuple(class_names) if class_names else recipe_class_names(recipe)
     if len(names) < 2 or len(set(names)) != len(names):
         raise KerasImportError(f"class names must be at least two distinct names, got {list(names)}")
