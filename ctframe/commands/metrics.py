@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ctframe.commands import shared
-from ctframe.commands.shared import ForceOption, SubgroupColumnOption, SubgroupsOption, app
+from ctframe.commands.shared import ForceOption, JsonOption, SubgroupColumnOption, SubgroupsOption, app
 
 LARGE_FILE_ROWS = 1_000_000
 """Above this many rows ``metrics`` first states its estimated peak memory (docs/metrics.md, Memory)."""
@@ -69,11 +69,32 @@ def metrics(
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="bootstrap resamples for CIs")] = 1000,
     subgroups: SubgroupsOption = None,
     subgroup_column: SubgroupColumnOption = None,
+    true_column: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--true-column", help="another tool's label column (class names, or 0/1 with --classes)"
+        ),
+    ] = None,
+    score_column: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--score-column", help="another tool's column with the positive class's probability"),
+    ] = None,
+    classes: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--classes", help="NEGATIVE,POSITIVE: what labels 0 and 1 mean, the score is for the second"
+        ),
+    ] = None,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Score any predictions file: metrics with bootstrap CIs, calibration and an HTML report."""
     from ctframe.storage.outputs import claim_folder
+    from ctframe.workflows.prediction_files import Columns
     from ctframe.workflows.scoring import score_predictions
+
+    names = tuple(name.strip() for name in (classes or "").split(",") if name.strip())
+    columns = Columns(true_column, score_column, names)
 
     output = output or predictions.with_name(f"{predictions.stem}_metrics")  # score_predictions' default
     inputs = [predictions, *([subgroups] if subgroups else [])]
@@ -88,6 +109,7 @@ def metrics(
         bootstrap=bootstrap,
         subgroups=subgroups,
         subgroup_columns=subgroup_column or (),
+        columns=columns if columns.mapped else None,
         console=shared.err,
     )
-    shared.out.print(f"metrics and report: {folder}")
+    shared.print_result("metrics and report", folder, as_json)

@@ -14,8 +14,8 @@ from ctframe.evaluation import calibration
 from ctframe.evaluation.bootstrap import (
     Estimate,
     group_resample_weights,
+    interval,
     looped,
-    percentile_interval,
     resample_weights,
 )
 from ctframe.evaluation.decision import checked_arrays
@@ -91,10 +91,12 @@ def bootstrap_values(
     return {name: np.concatenate(blocks) for name, blocks in samples.items()}
 
 
-def with_interval(value: float, samples: np.ndarray | None, settings: EvaluationSettings) -> Estimate:
+def with_interval(
+    value: float, samples: np.ndarray | None, settings: EvaluationSettings, name: str = ""
+) -> Estimate:
     if samples is None or settings.bootstrap == 0:
         return Estimate(value)
-    return Estimate(value, *percentile_interval(samples, settings.confidence))
+    return Estimate(value, *interval(name, value, samples, settings.confidence))
 
 
 def calibration_points(inputs: MetricInput, bins: int) -> dict[str, float]:
@@ -144,7 +146,7 @@ def score(
         inputs,
         {name: with_interval(v, resampled.get(name), settings) for name, v in scalars.items()},
         titles,
-        {name: with_interval(v, resampled.get(name), settings) for name, v in points.items()},
+        {name: with_interval(v, resampled.get(name), settings, name) for name, v in points.items()},
         others,
         warnings,
         resampled,

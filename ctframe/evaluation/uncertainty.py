@@ -13,7 +13,7 @@ from ctframe.evaluation import calibration
 from ctframe.evaluation.bootstrap import (
     Estimate,
     group_resample_weights,
-    percentile_interval,
+    interval,
     resample_weights,
 )
 from ctframe.evaluation.conformal import ConformalRule, fit_conformal
@@ -119,7 +119,7 @@ def calibration_before_after(
     return {
         when: {
             name: Estimate(
-                value, *percentile_interval(np.concatenate(samples[when][name]), settings.confidence)
+                value, *interval(name, value, np.concatenate(samples[when][name]), settings.confidence)
             )
             for name, value in points[when].items()
         }

@@ -110,3 +110,23 @@ def test_bad_files_are_one_line(tmp_path, header, rows, columns, message):
         positive = "b" if columns is None and "positive_class" not in header else None
         read_predictions(path, positive, None, columns)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_metrics_command_maps_columns(tmp_path, monkeypatch):
+    import json
+
+    from ctframe.registry.plugins import PLUGINS_ENV
+    from tests.core.hostile_support import invoke
+
+    monkeypatch.setenv(PLUGINS_ENV, "classification_metrics")
+    labels, scores = _scores()
+    path = _write(
+        tmp_path / "tool.csv", ["label", "prob_covid"], [[y, s] for y, s in zip(labels, scores, strict=True)]
+    )
+    argv = ["metrics", str(path), "--true-column", "label", "--score-column", "prob_covid"]
+    code, out, err = invoke([*argv, "--classes", "non-COVID,COVID", "--bootstrap", "0", "--json"])
+    assert code == 0, err
+    metrics = json.loads(out)["metrics"]
+    assert metrics["positive_class"] == "COVID" and metrics["class_names"] == ["non-COVID", "COVID"]
+    code, out, err = invoke([*argv, "--bootstrap", "0", "-o", str(tmp_path / "again")])
+    assert code == 2 and "--classes NEGATIVE,POSITIVE" in err
