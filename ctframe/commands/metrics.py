@@ -12,9 +12,9 @@ from ctframe.commands.shared import ForceOption, JsonOption, SubgroupColumnOptio
 
 LARGE_FILE_ROWS = 1_000_000
 """Above this many rows ``metrics`` first states its estimated peak memory (docs/metrics.md, Memory)."""
-BYTES_PER_ROW = 1200
-"""Reading, scoring and reporting hold each row as Python objects: ~1.1 KiB a row, measured with
-benchmarks/bench_metrics_memory.py (3.5M rows without bootstrap: 4.5 GiB)."""
+BYTES_PER_ROW = 720
+"""Reading, scoring and reporting hold each row's id, file and number strings: ~0.7 KiB a row, measured
+with benchmarks/bench_metrics_memory.py (3.5M rows without bootstrap: 3.1 GiB)."""
 BASE_BYTES = 800 * 2**20  # the libraries imported before any row is read
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import json
 import tomllib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from ctframe.storage import layout
 from ctframe.storage.layout import EXTERNAL_EVALUATION, RunFile
@@ -38,13 +39,13 @@ class RunArtifacts:
     metrics: dict[str, Any] | None = None
     status: dict[str, Any] | None = None
     log_tail: list[str] | None = None
-    histories: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    predictions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    group_predictions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    histories: dict[str, Sequence[dict[str, str]]] = field(default_factory=dict)
+    predictions: dict[str, Sequence[dict[str, str]]] = field(default_factory=dict)
+    group_predictions: dict[str, Sequence[dict[str, str]]] = field(default_factory=dict)
     """Model key -> rows of its ``predictions_<key>_<unit>.csv`` (one per group), when it has one."""
     external: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Name -> ``metrics.json`` of each external evaluation (``ctframe evaluate``) under ``external/``."""
-    fold_histories: dict[str, dict[str, list[dict[str, str]]]] = field(default_factory=dict)
+    fold_histories: dict[str, dict[str, Sequence[dict[str, str]]]] = field(default_factory=dict)
     """A cross-validation folder's model key -> fold -> rows of that fold's ``history_<key>.csv``."""
     problems: dict[str, str] = field(default_factory=dict)
     """File name -> why it could not be read (missing files are simply absent attributes)."""
@@ -57,7 +58,7 @@ class RunArtifacts:
         missing or unreadable (then ``problems[name]`` says why)."""
         return self._cached("json", file, _read_json)
 
-    def read_csv(self, file: RunFile | str) -> list[dict[str, str]] | None:
+    def read_csv(self, file: RunFile | str) -> Sequence[dict[str, str]] | None:
         """A CSV file of the run as rows keyed by its header; ``None`` if missing or unreadable."""
         return self._cached("csv", file, _read_csv)
 
@@ -126,12 +127,53 @@ def _read_json(path: Path, problems: dict[str, str]) -> dict[str, Any] | None:
     return value
 
 
-def _read_csv(path: Path, problems: dict[str, str]) -> list[dict[str, str]] | None:
+class CsvRows(Sequence[dict[str, str]]):
+    """A CSV's rows kept column by column; each row asked for is made into a dict then. A predictions
+    file of millions of rows then costs its strings (a column's repeated values shared), not a
+    dictionary per row, which was most of the report's memory."""
+
+    SHARED_VALUES = 1000
+    """A column shares its values while it has at most this many distinct ones (class names, thresholds)."""
+
+    def __init__(self, header: list[str], rows: Iterator[list[str]]):
+        self.header = header
+        self.columns: list[list[str]] = [[] for _ in header]
+        memos: list[dict[str, str] | None] = [{} for _ in header]
+        for row in rows:
+            if not row:  # a blank line, as csv.DictReader skips it
+                continue
+            for k, column in enumerate(self.columns):
+                value = row[k] if k < len(row) else ""
+                memo = memos[k]
+                if memo is not None:
+                    value = memo.setdefault(value, value)
+                    if len(memo) > self.SHARED_VALUES:
+                        memos[k] = None
+                column.append(value)
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, str]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, str] | list[dict[str, str]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return {name: column[index] for name, column in zip(self.header, self.columns, strict=True)}
+
+
+def _read_csv(path: Path, problems: dict[str, str]) -> Sequence[dict[str, str]] | None:
     if not path.is_file():
         return None
     try:
         with path.open(encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            return CsvRows(header, reader)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         problems[path.name] = f"unreadable: {error}"
         return None
