@@ -38,12 +38,23 @@ def logits_to_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy for a one-logit head, categorical cross-entropy otherwise."""
+def classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Binary cross-entropy for a one-logit head, categorical cross-entropy otherwise.
+
+    ``weights`` (one per class): each sample's loss times its class's weight, summed and divided by the
+    number of samples, as Keras applies ``class_weight`` (not torch's weighted mean)."""
     logits = logits.float()
+    if weights is None:
+        if logits.shape[1] == 1:
+            return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
+        return F.cross_entropy(logits, labels.long())
     if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
-    return F.cross_entropy(logits, labels.long())
+        losses = F.binary_cross_entropy_with_logits(logits[:, 0], labels.float(), reduction="none")
+    else:
+        losses = F.cross_entropy(logits, labels.long(), reduction="none")
+    return (losses * weights.to(losses.device, losses.dtype)[labels.long()]).mean()
 
 
 def set_trainable_layers(backbone: Backbone, last: int | None) -> list[Layer]:

@@ -31,9 +31,11 @@ from ctframe import RunError
 from ctframe.api.training import load_checkpoint, save_checkpoint
 from ctframe_two_phase.run_files import BEST_CHECKPOINT, LAST_CHECKPOINT
 
-FORMAT = 1
+FORMAT = 2
+"""2 adds ``optimizer_name`` to ``_last.pt`` (format 1 files, always RMSprop, still load)."""
 BEST_KEYS = ("format", "phase", "epoch", "model")
-LAST_KEYS = (*BEST_KEYS, "optimizer", "early_stopping", "history", "rng")
+LAST_KEYS_FORMAT_1 = (*BEST_KEYS, "optimizer", "early_stopping", "history", "rng")
+LAST_KEYS = (*LAST_KEYS_FORMAT_1, "optimizer_name")
 
 
 def checkpoint_paths(run_dir: Path, key: str) -> tuple[Path, Path]:
@@ -156,10 +158,15 @@ def save(path: Path, checkpoint: Mapping[str, Any], *, run_dir: Path) -> None:
 def load(path: Path) -> dict[str, Any]:
     """A phase checkpoint; a damaged or foreign file is a one-line :class:`RunError` naming it."""
     # the trainer loads both kinds through here; a _last.pt must also hold everything a resume restores
-    required = LAST_KEYS if Path(path).stem.endswith("_last") else BEST_KEYS
-    state = load_checkpoint(path, required=required)
-    if state["format"] != FORMAT:
+    last = Path(path).stem.endswith("_last")
+    state = load_checkpoint(path, required=LAST_KEYS_FORMAT_1 if last else BEST_KEYS)
+    if state["format"] not in (1, FORMAT):
         raise RunError(
-            f"checkpoint {path} has format {state['format']!r}; this two_phase trainer reads format {FORMAT}"
+            f"checkpoint {path} has format {state['format']!r}; this two_phase trainer reads formats 1 to "
+            f"{FORMAT}"
         )
+    if last and state["format"] == 1:
+        state["optimizer_name"] = "rmsprop"  # the only optimiser format 1 knew
+    elif last and "optimizer_name" not in state:
+        raise RunError(f"checkpoint {path} lacks 'optimizer_name'; restore the file, or start a new run")
     return state

@@ -178,17 +178,17 @@ def train_one_epoch(
     *,
     on_batch: Callable[[int, float], None] = lambda images, loss: None,
     scales: Sequence[float] | None = None,
+    class_weights: torch.Tensor | None = None,
 ) -> EpochResult:
     """One pass over ``order``; the loss is classification loss + head penalty, as Keras reports it
     (mean over samples, over all processes under torchrun). The caller sets train/eval modes.
-    ``scales`` (from :func:`rank_batches`) multiply each batch's loss before ``backward``.
-
-    The pieces come one by one (no phase object) because the benchmarks time this one step alone."""
+    ``scales`` (from :func:`rank_batches`) multiply each batch's loss before ``backward``;
+    ``class_weights`` weight the training loss per class (``classification_loss``)."""
     total, seen, started = 0.0, 0, time.perf_counter()
     for step, (inputs, labels, _) in enumerate(source.batches(order, seed)):
         with autocast(precision, device):
             logits = forward(inputs)
-        loss = classification_loss(logits, labels) + penalty()
+        loss = classification_loss(logits, labels, class_weights) + penalty()
         optimizer.zero_grad(set_to_none=True)
         (loss * scales[step] if scales is not None else loss).backward()
         optimizer.step()

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ctframe import Options
 
 
 class PhaseOptions(Options):
-    """One training phase: optimiser step size, length and the early-stopping callback."""
+    """One training phase: optimiser, learning-rate schedule, length and the early-stopping callback."""
 
     epochs: int = Field(20, ge=0, description="maximum epochs of this phase (0 skips it)")
-    lr: float = Field(1e-4, gt=0.0, description="RMSprop learning rate")
+    lr: float = Field(1e-4, gt=0.0, description="learning rate (the peak when a schedule warms up or decays)")
+    optimizer: Literal["rmsprop", "adamw", "sgd"] = Field(
+        "rmsprop", description="rmsprop: Keras semantics (trainer rho, epsilon); adamw; sgd with momentum"
+    )
+    weight_decay: float | None = Field(
+        None,
+        ge=0.0,
+        description="adamw: decoupled decay (unset: 0.01); sgd: L2 added to the gradient (unset: 0); "
+        "rmsprop has none (the head's l2 regularises)",
+    )
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd momentum")
+    nesterov: bool = Field(False, description="sgd: Nesterov momentum")
+    schedule: Literal["constant", "step", "cosine"] = Field(
+        "constant", description="learning rate per epoch after the warm-up: constant, step decay, cosine"
+    )
+    warmup_epochs: int = Field(
+        0, ge=0, description="first epochs rising linearly from lr/10 to lr (0: no warm-up)"
+    )
+    step_size: int = Field(10, ge=1, description="step schedule: epochs between decays")
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: factor of each decay")
+    min_lr: float = Field(0.0, ge=0.0, description="cosine schedule: the learning rate it decays to")
     patience: int = Field(
         5, ge=1, description="early stopping: epochs without val-loss improvement before stopping"
     )
@@ -24,11 +45,24 @@ class PhaseOptions(Options):
         True, description="evaluate (and fine-tune from) the best-val-loss epoch instead of the last one"
     )
 
+    @model_validator(mode="after")
+    def _fits_the_optimizer(self) -> PhaseOptions:
+        if self.optimizer == "rmsprop" and self.weight_decay:
+            raise ValueError(
+                "weight_decay needs optimizer = 'adamw' or 'sgd' (rmsprop has none; the head's l2 "
+                "regularises)"
+            )
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer = 'sgd' and momentum > 0")
+        if self.schedule == "cosine" and self.min_lr >= self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must be below lr ({self.lr}) for a cosine schedule")
+        return self
+
 
 class FinetuneOptions(PhaseOptions):
     """Phase 2: the same callbacks, a smaller step and the backbone's last layers unfrozen."""
 
-    lr: float = Field(1e-5, gt=0.0, description="RMSprop learning rate")
+    lr: float = Field(1e-5, gt=0.0, description="learning rate (the peak when a schedule warms up or decays)")
     unfreeze_last: int = Field(
         150, ge=0, description="backbone layers to unfreeze, counted from the end of its layer list"
     )
@@ -37,12 +71,30 @@ class FinetuneOptions(PhaseOptions):
     )
 
 
+PER_PHASE = ("optimizer", "lr", "epochs", "schedule", "weight_decay", "momentum", "warmup_epochs")
+
+
 class TwoPhaseOptions(Options):
+    # `--set trainer.optimizer=adamw` would be a bare "unknown key": say where per-phase settings live
+    removed_options: ClassVar[Mapping[str, str]] = {
+        key: f"{key} is set per phase: trainer.initial.{key} and trainer.finetuned.{key}" for key in PER_PHASE
+    }
+
     initial: PhaseOptions = Field(
         default_factory=PhaseOptions, description="phase 1: frozen backbone, train the head"
     )
     finetuned: FinetuneOptions = Field(
         default_factory=FinetuneOptions, description="phase 2: fine-tune the backbone's last layers"
+    )
+    from_scratch: bool = Field(
+        False,
+        description="phase 1 trains every backbone layer, BatchNorm in training mode (no feature cache): "
+        "for a backbone without pretrained weights",
+    )
+    class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
+        "none",
+        description="training-loss weight per class: none; balanced (n / (classes * n_class) on the train "
+        "split); or {class = weight}",
     )
     batch_size: int = Field(
         32,
@@ -130,6 +182,13 @@ class TwoPhaseOptions(Options):
     def _positive_views(cls, value: str | int) -> str | int:
         if isinstance(value, int) and value < 1:
             raise ValueError("a bank needs at least 1 view per image ('off' turns it off)")
+        return value
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive_weights(cls, value: str | dict[str, float]) -> str | dict[str, float]:
+        if isinstance(value, dict) and any(weight <= 0 for weight in value.values()):
+            raise ValueError("class weights must be positive numbers, one per class name")
         return value
 
     @field_validator("batch_size")

@@ -18,12 +18,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ctframe import BuildContext, TrainingData
+from ctframe import BuildContext, RunError, TrainingData
 from ctframe.api.training import distributed, resolve, resolve_channels_last
 from ctframe_two_phase import checkpoints
 from ctframe_two_phase.checkpoints import FrozenPart
 from ctframe_two_phase.early_stopping import EarlyStopping
 from ctframe_two_phase.loops import ImageSource
+from ctframe_two_phase.optimizers import optimizer_name
 from ctframe_two_phase.options import PhaseOptions, TwoPhaseOptions
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
@@ -38,7 +39,8 @@ class Phase:
     key: str
     title: str
     options: PhaseOptions
-    unfreeze_last: int
+    unfreeze_last: int | None
+    """Backbone layers that train, counted from the end; ``None``: all of them (``from_scratch``)."""
     update_batchnorm: bool
 
 
@@ -53,6 +55,8 @@ class PhaseJob:
     context: BuildContext
     run_path: Path
     """The run directory (a scratch folder when there is none)."""
+    class_weights: torch.Tensor | None = None
+    """Training-loss weight per class, in label order (``trainer.class_weights``); ``None``: none."""
 
     @property
     def best_path(self) -> Path:
@@ -136,6 +140,7 @@ class PhaseState:
             "model": checkpoints.model_state(self.model, self.frozen.keys),
             "frozen": self.frozen.record(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_name": optimizer_name(self.optimizer),
             "early_stopping": self.stopper.state_dict(),
             "history": [dict(record) for record in self.history],
             "rng": checkpoints.capture_rng(),
@@ -157,6 +162,12 @@ class PhaseState:
         """The state ``checkpoint`` (read from ``path`` by :func:`checkpoints.load`) holds, loaded into the
         phase's freshly built ``model``, ``optimizer`` and ``stopper``. Restores this process's RNG state as
         well (rank 0's when the number of processes changed since the checkpoint was written)."""
+        saved, current = checkpoint["optimizer_name"], optimizer_name(optimizer)
+        if saved != current:  # another optimiser's state would fail (or mislead) at the first step
+            raise RunError(
+                f"checkpoint {path} was trained with optimizer = {saved!r} and the recipe now says "
+                f"{current!r}: set it back to resume, or start a new run"
+            )
         checkpoints.restore(model, checkpoint, path)
         optimizer.load_state_dict(checkpoint["optimizer"])
         stopper.load_state_dict(checkpoint["early_stopping"])

@@ -79,6 +79,7 @@ class EpochRunner:
             job.context.device,
             on_batch=on_batch or (lambda images, loss: None),
             scales=scales,
+            class_weights=job.class_weights,
         )
         distributed.share_buffers(model)  # rank 0's BatchNorm statistics: the model it saves
         model.eval()

@@ -23,14 +23,17 @@ from ctframe.api.training import (
     set_trainable_layers,
 )
 from ctframe_two_phase import checkpoints
+from ctframe_two_phase.class_weights import class_weights
 from ctframe_two_phase.early_stopping import EarlyStopping
 from ctframe_two_phase.loops import EpochResult, Evaluation
-from ctframe_two_phase.optimizer import KerasRMSprop
+from ctframe_two_phase.optimizers import build_optimizer
 from ctframe_two_phase.options import TwoPhaseOptions
 from ctframe_two_phase.phase import Phase, PhaseJob, PhaseState
 from ctframe_two_phase.progress import EpochProgress, TensorBoardLog
 from ctframe_two_phase.run_files import TENSORBOARD_PHASE
 from ctframe_two_phase.runner import EpochRunner, build_runner
+from ctframe_two_phase.schedules import learning_rate, set_learning_rate
+from ctframe_two_phase.scratch import start_hints
 
 COMPILE_OPTIONS: dict[str, Any] = {}
 """Keyword arguments of ``torch.compile`` for ``compile = true`` (tests choose a cheap backend)."""
@@ -44,7 +47,8 @@ class TwoPhaseTrainer:
     def __init__(self, options: TwoPhaseOptions, context: BuildContext):
         self.options = options
         self.phases = [
-            Phase(0, "initial", "Initial Model", options.initial, 0, True),
+            # from scratch: every backbone layer trains, BatchNorm in training mode
+            Phase(0, "initial", "Initial Model", options.initial, None if options.from_scratch else 0, True),
             Phase(
                 1,
                 "finetuned",
@@ -64,6 +68,17 @@ class TwoPhaseTrainer:
         for name in ("train", "val"):
             if len(getattr(data, name)) == 0:  # type: ignore[arg-type]
                 raise DataError(f"the {name} split is empty; add images or change the split fractions")
+        main = distributed.is_main()
+        if main:
+            start_hints(model.backbone, self.options, context.logger)  # type: ignore[arg-type]
+        weights = class_weights(self.options.class_weights, data)
+        if weights is not None and main:
+            context.logger.info(
+                "class weights of the training loss: "
+                + ", ".join(
+                    f"{name} {w:.3g}" for name, w in zip(data.class_names, weights.tolist(), strict=True)
+                )
+            )
         with self._run_path(context) as run_path:
             model.to(context.device)
             if resolve_channels_last(self.options.channels_last, context.device):
@@ -74,7 +89,7 @@ class TwoPhaseTrainer:
                 if phase.options.epochs == 0:
                     context.logger.info(f"{phase.key}: skipped (epochs = 0)")
                     continue
-                job = PhaseJob(phase, self.options, data, context, run_path)
+                job = PhaseJob(phase, self.options, data, context, run_path, weights)
                 start_from, history = self._run_phase(job, model, start_from)
                 state = checkpoints.model_state(model)  # the chosen weights, loaded by _run_phase
                 trained.append(TrainedModel(phase.key, phase.title, state, history))
@@ -133,9 +148,7 @@ class TwoPhaseTrainer:
         for parameter in model.head.parameters():
             parameter.requires_grad_(True)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = KerasRMSprop(
-            trainable, options.lr, self.options.rho, self.options.epsilon, self.options.epsilon_inside_sqrt
-        )
+        optimizer = build_optimizer(trainable, options, self.options)
         stopper = EarlyStopping(options.patience, options.min_delta)
         last = job.last_path
         if job.context.resume and distributed.from_main(last.exists):
@@ -185,11 +198,13 @@ def _epoch(job: PhaseJob, state: PhaseState, runner: EpochRunner, progress: Epoc
     started = time.perf_counter()
     progress.start(f"{phase.key} {epoch + 1}/{phase.options.epochs}", runner.batches_per_epoch())
     seed = checkpoints.epoch_seed(job.context.seed, phase.index, epoch)
+    lr = learning_rate(phase.options, epoch)  # a function of the epoch: a resume recomputes it
+    set_learning_rate(state.optimizer, lr)
     result, val = runner.run(state, seed, progress.advance)
     progress.stop()
     improved = state.stopper.update(val.loss, epoch)  # val.loss is over all processes
     distributed.check_agree((improved, state.stopper.stopped), f"stopping after epoch {epoch + 1}")
-    state.completed(epoch, _record(phase, epoch, result, val, started))
+    state.completed(epoch, _record(phase, epoch, lr, result, val, started))
     rank_rng = distributed.gather(checkpoints.capture_rng()) if distributed.active() else ()
     if distributed.is_main():
         # best before last: a kill in between redoes this epoch and rewrites the same best
@@ -199,14 +214,16 @@ def _epoch(job: PhaseJob, state: PhaseState, runner: EpochRunner, progress: Epoc
     return improved
 
 
-def _record(phase: Phase, epoch: int, result: EpochResult, val: Evaluation, started: float) -> dict[str, Any]:
+def _record(
+    phase: Phase, epoch: int, lr: float, result: EpochResult, val: Evaluation, started: float
+) -> dict[str, Any]:
     return {
         "epoch": epoch + 1,
         "phase": phase.key,
         "train_loss": result.loss,
         "val_loss": val.loss,
         "val_accuracy": val.accuracy,
-        "lr": phase.options.lr,
+        "lr": lr,
         "images_per_s": result.images_per_s,
         "seconds": time.perf_counter() - started,
     }

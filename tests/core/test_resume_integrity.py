@@ -345,8 +345,8 @@ def test_two_phase_checkpoint_reader(tmp_path):
     shutil.copy(best, last)  # a best checkpoint where a resume point is expected
     with pytest.raises(RunError, match="lacks 'optimizer', 'early_stopping', 'history', 'rng'"):
         checkpoints.load(last)
-    save_checkpoint(best, {"format": 2, "phase": "initial", "epoch": 0, "model": {}})
-    with pytest.raises(RunError, match="has format 2; this two_phase trainer reads format 1"):
+    save_checkpoint(best, {"format": 3, "phase": "initial", "epoch": 0, "model": {}})
+    with pytest.raises(RunError, match="has format 3; this two_phase trainer reads formats 1 to 2"):
         checkpoints.load(best)
 
 

@@ -96,14 +96,15 @@ def test_checkpoints_leave_out_what_their_phase_cannot_change(tmp_path):
 
 
 def test_the_resume_point_is_one_phase_state_written_and_read_back(tmp_path):
-    """``_last.pt`` keeps format 1's keys (checkpoints of earlier versions load unchanged), and
+    """``_last.pt`` holds the pinned keys (format 2 added ``optimizer_name``; format 1 files still load,
+    see test_optimizers.py), and
     ``PhaseState.from_checkpoint`` gives back the weights, optimiser, early stopping, history, epoch
     and RNG state that ``to_checkpoint`` wrote."""
     trainer = make_trainer(initial={"epochs": 2}, finetuned={"epochs": 0})
     fit(trainer, make_model(), make_splits(), make_context(tmp_path))
     path = tmp_path / "checkpoints" / "initial_last.pt"
     saved = checkpoints.load(path)
-    assert set(saved) == {*checkpoints.LAST_KEYS, "frozen"} and (saved["format"], saved["epoch"]) == (1, 1)
+    assert set(saved) == {*checkpoints.LAST_KEYS, "frozen"} and (saved["format"], saved["epoch"]) == (2, 1)
 
     model = make_model()  # the backbone as built: the checkpoint leaves it out as frozen
     set_trainable_layers(model.backbone, 0)  # phase 1's frozen part, as the trainer sets it
@@ -119,7 +120,7 @@ def test_the_resume_point_is_one_phase_state_written_and_read_back(tmp_path):
     assert not state.finished(epochs=3) and state.finished(epochs=2)
     again = state.to_checkpoint()
     assert torch.equal(again["rng"]["torch"], saved["rng"]["torch"])
-    for key in ("format", "phase", "epoch", "frozen", "early_stopping", "history"):
+    for key in ("format", "phase", "epoch", "frozen", "early_stopping", "history", "optimizer_name"):
         assert again[key] == saved[key], key
     assert again["model"].keys() == saved["model"].keys()
     assert all(torch.equal(again["model"][name], tensor) for name, tensor in saved["model"].items())
