@@ -108,7 +108,8 @@ def claim_file(
 ) -> Path:
     """``path`` as a file the command may write (see the module docs), or one line saying why not.
 
-    Its folder must exist and be writable; an existing file is replaced only with ``force`` and never
+    Missing folders above it are made when the command writes (as for :func:`claim_folder`); the nearest
+    existing one must be a writable folder. An existing file is replaced only with ``force`` and never
     when it is read-only, an input of the command, or a run's file (``owned`` entries excepted).
     """
     path = Path(path)
@@ -116,10 +117,10 @@ def claim_file(
         raise OutputError(f"{path}: a folder; {option} names the file to write")
     _refuse_inputs(path, option, inputs)
     _refuse_run_files(path, option, owned)
-    parent = path.parent
-    if not parent.exists():
-        raise OutputError(f"{parent}: no such folder; create it first or choose another {option}")
-    _writable_folder(parent, option)
+    existing = next(
+        folder for folder in (path.absolute().parent, *path.absolute().parents) if folder.exists()
+    )
+    _writable_folder(existing, option)
     if path.exists() or path.is_symlink():
         if stat.S_ISREG(path.lstat().st_mode) and _read_only(path):
             raise OutputError(f"{path}: read-only; make it writable or choose another {option}")

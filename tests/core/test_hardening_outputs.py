@@ -200,10 +200,10 @@ CASES = [
     ),
     case("predict-read-only-file", _readonly_file, "mine.csv", "read-only"),
     case(
-        "predict-missing-folder",
-        lambda w: w.predict(str(w.root / "nowhere" / "p.csv")),
-        "nowhere",
-        "no such folder",
+        "predict-under-a-file",
+        lambda w: (w.file("plain.txt", "x"), w.predict(str(w.root / "plain.txt" / "p.csv")))[1],
+        "plain.txt",
+        "not a folder",
     ),
     case("predict-unwritable-folder", lambda w: _unwritable_folder(w, "predict"), "locked", "not writable"),
     case(
@@ -315,6 +315,13 @@ def test_predict_force_replaces_the_named_file_only(world: World):
     assert code == 0, err
     assert target.read_text().startswith("file,")
     _unchanged(before, tree(world.root), target)
+
+
+def test_predict_makes_missing_folders_of_its_output(world: World):
+    target = world.root / "results" / "today" / "p.csv"
+    code, _, err = invoke(world.predict(str(target)))
+    assert code == 0, err
+    assert target.read_text().startswith("file,")
 
 
 def test_export_force_replaces_the_file_and_its_sidecar(world: World):
