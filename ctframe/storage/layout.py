@@ -152,7 +152,8 @@ ENVIRONMENT = _core("environment.json", "file", "json", _ENGINE,
 ENVIRONMENT_RESUME = _core("environment_resume.json", "file", "json", _ENGINE,
                            "the same, for the latest resume")
 STATUS = _core("status.json", "file", "json", _ENGINE,
-               "running, completed, interrupted or failed (with the error)", _ENGINE, _CROSSVAL, _REPORT)
+               "running, evaluated (only the report left), completed (written last), interrupted or failed",
+               _ENGINE, _CROSSVAL, _REPORT)
 LOG = _core("run.log", "file", "text", _ENGINE, "the log, with the traceback of an internal failure", _REPORT)
 INTEGRITY = _core("integrity.json", "file", "json", "ctframe.storage.integrity",
                   "the sha256 of every file a resume relies on", "ctframe.storage.integrity")
