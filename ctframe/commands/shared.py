@@ -20,6 +20,7 @@ from rich.console import Console
 
 from ctframe.base.errors import CtframeError
 from ctframe.base.version import __version__
+from ctframe.storage.layout import METRICS
 
 app = typer.Typer(
     name="ctframe",
@@ -99,7 +100,7 @@ def print_result(kind: str, folder: Path, as_json: bool) -> None:
     if not as_json:
         out.print(f"{kind}: {folder}", markup=False, highlight=False)
         return
-    metrics = folder / "metrics.json"
+    metrics = METRICS.path(folder)
     try:
         record = json.loads(metrics.read_text(encoding="utf-8")) if metrics.is_file() else None
     except (OSError, ValueError):
