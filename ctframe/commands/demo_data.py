@@ -14,7 +14,11 @@ from ctframe.commands.shared import ForceOption, app
 @app.command("demo-data")
 def demo_data(
     folder: Annotated[
-        Path, typer.Argument(help="folder to write into (created; one that holds files only with --force)")
+        Path,
+        typer.Argument(
+            help="folder to write into (created; one that holds other files only with --force; one written "
+            "by demo-data before is completed or left alone)"
+        ),
     ],
     format: Annotated[
         str,
@@ -39,8 +43,9 @@ def demo_data(
 ) -> None:
     """Write a small deterministic synthetic data set that a shipped recipe can train on."""
     from ctframe.storage.outputs import claim_folder
-    from ctframe.workflows.demo import write_demo
+    from ctframe.workflows.demo import holds_demo_data, write_demo
 
-    claim_folder(folder, force=force, option="FOLDER")
+    # a folder demo-data wrote before is safe to write again: each format completes or leaves its set
+    claim_folder(folder, force=force or holds_demo_data(folder), option="FOLDER")
 
     shared.out.print(write_demo(folder, format, count, size, seed), markup=False)

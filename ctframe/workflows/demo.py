@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ctframe.base.errors import CtframeError, PluginError
 from ctframe.registry.plugins import QUALIFIER, Registry, get_registry, qualified
+from ctframe.storage.files import write_json
 
 HOOK = "ctframe_demo_data"
 NAME = re.compile(r"[a-z][a-z0-9-]*")
@@ -71,6 +72,10 @@ def _built_in(registry: Registry, plugin: str) -> bool:
     return info is not None and info.built_in
 
 
+DEMO_MARKER = ".ctframe-demo-data.json"
+"""Left in a folder by ``ctframe demo-data`` once its set is written."""
+
+
 def write_demo(
     folder: Path,
     format: str,
@@ -87,4 +92,12 @@ def write_demo(
         known = ", ".join(n for n in formats if QUALIFIER not in n) or "none (no plugin offers demo data)"
         aside = f" ({'; '.join(problems)})" if problems else ""
         raise CtframeError(f"no demo data format {format!r}; choose one of: {known}{aside}")
-    return formats[format].write(Path(folder), count=count, size=size, seed=seed)
+    said = formats[format].write(Path(folder), count=count, size=size, seed=seed)
+    write_json(Path(folder) / DEMO_MARKER, {"format": format, "count": count, "size": size, "seed": seed})
+    return said
+
+
+def holds_demo_data(folder: Path) -> bool:
+    """Whether ``folder`` was written by ``ctframe demo-data`` (then writing into it again is safe: each
+    format leaves a finished set alone and completes an interrupted one)."""
+    return (Path(folder) / DEMO_MARKER).is_file()

@@ -77,8 +77,11 @@ def test_a_format_writes_through_its_plugin(offering_plugins, tmp_path, capsys):
         main(["demo-data", str(folder), "--format", "notes", "--count", "3", "--size", "7", "--seed", "5"])
         == 0
     )
-    assert sorted(p.name for p in folder.iterdir()) == ["note0.txt", "note1.txt", "note2.txt"]
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == [".ctframe-demo-data.json", "note0.txt", "note1.txt", "note2.txt"]
     assert (folder / "note0.txt").read_text() == "7 5"
+    again = ["demo-data", str(folder), "--format", "notes", "--count", "3", "--size", "7", "--seed", "5"]
+    assert main(again) == 0  # demo-data's own folder may be written again without --force
     assert "3 notes in" in capsys.readouterr().out
 
 

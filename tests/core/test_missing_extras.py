@@ -34,7 +34,7 @@ def test_a_missing_tensorboard_package_is_said_once(monkeypatch, tmp_path, caplo
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard... raises ImportError
     monkeypatch.setattr(progress, "_SAID", [])
-    logger = logging.getLogger("ctframe.test-extras")
+    logger = logging.getLogger("tests.missing-extras")  # not under "ctframe", whose records a run keeps
     with caplog.at_level(logging.INFO, logger=logger.name):
         for phase in ("initial", "finetuned"):
             writer = progress.TensorBoardLog(tmp_path / phase, True, logger)
