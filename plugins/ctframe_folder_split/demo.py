@@ -4,7 +4,11 @@ Each class holds "patients" of consecutive axial chest slices: a body ellipse on
 fields whose size follows the slice position, heart, spine and vessels. ``COVID`` patients carry
 ground-glass opacities (faint, mostly peripheral blobs that extend over neighbouring slices);
 ``non-COVID`` patients sometimes carry small dense nodules instead. Lesions fade in and out along the
-sequence and vary in strength, so some COVID slices look normal: learnable, but not trivially.
+sequence and vary in strength, so a few COVID slices look normal.
+
+The opacities are deliberately large and bright: the signal is strong enough that a model on *random*
+backbone weights (nothing can be downloaded in a quick start) learns it, so a demo run shows the
+pipeline learning. Real CT data is much harder; demo figures say nothing about a model's quality.
 Files are numbered in scan order like the SARS-CoV-2 CT release (``Covid (12).png``).
 """
 
@@ -24,7 +28,9 @@ from ctframe.api import write_text
 CLASSES = ("COVID", "non-COVID")
 FILE_STEMS = {"COVID": "Covid", "non-COVID": "Non-Covid"}
 MARKER = ".ctframe-demo.json"
-VERSION = 1
+VERSION = 2  # 2: larger, stronger opacities (a random-weight backbone must see them)
+DEFAULT_PER_CLASS = 240
+DEFAULT_SIZE = 64
 
 
 Pair = tuple[float, float]
@@ -41,16 +47,16 @@ def _blob(grid: tuple[np.ndarray, np.ndarray], centre: Pair, radii: Pair, soft: 
 def _patient(rng: np.random.Generator, covid: bool) -> dict:
     lesions = []
     if covid:
-        for _ in range(rng.integers(2, 6)):
+        for _ in range(rng.integers(4, 9)):
             lesions.append(
                 {
                     "side": rng.choice([-1.0, 1.0]),
                     "angle": rng.uniform(0, 2 * np.pi),
                     "radial": rng.uniform(0.5, 0.95),  # mostly peripheral
                     "z": rng.uniform(0.1, 0.9),
-                    "depth": rng.uniform(0.25, 0.6),
-                    "size": rng.uniform(0.25, 0.5),
-                    "strength": rng.uniform(0.5, 1.0),
+                    "depth": rng.uniform(0.6, 1.0),
+                    "size": rng.uniform(0.5, 0.8),
+                    "strength": rng.uniform(1.0, 1.4),
                 }
             )
     elif rng.random() < 0.5:
@@ -153,7 +159,25 @@ def _settings(per_class: int, size: int, seed: int) -> dict:
     return {"version": VERSION, "per_class": per_class, "size": size, "seed": seed}
 
 
-def generate_demo_data(root: Path, per_class: int = 80, size: int = 96, seed: int = 0) -> Path:
+def check_demo_version(root: Path) -> None:
+    """Refuse a demo folder written by an older generator (its images differ from what docs describe)."""
+    marker = Path(root) / MARKER
+    if not marker.is_file():
+        return
+    try:
+        version = json.loads(marker.read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError, AttributeError):
+        version = None
+    if version != VERSION:
+        raise DataError(
+            f"{root} holds demo data of an older generator (version {version}, now {VERSION}); "
+            "delete the folder and it is generated again"
+        )
+
+
+def generate_demo_data(
+    root: Path, per_class: int = DEFAULT_PER_CLASS, size: int = DEFAULT_SIZE, seed: int = 0
+) -> Path:
     """Write ``root/COVID`` and ``root/non-COVID`` (``per_class`` greyscale PNGs each); returns ``root``.
 
     Idempotent: a marker file records the settings once every image is written; a complete folder is
@@ -203,7 +227,7 @@ def generate_demo_data(root: Path, per_class: int = 80, size: int = 96, seed: in
 
 
 def write_demo_png(folder: Path, count: int | None = None, size: int | None = None, seed: int = 0) -> str:
-    """``ctframe demo-data DIR --format png``: ``count`` images per class (80) of ``size`` px (96)."""
-    per_class, side = count or 80, size or 96
+    """``ctframe demo-data DIR --format png``: ``count`` images per class (240) of ``size`` px (64)."""
+    per_class, side = count or DEFAULT_PER_CLASS, size or DEFAULT_SIZE
     root = generate_demo_data(folder, per_class=per_class, size=side, seed=seed)
     return f"demo data ready in {root} ({per_class} images per class, {side} px)"

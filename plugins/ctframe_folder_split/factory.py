@@ -35,13 +35,16 @@ def check(options: FolderSplitOptions, context: BuildContext) -> None:
 
 def check_paths(options: FolderSplitOptions, context: BuildContext) -> None:
     """Cheap checks before any file is read (and demo data generation when asked for)."""
-    if not options.root.exists() and options.demo_if_missing:
-        from ctframe_folder_split.demo import generate_demo_data
+    if options.demo_if_missing:
+        from ctframe_folder_split.demo import check_demo_version, generate_demo_data
 
-        context.logger.info(
-            "dataset root %s is missing: generating the synthetic demo data there", escape_path(options.root)
-        )
-        generate_demo_data(options.root)
+        if not options.root.exists():
+            context.logger.info(
+                "dataset root %s is missing: generating the synthetic demo data there",
+                escape_path(options.root),
+            )
+            generate_demo_data(options.root)
+        check_demo_version(options.root)
     check_layout(options.root, options.classes, options.download_hint)
     csv_path = options.group_csv(context.recipe_dir)
     if csv_path is not None and not csv_path.is_file():

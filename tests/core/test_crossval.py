@@ -83,7 +83,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def demo(tmp_path_factory) -> Path:
     from ctframe_folder_split.demo import generate_demo_data
 
-    return generate_demo_data(tmp_path_factory.mktemp("cv") / "demo", per_class=24, size=48)
+    return generate_demo_data(tmp_path_factory.mktemp("cv") / "demo", per_class=36, size=48)
 
 
 @pytest.fixture(scope="module")

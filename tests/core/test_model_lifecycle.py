@@ -151,10 +151,10 @@ def test_evaluate_on_an_external_folder_with_and_without_a_class_map(finished_ru
     metrics = json.loads((result / "metrics.json").read_text())
     assert list(metrics["models"]) == ["initial", "finetuned"]
     for model in metrics["models"].values():
-        assert model["test_samples"] == 160 and model["threshold"]["value"] == 0.5  # stored, not re-chosen
+        assert model["test_samples"] == 480 and model["threshold"]["value"] == 0.5  # stored, not re-chosen
     source = json.loads((result / "source.json").read_text())
     assert source["class_map"] == {"CT_COVID": "COVID", "CT_NonCOVID": "non-COVID"}
-    assert source["class_counts"] == {"COVID": 80, "non-COVID": 80}
+    assert source["class_counts"] == {"COVID": 240, "non-COVID": 240}
     assert (result / "report.html").is_file()
     assert "ucsd-like" in (finished_run / "report.html").read_text()  # the run's report lists it
 
@@ -256,9 +256,9 @@ def test_evaluate_on_a_dataset_file_puts_everything_in_test(finished_run, tmp_pa
     assert main(["evaluate", str(finished_run), "--data", str(external), "--name", "from-file"]) == 0
     result = finished_run / "external" / "from-file"
     source = json.loads((result / "source.json").read_text())
-    assert source["class_counts"] == {"COVID": 80, "non-COVID": 80}
+    assert source["class_counts"] == {"COVID": 240, "non-COVID": 240}
     rebuilt = {row["file"]: row for row in _rows(result / "predictions_finetuned.csv")}
     for row in _rows(finished_run / "predictions_finetuned.csv"):  # same files read the same way; other
-        # batches (all 160 images, not the 51 test ones) let oneDNN sum in another order: fp32 rounding only
+        # batches (all 480 images, not the test ones) let oneDNN sum in another order: fp32 rounding only
         got, expected = float(rebuilt[row["file"]]["p_non-COVID"]), float(row["p_non-COVID"])
         assert got == pytest.approx(expected, abs=FP32_PROBABILITY_ATOL)

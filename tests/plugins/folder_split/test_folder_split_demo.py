@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ctframe_folder_split.demo import MARKER, generate_demo_data
+from ctframe_folder_split.demo import MARKER, check_demo_version, generate_demo_data
 from PIL import Image
 
 from ctframe import DataError
@@ -48,3 +48,11 @@ def test_refuses_other_settings_and_foreign_files(tmp_path):
     (tmp_path / "mine" / "COVID" / "scan.png").write_bytes(b"x")
     with pytest.raises(DataError, match="not demo data"):
         generate_demo_data(tmp_path / "mine", per_class=4, size=24)
+
+
+def test_demo_data_of_an_older_generator_is_refused(tmp_path):
+    root = generate_demo_data(tmp_path / "demo", per_class=4, size=24)
+    check_demo_version(root)  # current: accepted
+    (root / MARKER).write_text('{"version": 1, "per_class": 4, "size": 24, "seed": 0}\n')
+    with pytest.raises(DataError, match="older generator"):
+        check_demo_version(root)
