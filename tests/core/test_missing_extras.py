@@ -32,7 +32,10 @@ def test_a_missing_grad_cam_package_is_a_note_not_a_failure(monkeypatch):
 def test_a_missing_tensorboard_package_is_said_once(monkeypatch, tmp_path, caplog):
     from ctframe_two_phase import progress
 
-    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard... raises ImportError
+    for name in [n for n in sys.modules if n == "tensorboard" or n.startswith("tensorboard.")] or [
+        "tensorboard"
+    ]:
+        monkeypatch.setitem(sys.modules, name, None)  # imported earlier in this process or not: ImportError
     monkeypatch.setattr(progress, "_SAID", [])
     logger = logging.getLogger("tests.missing-extras")  # not under "ctframe", whose records a run keeps
     with caplog.at_level(logging.INFO, logger=logger.name):
