@@ -154,6 +154,9 @@ class ReadFiles:
     attributes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Subgroup variable -> (sample id -> value), as :attr:`DataSplits.attributes`: ``ctframe evaluate``
     scores per value unless ``--subgroups CSV`` replaces them."""
+    ignored: Mapping[str, int] = field(default_factory=dict)
+    """Files under the given folders that are not for this reader (not images, DICOM for an image
+    model), counted by file ending ("(none)" without one): ``ctframe predict`` says how many it left out."""
 
 
 @runtime_checkable

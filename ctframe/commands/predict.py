@@ -41,7 +41,7 @@ def predict(
     """Predict class probabilities for new images with a trained model (per image, and per group when
     the files' groups are known)."""
     from ctframe.evaluation.aggregate import plural
-    from ctframe.workflows.predict import predict_files
+    from ctframe.workflows.predict import left_out_text, predict_files
 
     result = predict_files(
         model,
@@ -55,6 +55,8 @@ def predict(
         console=shared.err,
     )
     shared.print_skipped(result.skipped)
+    if result.ignored:
+        shared.err.print(left_out_text(result.ignored), markup=False, highlight=False)
     skipped = f", {len(result.skipped)} skipped" if result.skipped else ""
     shared.out.print(
         f"wrote {result.output} ({result.count} images{skipped}; {result.images_per_s:.1f} images/s, "

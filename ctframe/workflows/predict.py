@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +44,8 @@ class PredictRun:
     """The per-group CSV, when the files' groups are known (the reader's, or ``--groups``)."""
     groups: int = 0
     unit: str = "group"
+    ignored: dict[str, int] = field(default_factory=dict)
+    """Files the model's reader does not read (not images for an image model), by ending."""
 
     @property
     def images_per_s(self) -> float:
@@ -80,7 +82,8 @@ def predict_files(
     info = loaded.info
     read = read_files(info, paths, on_bad_image, registry)
     if len(read.images) == 0:
-        raise ModelFileError("no image files to predict on" + (" (all were skipped)" if read.skipped else ""))
+        why = " (all were skipped)" if read.skipped else ""
+        raise ModelFileError(f"no image files to predict on{why}{left_out_text(read.ignored, '; ')}")
     sample_groups, unit = read.groups, read.group_unit
     if groups is not None:  # before predicting: a CSV that does not fit is one line, not a wasted pass
         sample_groups, unit = groups_from_csv(groups, read.files)
@@ -111,7 +114,18 @@ def predict_files(
     finished = time.perf_counter()
     count = len(predictions.sample_ids)
     timing = (loaded_at - started, finished - loaded_at)
-    return PredictRun(output, count, skipped, *timing, group_output, answered, unit)
+    return PredictRun(output, count, skipped, *timing, group_output, answered, unit, dict(read.ignored))
+
+
+def left_out_text(ignored: Mapping[str, int], lead: str = "") -> str:
+    """ "left out 12 files this model does not read (.dcm 12)", with a hint for DICOM; "" for none."""
+    if not ignored:
+        return ""
+    endings = ", ".join(f"{ending} {count}" for ending, count in ignored.items())
+    said = f"{lead}left out {sum(ignored.values())} file(s) this model does not read ({endings})"
+    if ".dcm" in ignored:
+        said += ": DICOM is read by models trained on a CT-volume dataset (ct_volumes)"
+    return said
 
 
 def group_output_path(output: Path, unit: str) -> Path:

@@ -4,6 +4,7 @@ predict`` and ``ctframe evaluate``. Same content sniffing, decoding, canonical R
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,23 +22,28 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".
 ``.png`` is a failed copy, not a stray file); a file of another name is judged by its content alone."""
 
 
-def _expand(paths: Sequence[Path]) -> list[Path]:
+def _expand(paths: Sequence[Path]) -> tuple[list[Path], Counter[str]]:
     """Files as given; folders walked in name order, hidden entries skipped, non-images left out
-    (unless named as images). FIFOs, sockets and devices are kept, so that reading reports them as not
-    regular files, but never opened."""
+    (unless named as images) and counted by ending. FIFOs, sockets and devices are kept, so that reading
+    reports them as not regular files, but never opened."""
     found: list[Path] = []
+    left_out: Counter[str] = Counter()
     for path in map(Path, paths):
         if path.is_dir():
             for folder, dirs, files in os.walk(path, followlinks=False):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
-                    if not name.startswith(".") and _looks_like_image(Path(folder) / name):
+                    if name.startswith("."):
+                        continue
+                    if _looks_like_image(Path(folder) / name):
                         found.append(Path(folder) / name)
+                    else:
+                        left_out[Path(name).suffix.lower() or "(none)"] += 1
         elif path.exists() or path.is_symlink():
             found.append(path)
         else:
             raise DataError(f"{escape_path(path)}: no such file or folder; check the path")
-    return found
+    return found, left_out
 
 
 def _looks_like_image(path: Path) -> bool:
@@ -93,7 +99,8 @@ class FolderSplitReader:
         good: list[Path] = []
         ids: list[str] = []
         skipped: list[tuple[str, str]] = []
-        for path in _expand(paths):
+        files, left_out = _expand(paths)
+        for path in files:
             shown = escape_path(path)
             problem = self._problem(path)
             if problem is None:
@@ -104,7 +111,8 @@ class FolderSplitReader:
             else:
                 raise DataError(f"{shown}: {problem}; remove it or pass --on-bad-image skip")
         images = _FilesToDecode(good, ids, self.options.image_size, self.options.max_image_pixels)
-        return ReadFiles(images, {sample_id: sample_id for sample_id in ids}, skipped, num_workers=1)
+        files_of = {sample_id: sample_id for sample_id in ids}
+        return ReadFiles(images, files_of, skipped, num_workers=1, ignored=dict(sorted(left_out.items())))
 
 
 def build_reader(options: FolderSplitOptions, context: BuildContext) -> FolderSplitReader:

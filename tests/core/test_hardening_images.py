@@ -337,3 +337,22 @@ def test_ct_volumes_never_opens_fifos_or_devices(tmp_path, monkeypatch):
         with pytest.raises(DataError, match=f"{name}: {NOT_REGULAR}"):
             reader.read([case / name])
         assert reader.read([case / name], on_bad_image="skip").skipped == [(str(case / name), NOT_REGULAR)]
+
+
+def test_files_the_model_does_not_read_are_counted(base_run, tmp_path, monkeypatch):
+    """issue 25: .dcm and .txt files beside images are left out with a count, and a folder of only DICOM
+    says what it holds instead of "no image files" alone."""
+    monkeypatch.setenv(PLUGINS_ENV, PLUGINS)
+    monkeypatch.syspath_prepend(str(base_run.parents[1] / "site"))
+    monkeypatch.chdir(tmp_path)
+    world = _world(tmp_path, base_run)
+    for name in ("IM0001.dcm", "IM0002.dcm", "notes.txt"):
+        (world.images / name).write_bytes(b"\0" * 200)
+    code, out, err = invoke(["predict", str(world.run), str(world.images), "-o", str(tmp_path / "a.csv")])
+    assert code == 0, err
+    assert "left out 3 file(s) this model does not read (.dcm 2, .txt 1): DICOM is read by models" in err
+    dicom = tmp_path / "dicom"
+    dicom.mkdir()
+    (dicom / "IM0001.dcm").write_bytes(b"\0" * 200)
+    code, out, err = invoke(["predict", str(world.run), str(dicom), "-o", str(tmp_path / "b.csv")])
+    refused(code, out, err, ["no image files to predict on; left out 1 file(s)", ".dcm 1", "ct_volumes"])
