@@ -21,6 +21,7 @@ from ctframe.registry.plugins import get_registry
 from ctframe.runtime.inference import read_files
 from ctframe.runtime.loading import load_model
 from ctframe.runtime.predict import predict_dataset
+from ctframe.runtime.recalibration import calibrated_probabilities
 from ctframe.storage.modelfile import find_model, reseal_model_file
 from ctframe.workflows.export import TOLERANCE
 from tests.conftest import REPO, install_distribution
@@ -72,12 +73,14 @@ def _test_files(run: Path) -> list[Path]:
 
 
 def _reference(run: Path) -> tuple[torch.Tensor, np.ndarray]:
-    """The run's test images as the model reads them, and the PyTorch model's fp32 probabilities."""
+    """The run's test images as the model reads them, and the PyTorch model's fp32 probabilities as
+    ctframe predict gives them (recalibrated)."""
     loaded = load_model(find_model(run))
     read = read_files(loaded.info, _test_files(run)[:12], "error", get_registry())
     images = torch.stack([read.images[i][0] for i in range(len(read.images))])
-    expected = predict_dataset(loaded.classifier, read.images, device="cpu").probabilities
-    return images, expected
+    raw = predict_dataset(loaded.classifier, read.images, device="cpu").probabilities
+    info = loaded.info  # the quickstart recalibrates: exports carry the same temperature in their graph
+    return images, calibrated_probabilities(raw, info.calibration, info.positive_index)
 
 
 def _batches(run_file, images: torch.Tensor, expected: np.ndarray) -> float:
