@@ -26,6 +26,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -120,13 +121,16 @@ def ctframe_study(name: str, extra: list[str], args: argparse.Namespace, environ
     command = [str(Path(sys.executable).with_name("ctframe")), "run", str(REPO / "recipes" / "covid_ct.toml")]
     for override in overrides:
         command += ["--set", override]
-    wall, rss, _, launched = run_measured(command, environment)
-    (run_dir,) = [path for path in output.iterdir() if path.is_dir()]
-    result = Result(name, wall, rss)
-    result.phase_seconds, result.phase_images = phase_times(run_dir)
-    result.steps = run_steps(run_dir, launched, launched + wall)
-    precision = json.loads((run_dir / "environment.json").read_text()).get("precision", {})
-    result.note = f"training precision {precision.get('training', {}).get('resolved', '?')}"
+    try:
+        wall, rss, _, launched = run_measured(command, environment)
+        (run_dir,) = [path for path in output.iterdir() if path.is_dir()]
+        result = Result(name, wall, rss)
+        result.phase_seconds, result.phase_images = phase_times(run_dir)
+        result.steps = run_steps(run_dir, launched, launched + wall)
+        precision = json.loads((run_dir / "environment.json").read_text()).get("precision", {})
+        result.note = f"training precision {precision.get('training', {}).get('resolved', '?')}"
+    finally:  # a run directory holds checkpoints and caches: hundreds of MB per run
+        shutil.rmtree(output, ignore_errors=True)
     return result
 
 
@@ -284,6 +288,8 @@ def main() -> None:
             outside = result.wall - sum(result.phase_seconds.get(p, 0) for p in PHASES)
             print(f"{result.name:30s} {'':11s} {'':11s} {'':11s} {phases}   outside fit: {outside:.1f}")
     print(f"load average after: {os.getloadavg()[0]:.1f} (a shared machine makes these numbers noisy)")
+    if args.smoke:  # the generated images
+        shutil.rmtree(Path(args.root).parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
