@@ -10,8 +10,9 @@ once per batch; each model then runs its own remaining segments and head on that
 Exactness: the shared segments hold the same weights in every model, so their output is what each model
 computes by itself; the probabilities equal :func:`~ctframe.runtime.predict.predict_dataset`'s up to
 float rounding (BatchNorm is folded per part rather than over the whole backbone: same pairs, since the
-cuts lie between residual blocks). Memory: one copy of the non-shared part per model (the prefix once),
-no activations kept beyond a batch.
+cuts lie between residual blocks). Memory: one copy of the non-shared part per model beyond the first
+(the prefix once), no activations kept beyond a batch. :mod:`ctframe.runtime.prefix_memo` does the same
+for explaining several models.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ from ctframe.runtime.unreadable import OnUnreadable
 def _segments(model: Classifier) -> list:
     segments_of = getattr(model.backbone, "segments", None)
     return list(segments_of()) if callable(segments_of) else []
+
+
+def segment_modules(model: Classifier) -> list[nn.Module]:
+    """The modules of the backbone's chain (``Backbone.segments``), images to features; ``[]`` without one."""
+    return [segment.module for segment in _segments(model)]
 
 
 def shared_segments(model: Classifier, states: Sequence[Mapping[str, torch.Tensor]]) -> int:
@@ -90,13 +96,13 @@ def predict_shared(
     layout = memory_format(resolve_channels_last("auto", device))
     model.load_state_dict(dict(states[0]), strict=True)
     model.eval().to(device).to(memory_format=layout)  # type: ignore[call-overload]
-    segments = _segments(model)
-    prefix = nn.Sequential(*(segment.module for segment in segments[:shared]))
-    rests = []
-    for state in states:
+    segments = segment_modules(model)
+    prefix = nn.Sequential(*segments[:shared])
+    rests = [_Rest(segments[shared:], model.head).eval()]  # the model holds states[0]
+    for state in states[1:]:
         twin = copy.deepcopy(model)
         twin.load_state_dict(dict(state), strict=True)
-        rests.append(_Rest([s.module for s in _segments(twin)[shared:]], twin.head).eval())
+        rests.append(_Rest(segment_modules(twin)[shared:], twin.head).eval())
         del twin.backbone  # the shared prefix of the copy is never run
     with contextlib.ExitStack() as stack:
         for part in (*prefix, *(segment for rest in rests for segment in rest.segments)):
