@@ -3,14 +3,13 @@
 Images are read as the model read them: through the run's model file (``models/<key>.json``) and its
 dataset component's reader, from the ``file`` column of ``predictions_<key>.csv``. When an explainer
 component is installed (such as the gradcam plugin's), each thumbnail gets its Grad-CAM overlay for the
-predicted class from :func:`ctframe.runtime.explaining.overlays`. Without one, or when it fails, the
-thumbnails stay and a one-line note says why.
+predicted class from :func:`ctframe.runtime.explaining.cam_maps`; models that share their leading
+backbone segments (the two-phase trainer's) run them once per image (:mod:`ctframe.runtime.prefix_memo`).
+Without an explainer, or when it fails, the thumbnails stay and a one-line note says why.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,26 +19,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ctframe.base.contracts import Kind
 from ctframe.base.errors import MissingExtraError
-from ctframe.base.filenames import unescape_name
 from ctframe.evaluation.outputs import PROBABILITY_PREFIX
 from ctframe.registry.plugins import Registry
 from ctframe.report import html
 from ctframe.report.artifacts import RunArtifacts, number
-from ctframe.runtime.explaining import make_explainer, overlays
-from ctframe.runtime.inference import file_reader
+from ctframe.report.tiles import error_line, overlay_thumbnails, read_image, thumbnail, tile
+from ctframe.runtime.explaining import blend, cam_maps, make_explainer
+from ctframe.runtime.inference import file_reader, same_architecture
 from ctframe.runtime.loading import load_model
-from ctframe.runtime.unreadable import Guarded, Unreadable
+from ctframe.runtime.prefix_memo import sharing_classifiers
 from ctframe.storage.layout import EXTERNAL, MODELS
 from ctframe.storage.modelfile import find_model, read_model_info
 
 PER_CELL = 8
-THUMBNAIL = 96
-"""Longest side of a thumbnail in pixels: about 3 KB each as JPEG, so a report stays small."""
-JPEG_QUALITY = 80
 
 
 @dataclass(frozen=True)
@@ -97,32 +92,9 @@ def _model_file(run: RunArtifacts, key: str) -> Path:
     return find_model(folder, key)
 
 
-def thumbnail(image: Any, size: int = THUMBNAIL) -> bytes:
-    """A uint8 ``(3, H, W)`` tensor or ``(H, W, 3)`` array as a JPEG whose longest side is ``size``."""
-    import numpy as np
-
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
-        array = array.transpose(1, 2, 0)
-    picture = Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).convert("RGB")
-    scale = size / max(picture.size)
-    picture = picture.resize(
-        (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-        Image.Resampling.LANCZOS,
-    )
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
-    return buffer.getvalue()
-
-
-def _img(jpeg: bytes, alt: str, css: str) -> str:
-    data = base64.b64encode(jpeg).decode("ascii")
-    return f'<img class="{css}" alt="{escape(alt)}" src="data:image/jpeg;base64,{data}">'
-
-
 def overlay_function(registry: Registry) -> tuple[Callable[..., Any] | None, str | None]:
-    """``draw(loaded, images, targets)`` when an explainer is installed, else ``None`` and the note the
-    gallery shows instead."""
+    """``draw(classifier, images, targets)`` when an explainer is installed, else ``None`` and the note
+    the gallery shows instead."""
     if not registry.names(Kind.EXPLAINER):
         return (
             None,
@@ -133,64 +105,15 @@ def overlay_function(registry: Registry) -> tuple[Callable[..., Any] | None, str
     except MissingExtraError as error:
         return None, f"Grad-CAM overlays left out: {error}"
 
-    def draw(loaded: Any, images: list, targets: list[int]) -> list[np.ndarray]:
-        result = list(overlays(loaded, torch.stack(images).to(torch.uint8), targets, registry=registry))
+    def draw(classifier: Any, images: list, targets: list[int]) -> list[np.ndarray]:
+        batch = torch.stack(images).to(torch.uint8)
+        maps = cam_maps(classifier, batch, targets, registry=registry)
+        result = [blend(image, cam) for image, cam in zip(batch, maps, strict=False)]
         if len(result) != len(images):
             raise ValueError(f"overlays() returned {len(result)} images for {len(images)}")
         return result
 
     return draw, None
-
-
-def _line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
-
-
-def read_image(reader: Any, row: dict[str, str]) -> tuple[Any, str | None]:
-    """One test image as the model read it, or ``None`` and why not."""
-    if not row.get("file"):
-        return None, "no file recorded"
-    try:
-        read = reader.read([Path(unescape_name(row["file"]))], on_bad_image="skip")
-        if len(read.images) == 0:
-            return None, read.skipped[0][1] if read.skipped else "not readable"
-        item = Guarded(read.images)[0]  # damage that only decoding finds: its reason, not a whole error
-        return (None, item.reason) if isinstance(item, Unreadable) else (item[0], None)
-    except Exception as error:  # a moved or unreadable file costs one thumbnail
-        return None, " ".join(str(error).split())
-
-
-def tile(row: dict[str, str], positive: str, thumb: bytes | None, overlay: bytes | None, why: str) -> str:
-    file = row.get("file") or row.get("sample_id") or "?"
-    name = file.replace("\\", "/").rsplit("/", 1)[-1]
-    score = number(row.get(f"{PROBABILITY_PREFIX}{positive}"))
-    images = (
-        _img(thumb, f"test image {name}", "thumb") if thumb else f'<span class="nothumb">{escape(why)}</span>'
-    )
-    if overlay:
-        images += _img(overlay, f"Grad-CAM of {name} for {row.get('predicted_class')}", "thumb")
-    caption = f"p({escape(positive)}) {score:.3f}<br>{escape(name)}" if math.isfinite(score) else escape(name)
-    return (
-        f'<figure class="tile" title="{escape(file)}"><div>{images}</div>'
-        f"<figcaption>{caption}</figcaption></figure>"
-    )
-
-
-def overlay_thumbnails(
-    draw: Callable[..., Any], loaded: Any, chosen: list[dict[str, str]], images: list, names: list[str]
-) -> tuple[list[bytes | None], str | None]:
-    """Overlay thumbnails of every readable image of one model in one call, and a note if it failed."""
-    overlays: list[bytes | None] = [None] * len(chosen)
-    readable = [i for i, image in enumerate(images) if image is not None]
-    if not readable:
-        return overlays, None
-    try:
-        targets = [names.index(chosen[i]["predicted_class"]) for i in readable]
-        for i, picture in zip(readable, draw(loaded, [images[i] for i in readable], targets), strict=True):
-            overlays[i] = thumbnail(picture)
-    except Exception as error:  # overlays are extra: the thumbnails stay
-        return [None] * len(chosen), f"Grad-CAM overlays failed: {_line(error)}"
-    return overlays, None
 
 
 def model_tools(
@@ -214,7 +137,7 @@ def model_tools(
         try:
             loaded = load_model(model_path, registry)
         except Exception as error:  # the backbone's plugin is gone: thumbnails without overlays
-            notes.append(html.paragraph(f"Grad-CAM overlays left out: {_line(error)}", "missing"))
+            notes.append(html.paragraph(f"Grad-CAM overlays left out: {error_line(error)}", "missing"))
     return reader, loaded, notes
 
 
@@ -222,21 +145,22 @@ def _model_gallery(
     run: RunArtifacts,
     key: str,
     rows: list[dict[str, str]],
-    registry: Registry,
+    tools: tuple[Any, Any, list[str]],
     draw: Callable[..., Any] | None,
 ) -> str:
+    """One model's cells; ``tools``: its reader, classifier (``None`` without overlays) and notes."""
     positive = str(run.positive_class)
     names = list(run.class_names or [])
     others = [name for name in names if name != positive]
     negative = others[0] if len(others) == 1 else f"other than {positive}"
     cells = select(rows, positive)
-    reader, loaded, notes = model_tools(run, key, registry, draw)
+    reader, classifier, notes = tools
     chosen = [row for cell in CELLS for row in cells[cell.code][1]]
     read = [read_image(reader, row) if reader else (None, "no model file") for row in chosen]
     images = [image for image, _ in read]
     overlays: list[bytes | None] = [None] * len(chosen)
-    if draw is not None and loaded is not None:
-        overlays, problem = overlay_thumbnails(draw, loaded, chosen, images, names)
+    if draw is not None and classifier is not None:
+        overlays, problem = overlay_thumbnails(draw, classifier, chosen, images, names)
         notes += [html.paragraph(problem, "missing")] if problem else []
     tiles = [
         tile(row, positive, thumbnail(image) if image is not None else None, overlay, why or "")
@@ -285,12 +209,31 @@ def gallery(run: RunArtifacts, registry: Registry) -> str:
         ),
         html.paragraph(note or "Beside each image: its Grad-CAM overlay for the predicted class.", "muted"),
     ]
+    usable = {
+        key: rows
+        for key, rows in run.predictions.items()
+        if rows and "true_class" in rows[0] and "predicted_class" in rows[0]
+    }
+    tools = _explaining_tools(run, list(usable), registry, draw)
     for key, rows in run.predictions.items():
         parts.append(f"<h3>{escape(run.title(key))}</h3>")
-        if not rows or "true_class" not in rows[0] or "predicted_class" not in rows[0]:
+        if key not in usable:
             parts.append(
                 html.missing(f"predictions_{key}.csv has no rows or no true/predicted class columns.")
             )
             continue
-        parts.append(_model_gallery(run, key, rows, registry, draw))
+        parts.append(_model_gallery(run, key, rows, tools[key], draw))
     return "\n".join(parts)
+
+
+def _explaining_tools(
+    run: RunArtifacts, keys: list[str], registry: Registry, draw: Callable[..., Any] | None
+) -> dict[str, tuple[Any, Any, list[str]]]:
+    """Each model's reader, classifier for overlays and notes; models of one architecture run the
+    leading backbone segments their weights share once per image."""
+    tools = {key: model_tools(run, key, registry, draw) for key in keys}
+    loaded = {key: found for key, (_, found, _) in tools.items() if found is not None}
+    classifiers = {key: model.classifier for key, model in loaded.items()}
+    if len(loaded) > 1 and same_architecture(list(loaded.values())):
+        classifiers = dict(zip(loaded, sharing_classifiers(list(classifiers.values())), strict=True))
+    return {key: (reader, classifiers.get(key), notes) for key, (reader, _, notes) in tools.items()}

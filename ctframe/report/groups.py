@@ -24,17 +24,9 @@ from ctframe.registry.plugins import Registry
 from ctframe.report import html
 from ctframe.report.artifacts import RunArtifacts, number
 from ctframe.report.context import PlotWriter
-from ctframe.report.gallery import (
-    CELLS,
-    Cell,
-    model_tools,
-    overlay_function,
-    overlay_thumbnails,
-    read_image,
-    thumbnail,
-    tile,
-)
+from ctframe.report.gallery import CELLS, Cell, model_tools, overlay_function
 from ctframe.report.plots import new_figure, png_bytes
+from ctframe.report.tiles import overlay_thumbnails, read_image, thumbnail, tile
 
 PER_CELL = 2
 TOP_IMAGES = 3
@@ -158,7 +150,7 @@ def _top_tiles(
     images = [image for image, _ in read]
     overlays: list[bytes | None] = [None] * len(chosen)
     if draw is not None and loaded is not None:
-        overlays, problem = overlay_thumbnails(draw, loaded, chosen, images, names)
+        overlays, problem = overlay_thumbnails(draw, loaded.classifier, chosen, images, names)
         notes += [html.paragraph(problem, "missing")] if problem else []
     elif note:
         notes.append(html.paragraph(note, "muted"))

@@ -76,7 +76,7 @@ def predict_with_progress(
     return predict_models_with_progress([loaded], images, settings, console, label, skipped)[0]
 
 
-def _same_architecture(models: Sequence[LoadedModel]) -> bool:
+def same_architecture(models: Sequence[LoadedModel]) -> bool:
     first = models[0].classifier.state_dict()
     for model in models[1:]:
         state = model.classifier.state_dict()
@@ -98,7 +98,7 @@ def predict_models_with_progress(
     and an unreadable image is reported once."""
     on_unreadable = None if skipped is None else (lambda file, reason: skipped.append((file, reason)))
     states = [model.classifier.state_dict() for model in models]
-    shared = shared_segments(models[0].classifier, states) if _same_architecture(models) else 0
+    shared = shared_segments(models[0].classifier, states) if same_architecture(models) else 0
 
     def run(on_batch: Callable[[int], None] | None = None) -> list[Predictions]:
         how = {**asdict(settings), "on_unreadable": on_unreadable}

@@ -66,3 +66,55 @@ def test_shared_prediction_equals_each_models_own(last):
             found.probabilities, alone.probabilities, atol=FP32_PROBABILITY_ATOL, rtol=0
         )
     assert not np.allclose(together[0].probabilities, together[1].probabilities)  # two different models
+
+
+def _classifiers(states: list[dict[str, torch.Tensor]]) -> list:
+    models = []
+    for state in states:
+        model = make_model()
+        model.load_state_dict(state)
+        models.append(model.eval())
+    return models
+
+
+@pytest.mark.parametrize("method", ["gradcam", "scorecam"])
+def test_explaining_through_the_memo_runs_the_prefix_once_per_image_and_changes_no_map(method):
+    import ctframe_gradcam
+
+    from ctframe.registry.plugins import build_registry
+    from ctframe.runtime.explaining import cam_maps
+    from ctframe.runtime.prefix_memo import PrefixMemo, sharing_classifiers
+
+    model = make_model()
+    states = [{k: v.clone() for k, v in model.state_dict().items()}, _finetuned(model, last=5)]
+    plain, sources = _classifiers(states), _classifiers(states)
+    sharing = sharing_classifiers(sources)
+    memo = sharing[0].backbone.memo
+    assert isinstance(memo, PrefixMemo) and sharing[1].backbone.memo is memo
+    seen, plain_seen = [], []  # images through the first convolution, with and without the memo
+
+    def counter(into: list):
+        return lambda _module, inputs: into.append(len(inputs[0]))
+
+    for source in sources:
+        source.backbone.conv1_conv.register_forward_pre_hook(counter(seen))
+    for own in plain:
+        own.backbone.conv1_conv.register_forward_pre_hook(counter(plain_seen))
+    images = torch.randint(
+        0, 256, (6, 3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    registry = build_registry(extra=[ctframe_gradcam], selection="")
+    for own, shared in zip(plain, sharing, strict=True):
+        targets = [0, 1, 1, 0, 1, 0]
+        expected = cam_maps(own, images, targets, method, registry=registry, batch_size=4)
+        found = cam_maps(shared, images, targets, method, registry=registry, batch_size=4)
+        np.testing.assert_allclose(found, expected, atol=1e-5, rtol=0)  # fp32 rounding of the prefix
+        assert found.max() > 0  # a real map, not an empty one on both sides
+    # the second model's plain images come from the memo (score-CAM's masked copies are new images)
+    assert sum(seen) <= sum(plain_seen) - len(images)
+    if method == "gradcam":
+        assert sum(seen) == len(images)
+    # a layer of the shared part explained, or nothing shared: each model as it is
+    everything = _finetuned(model, last=len(model.backbone.layers))
+    alone = _classifiers([states[0], everything])
+    assert sharing_classifiers(alone) == alone
