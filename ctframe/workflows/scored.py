@@ -22,6 +22,7 @@ from ctframe.evaluation.threshold import validation_rates
 from ctframe.registry.recipe import Recipe
 from ctframe.runtime import distributed, sharding
 from ctframe.runtime.environment import plugin_versions
+from ctframe.runtime.performance import release_memory
 from ctframe.runtime.predict import predict_dataset
 from ctframe.runtime.shared_prefix import predict_shared, shared_segments
 from ctframe.storage import integrity
@@ -86,6 +87,7 @@ def predict_and_evaluate(
     context.logger.info(  # benchmarks/bench_study.py times the steps of a run by these lines
         "predicted validation and test of %d model(s) in %.1f s", len(states), time.perf_counter() - started
     )
+    release_memory()  # the forward passes' blocks; saving the models next would stack on them
     scored = [
         ModelPredictions(entry.key, entry.title, val, test)
         for entry, val, test in zip(trained, vals, tests, strict=True)
