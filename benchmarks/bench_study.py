@@ -1,6 +1,7 @@
 """The whole study recipe against the study's Keras pipeline, at equal epochs, on a folder of images.
 
     .venv/bin/python benchmarks/bench_study.py [--root FOLDER] [--initial-epochs 2] [--finetuned-epochs 1]
+    .venv/bin/python benchmarks/bench_study.py --copies 5   # the 120-image shared sample as 600 images
     .venv/bin/python benchmarks/bench_study.py --smoke    # ResNet50V2 at 32 px on 12 generated images
 
 Runs, one after another and each in its own process so that peak RSS is each run's own:
@@ -8,14 +9,18 @@ Runs, one after another and each in its own process so that peak RSS is each run
 * ``keras``: ``benchmarks/keras/study.py``, the study's pipeline in Keras (tensorflow never shares a
   process with torch), fp32 as the study ran it, augmenting as the recipe does;
 * ``ctframe run recipes/covid_ct.toml`` as shipped (``precision = "auto"``: bf16 on a CPU with native
-  bf16), then with ``precision = "fp32"``, then with ``trainer.augmentation_bank = K``.
+  bf16), then with ``precision = "fp32"``, then with ``trainer.augmentation_bank = K``; on request
+  (``--variants``) with ``trainer.prefix_bank = K`` (``prefixbank``) or both banks (``banks``).
 
 Every run gets the same data, split fractions, batch size, image size, epochs (early stopping off:
 patience = epochs), random backbone weights (speed does not depend on them) and threads. Per phase the
 table shows training images per second of the whole phase (train images x epochs / phase seconds;
 validation, any cache or bank building and ctframe's per-epoch checkpoints included), then wall time
 (process start to exit: model building, decoding, predictions and for ctframe the report included) and
-peak RSS, each as a ratio to Keras. ``--smoke`` shrinks everything to seconds (Keras runs eagerly: tracing
+peak RSS, each as a ratio to Keras. ``--copies N`` writes each image N times (as it is, mirrored, flipped,
+rotated: distinct files, so that no grouping merges them) to a temporary folder first: speed and memory
+depend on the number and size of images, not on what they show, and the shared sample has 120 of the
+release's 2481. ``--smoke`` shrinks everything to seconds (Keras runs eagerly: tracing
 its graphs would take most of a tiny run; ctframe's intervals take 20 resamples): its numbers mean nothing.
 """
 
@@ -177,6 +182,33 @@ def _smoke_folder(folder: Path) -> Path:
     return folder
 
 
+ORIENTATIONS = (
+    None,
+    "FLIP_LEFT_RIGHT",
+    "FLIP_TOP_BOTTOM",
+    "ROTATE_90",
+    "ROTATE_270",
+    "ROTATE_180",
+    "TRANSPOSE",
+    "TRANSVERSE",
+)
+
+
+def _copied_folder(root: Path, copies: int, folder: Path) -> Path:
+    """``root``'s class folders with each image written ``copies`` times, each in another orientation."""
+    from PIL import Image
+
+    for source in sorted(p for p in root.iterdir() if p.is_dir()):
+        (folder / source.name).mkdir(parents=True)
+        for file in sorted(f for f in source.iterdir() if f.is_file()):
+            with Image.open(file) as image:
+                image.load()
+                for index, name in enumerate(ORIENTATIONS[:copies]):
+                    turned = image if name is None else image.transpose(getattr(Image.Transpose, name))
+                    turned.save(folder / source.name / f"{file.stem} v{index}.png")
+    return folder
+
+
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="one sub-folder of images per class")
@@ -185,16 +217,28 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--initial-epochs", type=int, default=2)
     parser.add_argument("--finetuned-epochs", type=int, default=1)
-    parser.add_argument("--views", type=int, default=8, help="views per image of the augmentation bank")
+    parser.add_argument("--views", type=int, default=8, help="views per image of either bank")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="for every run")
-    parser.add_argument("--variants", default="keras,shipped,fp32,bank")
+    parser.add_argument(
+        "--variants", default="keras,shipped,fp32,bank", help="of keras,shipped,fp32,bank,prefixbank,banks"
+    )
+    parser.add_argument(
+        "--copies", type=int, default=1, choices=range(1, len(ORIENTATIONS) + 1), metavar="1-8",
+        help="each image this many times (other orientations), in a temporary folder",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks that it runs")
     args = parser.parse_args()
+    args.made = []  # folders this script wrote, removed at the end
     if args.smoke:
         args.root = _smoke_folder(Path(tempfile.mkdtemp(prefix="bench-study-smoke-")) / "images")
+        args.made.append(args.root.parent)
         args.arch, args.size, args.batch_size = "resnet50v2", 32, 4  # Keras's ResNetV2 needs >= 32 px
         args.initial_epochs, args.finetuned_epochs, args.views = 1, 1, 2
         args.threads = 1  # the test suite shares the cores: more threads than free cores only spin
+    args.source = args.root
+    if args.copies > 1:
+        args.made.append(Path(tempfile.mkdtemp(prefix="bench-study-copies-")))
+        args.root = _copied_folder(args.root, args.copies, args.made[-1] / "images")
     args.root = args.root.resolve()
     args.classes = sorted(p.name for p in args.root.iterdir() if p.is_dir())
     args.images = sum(1 for name in args.classes for f in (args.root / name).iterdir() if f.is_file())
@@ -242,13 +286,23 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
     print(f"study at equal epochs: {args.arch} at {args.size} px, batch {args.batch_size}, epochs "
           f"{args.initial_epochs} + {args.finetuned_epochs}, {args.images} images in "
-          f"{args.root}" + (" (smoke: numbers mean nothing)" * args.smoke))
+          f"{args.source}" + (f" ({args.copies} orientations of each)" if args.copies > 1 else "")
+          + (" (smoke: numbers mean nothing)" * args.smoke))
     variants = {
         "keras": lambda: keras_study(args, environment),
         "shipped": lambda: ctframe_study("ctframe as shipped", [], args, environment),
         "fp32": lambda: ctframe_study("ctframe fp32", ["trainer.precision=fp32"], args, environment),
         "bank": lambda: ctframe_study(
             "ctframe + augmentation bank", [f"trainer.augmentation_bank={args.views}"], args, environment
+        ),
+        "prefixbank": lambda: ctframe_study(
+            "ctframe + prefix bank", [f"trainer.prefix_bank={args.views}"], args, environment
+        ),
+        "banks": lambda: ctframe_study(
+            "ctframe + both banks",
+            [f"trainer.augmentation_bank={args.views}", f"trainer.prefix_bank={args.views}"],
+            args,
+            environment,
         ),
     }
     results = []
@@ -288,8 +342,8 @@ def main() -> None:
             outside = result.wall - sum(result.phase_seconds.get(p, 0) for p in PHASES)
             print(f"{result.name:30s} {'':11s} {'':11s} {'':11s} {phases}   outside fit: {outside:.1f}")
     print(f"load average after: {os.getloadavg()[0]:.1f} (a shared machine makes these numbers noisy)")
-    if args.smoke:  # the generated images
-        shutil.rmtree(Path(args.root).parent, ignore_errors=True)
+    for folder in args.made:  # the generated or copied images
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
