@@ -235,3 +235,19 @@ def test_a_toy_run_writes_both_levels(toy_site, toy_recipe, tmp_path, monkeypatc
     assert "toy_accuracy" in group["metrics"] and sum(map(sum, group["confusion"]["matrix"])) == 8
     assert group["unit"] == "patient"  # the dataset's word for its groups reaches metrics and console
     assert "Test metrics per patient (8 patients, mean of images)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("rule", "says"),
+    [
+        ({"method": "youden", "value": 0.6, "chosen_on": "val"}, "chosen on the validation groups (youden)"),
+        ({"method": "fixed", "value": 0.5, "chosen_on": None}, "threshold fixed, not chosen on data"),
+        ({"method": "argmax", "value": None, "chosen_on": None}, "the most probable class decides"),
+    ],
+)
+def test_the_report_says_how_the_group_threshold_was_set(rule, says):
+    from ctframe.report.sections.results import _group_level
+
+    level = {"unit": "patient", "groups": 4, "metrics": {}, "calibration": {}, "threshold": rule}
+    text = "\n".join(_group_level({"m": {"title": "M", "group_level": level}}))
+    assert says in text

@@ -99,7 +99,7 @@ def _group_level(models: dict[str, Any]) -> list[str]:
             f"({', '.join(f'{k} {v}' for k, v in counts.items())}), {sizes.get('min')} to {sizes.get('max')} "
             f"images each (median {sizes.get('median')}); probability = {how.get('method', '?')}"
             f"{f' ({parameter})' if parameter else ''} of the images' probabilities; intervals from "
-            f"{first.get('bootstrap', 'a bootstrap over groups')}; threshold chosen on validation groups."
+            f"{first.get('bootstrap', 'a bootstrap over groups')}; {_group_rule(first)}."
         ),
         html.table(["Model", *names.values(), "ECE", "Brier Score", "Threshold"], rows),
     ]
@@ -208,3 +208,13 @@ def external(run: RunArtifacts) -> str:
         )
         parts.append(html.table(["Model", "images", *names], rows))
     return "\n".join(parts)
+
+
+def _group_rule(level: dict) -> str:
+    """How the group threshold was set, as a model's group level in metrics.json records it."""
+    rule = level.get("threshold") or {}
+    if rule.get("chosen_on"):
+        return f"threshold chosen on the validation groups ({rule.get('method', '?')})"
+    if rule.get("method") == "argmax":
+        return "the most probable class decides (no threshold)"
+    return "threshold fixed, not chosen on data"
