@@ -51,6 +51,8 @@ class EpochRunner:
     train: BatchSource
     val: BatchSource
     backbone_frozen: bool
+    val_forward: Forward | None = None
+    """``val``'s inputs to logits when they are not ``train``'s kind (validation cached, training live)."""
 
     def run(
         self, state: PhaseState, seed: int, on_batch: Callable[[int, float], None] | None = None
@@ -84,7 +86,12 @@ class EpochRunner:
         distributed.share_buffers(model)  # rank 0's BatchNorm statistics: the model it saves
         model.eval()
         validation = evaluate(
-            self.forward, penalty, self.val, job.eval_batch_size, job.precision, job.context.device
+            self.val_forward or self.forward,
+            penalty,
+            self.val,
+            job.eval_batch_size,
+            job.precision,
+            job.context.device,
         )
         return result, validation
 
@@ -136,7 +143,38 @@ def build_runner(job: PhaseJob, model: Classifier, cleanup: contextlib.ExitStack
     # trainable parameters change
     trained = distributed.wrap(trainable)
     forward: Forward = trained if cached else model_forward(model, frozen, trained)
-    return EpochRunner(job, forward, train, val, frozen)
+    if cached:
+        return EpochRunner(job, forward, train, val, frozen)
+    val, val_forward = _cached_validation(job, model, val, trained, cleanup)
+    return EpochRunner(job, forward, train, val, frozen, val_forward)
+
+
+def _cached_validation(
+    job: PhaseJob, model: Classifier, val: ImageSource, trained: nn.Module, cleanup: contextlib.ExitStack
+) -> tuple[BatchSource, Forward | None]:
+    """Training augments and runs live, but validation never augments: what its frozen part computes is
+    the same every epoch, so it runs once (frozen backbone: features for the head; frozen prefix: its
+    activations for the suffix). The caches' own settings decide; ``val`` as it is when they are off."""
+    options, logger = job.options, job.context.logger
+    if backbone_is_frozen(model.backbone):
+        if options.feature_cache == "off":
+            return val, None
+        reduce = getattr(model.head, "reduce_features", None)
+        features, seconds = compute_features_shared(
+            model.backbone, val, job.eval_batch_size, job.precision, reduce
+        )
+        logger.info(f"{job.phase.key}: validation features of {len(features)} images, once: {seconds:.1f} s")
+        return features, trained
+    cut = frozen_prefix(model.backbone)
+    if cut is None or options.prefix_cache == "off":
+        return val, None
+    activations, seconds = _prefix_activations(job, cut, "val", val)
+    cleanup.callback(activations.close)
+    logger.info(
+        f"{job.phase.key}: validation through the frozen prefix (up to {cut.last_cached_layer}) once: "
+        f"{len(activations)} images, {human_size(activations.nbytes)}, {seconds:.1f} s"
+    )
+    return activations, SuffixClassifier(cut.suffix, model.head)
 
 
 def _prefix_cache(
@@ -144,20 +182,9 @@ def _prefix_cache(
 ) -> tuple[ActivationSource, ActivationSource]:
     """Phase 2 without augmentation: the frozen prefix's activations of train and val images."""
     folder = CACHE.path(job.run_path)
-    suffix = f"{distributed.rank()}.bin"  # every process computes (and maps) its own copy
-    made = [
-        build_activation_cache(
-            cut.prefix,
-            images,
-            job.eval_batch_size,
-            job.precision,
-            job.options.prefix_cache,
-            job.options.prefix_cache_dtype == "bf16",
-            folder / f"{job.phase.key}-prefix-{name}.{suffix}",
-        )
-        for name, images in (("train", train), ("val", val))
-    ]
-    (train_cache, train_seconds), (val_cache, val_seconds) = made
+    (train_cache, train_seconds), (val_cache, val_seconds) = (
+        _prefix_activations(job, cut, name, images) for name, images in (("train", train), ("val", val))
+    )
     shape = "x".join(map(str, train_cache.activations.shape[1:]))
     where = "in memory" if train_cache.path is None else f"in {folder}"
     job.context.logger.info(
@@ -168,6 +195,22 @@ def _prefix_cache(
         f"{train_seconds + val_seconds:.1f} s"
     )
     return train_cache, val_cache
+
+
+def _prefix_activations(
+    job: PhaseJob, cut: PrefixCut, name: str, images: ImageSource
+) -> tuple[ActivationSource, float]:
+    """The frozen prefix's activations of ``images`` where and how ``prefix_cache`` says, and seconds."""
+    suffix = f"{distributed.rank()}.bin"  # every process computes (and maps) its own copy
+    return build_activation_cache(
+        cut.prefix,
+        images,
+        job.eval_batch_size,
+        job.precision,
+        job.options.prefix_cache,
+        job.options.prefix_cache_dtype == "bf16",
+        CACHE.path(job.run_path) / f"{job.phase.key}-prefix-{name}.{suffix}",
+    )
 
 
 def _bank(

@@ -122,6 +122,25 @@ def test_auto_caches_without_augmentation_and_never_with_it(tmp_path, caplog) ->
     with caplog.at_level(logging.INFO, logger="ctframe.test"):
         _train(tmp_path, "augmented", augment=random_flip)
     assert "cached the frozen prefix" not in caplog.text  # augmented images differ every epoch
+    # validation is never augmented: its frozen parts run once in each phase
+    assert "initial: validation features of 16 images, once" in caplog.text
+    once = "finetuned: validation through the frozen prefix (up to conv4_block2_out) once: 16 images"
+    assert once in caplog.text
+
+
+def _histories(trained) -> np.ndarray:
+    return np.array([(r["train_loss"], r["val_loss"]) for model in trained for r in model.history])
+
+
+def test_validation_run_once_while_training_augments_gives_the_same_epochs(tmp_path, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="ctframe.test"):
+        once = _train(tmp_path, "once", augment=random_flip)
+    assert "validation features of 16 images, once" in caplog.text
+    live = _train(tmp_path, "live", augment=random_flip, feature_cache="off", prefix_cache="off")
+    # the training side is the same computation; validation differs by float rounding (folded per part)
+    np.testing.assert_allclose(_histories(once), _histories(live), rtol=FP32_FOLDED_RTOL)
+    for name, tensor in live[-1].state_dict.items():
+        torch.testing.assert_close(once[-1].state_dict[name], tensor, rtol=FP32_FOLDED_RTOL, atol=1e-5)
 
 
 def test_resuming_a_cached_phase_2_continues_exactly(tmp_path) -> None:
