@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 from ctframe_two_phase.features import compute_features
-from ctframe_two_phase.loops import ImageSource, epoch_batches, model_forward, set_train_mode, train_one_epoch
+from ctframe_two_phase.forwards import model_forward
+from ctframe_two_phase.loops import ImageSource, epoch_batches, set_train_mode, train_one_epoch
 from ctframe_two_phase.optimizer import KerasRMSprop
 from support.images import RandomImages
 

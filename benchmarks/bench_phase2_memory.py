@@ -30,7 +30,8 @@ import torch
 from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 from ctframe_resnet_v2.model import ResNetV2
 from ctframe_two_phase.activation_checkpointing import checkpointed, estimate_peak, trainable_segments
-from ctframe_two_phase.loops import ImageSource, epoch_batches, model_forward, set_train_mode, train_one_epoch
+from ctframe_two_phase.forwards import model_forward
+from ctframe_two_phase.loops import ImageSource, epoch_batches, set_train_mode, train_one_epoch
 from ctframe_two_phase.optimizer import KerasRMSprop
 from support.images import RandomImages
 

@@ -21,11 +21,11 @@ import time
 import torch
 from ctframe_dense_head.head import DenseHead, DenseHeadOptions
 from ctframe_resnet_v2.model import ResNetV2
+from ctframe_two_phase.forwards import model_forward
 from ctframe_two_phase.loops import (
     ImageSource,
     epoch_batches,
     evaluate,
-    model_forward,
     set_train_mode,
     train_one_epoch,
 )

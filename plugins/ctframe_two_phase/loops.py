@@ -17,7 +17,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ctframe import RecipeError
@@ -247,24 +246,6 @@ def evaluate(
     return Evaluation(
         losses / count + float(penalty()), correct / count, label_array, probability_array, tuple(ids)
     )
-
-
-def model_forward(model: nn.Module, backbone_frozen: bool, trained: nn.Module | None = None) -> Forward:
-    """Forward through backbone and head; a fully frozen backbone runs without building a graph.
-
-    ``trained`` is what the trainable part (the head when the backbone is frozen, else the model)
-    is called through: its DDP wrapper under torchrun."""
-    head = model.head if trained is None or not backbone_frozen else trained
-    whole = model if trained is None or backbone_frozen else trained
-
-    def forward(images: torch.Tensor) -> torch.Tensor:
-        if backbone_frozen:
-            with torch.no_grad():
-                features = model.backbone(images)
-            return head(features)
-        return whole(images)
-
-    return forward
 
 
 def set_train_mode(model: Classifier, backbone_frozen: bool, update_batchnorm: bool) -> None:

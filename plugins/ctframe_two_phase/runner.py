@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ctframe.api.training import Classifier, distributed
+from ctframe.api.training import Classifier, distributed, release_memory
 from ctframe_two_phase.activation_checkpointing import checkpoint_suffix
 from ctframe_two_phase.bank import BankSource, bank_views, build_bank, view_seed
 from ctframe_two_phase.checkpoints import seed_everything
 from ctframe_two_phase.features import backbone_is_frozen, compute_features_shared
+from ctframe_two_phase.forwards import frozen_pass, model_forward
 from ctframe_two_phase.loops import (
     BatchSource,
     EpochResult,
@@ -23,7 +24,6 @@ from ctframe_two_phase.loops import (
     ImageSource,
     epoch_batches,
     evaluate,
-    model_forward,
     rank_batches,
     set_train_mode,
     train_one_epoch,
@@ -137,20 +137,35 @@ def build_runner(job: PhaseJob, model: Classifier, cleanup: contextlib.ExitStack
             cleanup.callback(train.close)
             cleanup.callback(val.close)
             trainable, cached = SuffixClassifier(cut.suffix, model.head), True
+    live_prefix = None  # phase 2 on live images: the frozen prefix without a graph, then what trains
+    if not frozen and not cached and (cut := frozen_prefix(model.backbone)) is not None:
+        live_prefix = nn.Sequential(*(segment.module for segment in cut.prefix))
+        trainable = SuffixClassifier(cut.suffix, model.head)
+    val_forward = None
+    if not cached:
+        val, val_forward = _cached_validation(job, model, val, cleanup)
+    # the passes above ran at the evaluation batch size: their freed blocks fit training's badly (the
+    # fp32 study run's phase 2 peaked 0.1-0.2 GB higher with them kept)
+    release_memory()
     if not frozen:  # the probe of "auto" runs the model itself, not its DDP wrapper
-        checkpoint_suffix(job, model, trainable if cached else model_forward(model, frozen), train, cleanup)
+        probe = trainable if cached else _forward(model, frozen, live_prefix, trainable)
+        checkpoint_suffix(job, model, probe, train, cleanup)
     # DDP under torchrun (the module itself otherwise), wrapped again in every phase because the
     # trainable parameters change
     trained = distributed.wrap(trainable)
-    forward: Forward = trained if cached else model_forward(model, frozen, trained)
-    if cached:
-        return EpochRunner(job, forward, train, val, frozen)
-    val, val_forward = _cached_validation(job, model, val, trained, cleanup)
+    forward: Forward = trained if cached else _forward(model, frozen, live_prefix, trained)
     return EpochRunner(job, forward, train, val, frozen, val_forward)
 
 
+def _forward(model: Classifier, frozen: bool, live_prefix: nn.Module | None, trained: nn.Module) -> Forward:
+    """Images to logits through ``trained``: after the frozen prefix run in chunks, or the whole model."""
+    if live_prefix is None:
+        return model_forward(model, frozen, trained)
+    return lambda images: trained(frozen_pass(live_prefix, images))
+
+
 def _cached_validation(
-    job: PhaseJob, model: Classifier, val: ImageSource, trained: nn.Module, cleanup: contextlib.ExitStack
+    job: PhaseJob, model: Classifier, val: ImageSource, cleanup: contextlib.ExitStack
 ) -> tuple[BatchSource, Forward | None]:
     """Training augments and runs live, but validation never augments: what its frozen part computes is
     the same every epoch, so it runs once (frozen backbone: features for the head; frozen prefix: its
@@ -164,7 +179,7 @@ def _cached_validation(
             model.backbone, val, job.eval_batch_size, job.precision, reduce
         )
         logger.info(f"{job.phase.key}: validation features of {len(features)} images, once: {seconds:.1f} s")
-        return features, trained
+        return features, model.head  # validation needs no DDP wrapper: no gradients to share
     cut = frozen_prefix(model.backbone)
     if cut is None or options.prefix_cache == "off":
         return val, None
