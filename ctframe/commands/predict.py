@@ -17,6 +17,7 @@ from ctframe.commands.shared import (
     OnBadImage,
     app,
 )
+from ctframe.registry.settings import PREDICTION_BATCH
 
 
 @app.command()
@@ -28,7 +29,7 @@ def predict(
     ] = Path("predictions.csv"),
     key: ModelKey = None,
     on_bad_image: OnBadImage = "error",
-    batch_size: BatchSize = 32,
+    batch_size: BatchSize = PREDICTION_BATCH,
     groups: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(

@@ -83,6 +83,11 @@ class ConformalSettings(Options):
     )
 
 
+PREDICTION_BATCH = 16
+"""Images per prediction step for a run's evaluation, ``evaluate`` and ``predict`` alike, so that a model
+file predicts the very numbers its run reported (a batch size changes float rounding)."""
+
+
 class EvaluationSettings(Options):
     """The ``[evaluation]`` section: threshold choice, bootstrap confidence intervals, calibration bins and
     how predictions are computed."""
@@ -164,7 +169,7 @@ class EvaluationSettings(Options):
         "gives the same numbers on every CPU, whatever the training precision",
     )
     batch_size: int = Field(
-        16,
+        PREDICTION_BATCH,
         ge=1,
         description="images per prediction step: larger batches raise peak memory, not speed, on a CPU "
         "(ResNet101V2 at 224 px in fp32: about 20 MB per image)",

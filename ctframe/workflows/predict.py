@@ -20,6 +20,7 @@ from ctframe.evaluation.group_rule import rule_of
 from ctframe.evaluation.outputs import write_predictions_csv
 from ctframe.evaluation.results import EvaluationData
 from ctframe.registry.plugins import Registry, get_registry
+from ctframe.registry.settings import PREDICTION_BATCH
 from ctframe.runtime.inference import predict_with_progress, read_files
 from ctframe.runtime.loading import load_model
 from ctframe.runtime.predict import PredictSettings
@@ -60,7 +61,7 @@ def predict_files(
     *,
     model_key: str | None = None,
     on_bad_image: str = "error",
-    batch_size: int = 32,
+    batch_size: int = PREDICTION_BATCH,
     precision: str = "fp32",
     device: str = "cpu",
     groups: Path | None = None,

@@ -23,6 +23,7 @@ from ctframe.evaluation.conformal import ConformalRule
 from ctframe.evaluation.decision import predicted_labels
 from ctframe.registry.plugins import Registry, get_registry
 from ctframe.registry.recipe import Recipe, load_recipe
+from ctframe.registry.settings import PREDICTION_BATCH
 from ctframe.runtime.inference import predict_with_progress, read_files
 from ctframe.runtime.loading import LoadedModel
 from ctframe.runtime.loading import load_model as load_checked
@@ -103,7 +104,9 @@ class Model(LoadedModel):
 
     registry: Registry | None = field(default=None, repr=False, compare=False)
 
-    def predict(self, images_or_paths: Any, *, batch_size: int = 32, on_bad_image: str = "error") -> Answer:
+    def predict(
+        self, images_or_paths: Any, *, batch_size: int = PREDICTION_BATCH, on_bad_image: str = "error"
+    ) -> Answer:
         """Probabilities, decisions and conformal sets for files and folders (a path or a list of them,
         read by the model's own dataset reader), or for uint8 arrays already in the model's input form."""
         info = self.info
