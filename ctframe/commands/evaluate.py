@@ -58,11 +58,11 @@ def evaluate_command(
     """Evaluate every model of a run on external labelled data, at each model's stored threshold."""
     from ctframe.storage.layout import EXTERNAL_EVALUATION
     from ctframe.storage.outputs import claim_folder, plain_name, replacing
-    from ctframe.workflows.external import _folder_name, evaluate_external
+    from ctframe.workflows.external import evaluate_external, evaluation_folder_name
 
     # claimed before any image is read; with --force the old results go only once the new ones stand
     target = EXTERNAL_EVALUATION.path(
-        run_dir, _folder_name(None if name is None else plain_name(name, "--name"), data)
+        run_dir, evaluation_folder_name(None if name is None else plain_name(name, "--name"), data)
     )
     claim_folder(target, force=force, option="--name", owned=(EXTERNAL_EVALUATION,))
     with replacing(target, run_dir / f".replaced-external-{target.name}"):

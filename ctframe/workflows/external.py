@@ -51,7 +51,7 @@ def _default_name(data: Path) -> str:
     return re.sub(r"[^\w.-]+", "-", stem).strip("-") or "external"
 
 
-def _folder_name(name: str | None, data: Path) -> str:
+def evaluation_folder_name(name: str | None, data: Path) -> str:
     """The folder under ``RUN/external/`` the results go to: ``name``, else one made from ``data``."""
     name = name or _default_name(data)
     if "/" in name or "\\" in name or name in (".", ".."):  # one folder under RUN/external/
@@ -191,7 +191,7 @@ def evaluate_external(
     first = infos[0]
     mapping = parse_class_map(class_map)
     data = Path(data)
-    name = _folder_name(name, data)
+    name = evaluation_folder_name(name, data)
     if data.suffix == ".toml":
         external = dataset_file_set(first, data, mapping, registry, recipe.run.seed, logger)
     else:
