@@ -13,6 +13,7 @@ from ctframe.registry.plugins import PLUGINS_ENV, clear_registry_cache
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+QUICKSTART_PLUGINS = "folder_split,resnet_v2,dense_head,two_phase,classification_metrics"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -29,6 +30,24 @@ def _fresh_registry():
     clear_registry_cache()
     yield
     clear_registry_cache()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): two
+    threads on the shared 2-core box spin against each other, and one does the same arithmetic every run."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def quickstart_plugins(monkeypatch):
+    """Only the quick start's plugins, whatever else is installed."""
+    monkeypatch.setenv(PLUGINS_ENV, QUICKSTART_PLUGINS)
 
 
 def install_distribution(site: Path, module_source: Path, name: str, entry_point: str) -> Path:

@@ -19,12 +19,7 @@ from tests.plugins.two_phase.test_trainer_toys import run_resume_scenario
 TOYS = TESTS / "plugins" / "two_phase" / "test_trainer_toys.py"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the subprocesses use one thread too: same arithmetic, same bits
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the subprocesses use one thread too: same bits
 
 
 def _start(run_dir: Path, mode: str, log: Path) -> subprocess.Popen:

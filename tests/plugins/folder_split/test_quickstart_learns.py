@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from ctframe_folder_split.demo import generate_demo_data
 
 from ctframe.registry.recipe import load_recipe
@@ -22,14 +21,7 @@ PER_CLASS = 200  # the full quick start: 240 per class at 64 px
 SIZE = 48
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    plugins = "folder_split,resnet_v2,dense_head,two_phase,classification_metrics"
-    monkeypatch.setenv("CTFRAME_PLUGINS", plugins)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "quickstart_plugins")
 
 
 def quickstart_metrics(tmp_path, per_class: int = PER_CLASS, size: int = SIZE, extra: tuple = ()) -> dict:

@@ -31,14 +31,9 @@ from tests.plugins.two_phase.test_trainer_toys import (
     make_trainer,
     random_flip,
 )
+from tests.plugins.two_phase.test_trainer_two_phase import _InterruptedImages
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # faster on a shared box, and the same arithmetic every run
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _phase_one(**options) -> dict:
@@ -160,20 +155,6 @@ def test_format_1_resume_points_still_load_as_rmsprop(tmp_path):
     assert checkpoints.load(path)["optimizer_name"] == "rmsprop"
 
 
-class _Interrupted(ToyImages):
-    """Raises KeyboardInterrupt (as Ctrl-C would) after ``limit`` item reads."""
-
-    def __init__(self, limit: int):
-        super().__init__(32, 1, prefix="train")
-        self.reads, self.limit = 0, limit
-
-    def __getitem__(self, index: int):
-        self.reads += 1
-        if self.reads > self.limit:
-            raise KeyboardInterrupt
-        return super().__getitem__(index)
-
-
 def test_resume_mid_phase_is_bit_exact_for_adamw_with_cosine(tmp_path):
     """From scratch (images every epoch), AdamW with warm-up and cosine: interrupted in phase 1's third
     epoch and resumed, the run ends with the same weights and history as one that never stopped."""
@@ -184,7 +165,7 @@ def test_resume_mid_phase_is_bit_exact_for_adamw_with_cosine(tmp_path):
 
     reference = fit(trainer(), make_model(), make_splits(augment=random_flip), make_context(tmp_path / "ref"))
     data = make_splits(augment=random_flip)
-    interrupted = type(data)(**{**data.__dict__, "train": _Interrupted(limit=2 * 32 + 10)})
+    interrupted = type(data)(**{**data.__dict__, "train": _InterruptedImages(limit=2 * 32 + 10)})
     with pytest.raises(KeyboardInterrupt):
         fit(trainer(), make_model(), interrupted, make_context(tmp_path / "run"))
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "initial_last.pt")["epoch"] == 1

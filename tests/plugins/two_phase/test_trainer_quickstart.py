@@ -6,21 +6,12 @@ import csv
 import json
 
 import pytest
-import torch
 
 from ctframe.registry.recipe import load_recipe
 from ctframe.workflows.engine import start_run
 from tests.conftest import REPO
 
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    plugins = "folder_split,resnet_v2,dense_head,two_phase,classification_metrics"
-    monkeypatch.setenv("CTFRAME_PLUGINS", plugins)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "quickstart_plugins")
 
 
 def test_quickstart_recipe_trains_both_phases_and_evaluates(tmp_path):

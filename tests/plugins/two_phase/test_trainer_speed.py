@@ -27,13 +27,7 @@ from tests.plugins.two_phase.test_trainer_toys import (
 )
 from tests.tolerances import FP32_FOLDED_RTOL
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # deterministic and faster on the shared 2-core box
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _losses(trained) -> np.ndarray:

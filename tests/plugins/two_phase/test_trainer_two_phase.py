@@ -35,14 +35,7 @@ from tests.plugins.two_phase.test_trainer_toys import (
 )
 from tests.tolerances import BF16_PROBABILITY_ATOL
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a shared 2-core box spin against each other; one is faster and deterministic.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _changed(before: dict, after: dict, prefix: str) -> set[str]:
